@@ -1,0 +1,138 @@
+// The taproot command line: serve, import, version.
+#include <CLI/CLI.hpp>
+#include <cstdio>
+#include <thread>
+
+#include "api/engine.h"
+#include "common/log.h"
+#include "fhir/model.h"
+#include "fhirpath_cmd.h"
+#include "importer/importer.h"
+#include "serve.h"
+#include "store/store.h"
+
+namespace taproot {
+const char* GitCommit();  // generated at build time (cmake/git_commit.cmake)
+}  // namespace taproot
+
+using namespace taproot;
+
+int main(int argc, char** argv) {
+  CLI::App cli{"Taproot: a FHIR R4 health and care record exchange"};
+  cli.require_subcommand(1);
+  cli.fallthrough();  // global options may also follow the subcommand
+  std::string log_level = "info";
+  cli.add_option("--log-level", log_level, "debug, info, warn, error or off")
+      ->check(CLI::IsMember({"debug", "info", "warn", "error", "off"}));
+
+  app::ServeOptions serve;
+  auto* serve_cmd = cli.add_subcommand("serve", "Serve the FHIR REST API over HTTP");
+  serve_cmd->add_option("--data", serve.data_dir, "Store directory (created if missing)")
+      ->capture_default_str();
+  serve_cmd->add_option("--listen", serve.listen, "HOST:PORT to listen on (port 0: any free port)")
+      ->capture_default_str();
+  serve_cmd->add_option("--threads", serve.threads, "I/O threads (default: one per core)");
+  serve_cmd->add_option("--workers", serve.workers, "Request worker threads")
+      ->capture_default_str();
+  serve_cmd
+      ->add_option("--max-body-mb", serve.max_body_mb, "Largest request body accepted (413 beyond)")
+      ->capture_default_str();
+  serve_cmd->add_option("--demo", serve.demo_dir,
+                        "Load the files in this directory when the store is new");
+  serve_cmd->add_option("--port-file", serve.port_file,
+                        "Write the bound port to this file once listening");
+  bool no_access_log = false;
+  serve_cmd->add_flag("--no-access-log", no_access_log, "Do not log one line per request");
+  bool unsafe_no_sync = false;
+  serve_cmd->add_flag("--unsafe-no-sync", unsafe_no_sync,
+                      "Do not fsync commits (benchmarks only: acknowledged writes can be lost)");
+
+  std::string import_data, import_server;
+  std::vector<std::string> import_paths;
+  int import_threads = static_cast<int>(std::max(2u, std::thread::hardware_concurrency()));
+  bool no_progress = false;
+  auto* import_cmd = cli.add_subcommand(
+      "import", "Load Bundles, NDJSON and resources into a store (--data) or a server (--server)");
+  auto* data_opt =
+      import_cmd->add_option("--data", import_data, "Store directory (offline import)");
+  auto* server_opt = import_cmd->add_option("--server", import_server,
+                                            "FHIR base URL, e.g. http://127.0.0.1:8080/fhir");
+  data_opt->excludes(server_opt);
+  import_cmd->add_option("--threads", import_threads, "Files loaded at once")
+      ->capture_default_str();
+  import_cmd->add_flag("--no-progress", no_progress, "Do not show a progress display");
+  import_cmd->add_option("paths", import_paths, "Files or directories (.json, .ndjson, .zst)")
+      ->required();
+
+  app::FhirPathOptions fp;
+  auto* fhirpath_cmd = cli.add_subcommand(
+      "fhirpath", "Evaluate a FHIRPath expression and print the result collection as JSON");
+  fhirpath_cmd->add_option("--input", fp.input, "A FHIR resource in JSON");
+  fhirpath_cmd->add_flag("--typed", fp.typed, "Print each item as {\"type\": T, \"value\": V}");
+  fhirpath_cmd->add_flag("--batch", fp.batch,
+                         "Read JSON lines {\"expression\", \"input\", \"mode\"} on stdin and "
+                         "write one result line each");
+  fhirpath_cmd->add_option("expression", fp.expression, "The FHIRPath expression");
+
+  auto* version_cmd = cli.add_subcommand("version", "Print the version");
+
+  CLI11_PARSE(cli, argc, argv);
+  static const std::map<std::string, LogLevel> kLevels = {{"debug", LogLevel::kDebug},
+                                                          {"info", LogLevel::kInfo},
+                                                          {"warn", LogLevel::kWarn},
+                                                          {"error", LogLevel::kError},
+                                                          {"off", LogLevel::kOff}};
+  SetLogLevel(kLevels.at(log_level));
+
+  if (version_cmd->parsed()) {
+    std::printf("taproot %s (commit %s, FHIR 4.0.1)\n", TAPROOT_VERSION, GitCommit());
+    return 0;
+  }
+  if (fhirpath_cmd->parsed()) {
+    if (!fp.batch && fp.expression.empty()) {
+      std::fprintf(stderr, "fhirpath: give an EXPRESSION, or --batch\n");
+      return 2;
+    }
+    return app::RunFhirPath(fp);
+  }
+  if (serve_cmd->parsed()) {
+    serve.access_log = !no_access_log;
+    serve.sync = !unsafe_no_sync;
+    int rc = app::Serve(serve);
+    FlushLogs();
+    return rc;
+  }
+  if (import_cmd->parsed()) {
+    if (import_data.empty() && import_server.empty()) {
+      std::fprintf(stderr, "import: give --data DIR (offline) or --server URL\n");
+      return 2;
+    }
+    importer::ImportOptions io;
+    io.threads = import_threads;
+    io.progress = !no_progress;
+    Result<importer::ImportSummary> summary = Status::Internal("not run");
+    if (!import_server.empty()) {
+      auto sink = importer::MakeHttpSink(import_server);
+      summary = importer::Import(import_paths, *sink, io);
+    } else {
+      store::SqliteOptions so;
+      so.dir = import_data;
+      auto store = store::OpenSqliteStore(so);
+      if (!store.ok()) {
+        std::fprintf(stderr, "import: %s\n", store.status().ToString().c_str());
+        return 1;
+      }
+      api::Engine engine(**store, fhir::R4());
+      auto sink = importer::MakeEngineSink(engine);
+      summary = importer::Import(import_paths, *sink, io);
+      (*store)->Close();
+    }
+    if (!summary.ok()) {
+      std::fprintf(stderr, "import: %s\n", summary.status().ToString().c_str());
+      return 1;
+    }
+    std::printf("%s\n", summary->ToString().c_str());
+    return summary->failures == 0 ? 0 : 3;
+  }
+  return 0;
+}

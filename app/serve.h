@@ -1,0 +1,24 @@
+// `taproot serve`: FHIR over HTTP. Glues the HTTP server to the REST engine: the /fhir base,
+// /healthz and /readyz, X-Request-ID, _pretty, access logging, demo data on first start, and a
+// graceful stop on SIGTERM/SIGINT.
+#pragma once
+
+#include <string>
+
+namespace taproot::app {
+
+struct ServeOptions {
+  std::string data_dir = "./data";
+  std::string listen = "127.0.0.1:8080";
+  int threads = 0;  // I/O threads; 0: one per core
+  int workers = 64;
+  size_t max_body_mb = 64;
+  std::string demo_dir;   // loaded when the store is new
+  std::string port_file;  // written with the bound port once listening (for tests)
+  bool access_log = true;
+  bool sync = true;
+};
+
+int Serve(const ServeOptions& options);
+
+}  // namespace taproot::app

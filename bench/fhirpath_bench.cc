@@ -1,0 +1,53 @@
+// FHIRPath evaluations per second over the Synthea bundles, one line of JSON per expression
+// class (bench/fhirpath/expressions.json), to set beside fhirpath.js (bench/run-fhirpath.sh).
+//   build/taproot_fhirpath_bench build/fixtures/bundles [seconds]
+#include <boost/json.hpp>
+#include <chrono>
+#include <cstdio>
+#include <filesystem>
+
+#include "common/files.h"
+#include "common/json.h"
+#include "fhirpath/engine.h"
+
+using namespace taproot;
+
+int main(int argc, char** argv) {
+  if (argc < 2) {
+    std::fprintf(stderr, "usage: %s BUNDLE_DIR [seconds]\n", argv[0]);
+    return 2;
+  }
+  double seconds = argc > 2 ? std::atof(argv[2]) : 3;
+  std::vector<json::value> bundles;
+  for (auto& e : std::filesystem::directory_iterator(argv[1])) {
+    if (e.path().extension() == ".json")
+      bundles.push_back(*ParseJson(ReadFileText(e.path().string())));
+  }
+  auto exprs =
+      ParseJson(ReadFileText(std::string(TAPROOT_SOURCE_DIR) + "/bench/fhirpath/expressions.json"));
+  for (const auto& e : exprs->as_array()) {
+    std::string text(e.at("expression").as_string());
+    auto compiled = fhirpath::Compile(text);
+    if (!compiled.ok()) {
+      std::fprintf(stderr, "%s: %s\n", text.c_str(), compiled.status().message().c_str());
+      return 1;
+    }
+    int64_t evaluations = 0, results = 0;
+    auto start = std::chrono::steady_clock::now();
+    double elapsed = 0;
+    while (elapsed < seconds) {
+      for (const auto& b : bundles) {
+        auto r = (*compiled)->Evaluate(b);
+        if (r.ok()) results += static_cast<int64_t>(r->size());
+      }
+      evaluations += static_cast<int64_t>(bundles.size());
+      elapsed = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+    }
+    std::printf(
+        "{\"engine\":\"taproot\",\"class\":\"%s\",\"evaluations_per_second\":%.1f,"
+        "\"results_per_evaluation\":%.3f}\n",
+        std::string(e.at("class").as_string()).c_str(), evaluations / elapsed,
+        static_cast<double>(results) / evaluations);
+  }
+  return 0;
+}

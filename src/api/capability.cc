@@ -1,0 +1,72 @@
+// The CapabilityStatement: generated from what the engine implements and from the model, so it
+// lists exactly what works.
+#include "api/capability.h"
+
+#include <boost/json.hpp>
+
+#include "common/clock.h"
+#include "search/indexer.h"
+
+namespace taproot::api {
+
+std::string BuildCapabilityStatement(const fhir::Model& model, const std::string& software) {
+  json::array resources;
+  for (const std::string& type : model.ResourceTypes()) {
+    json::array interactions;
+    for (const char* code : {"read", "vread", "update", "patch", "delete", "history-instance",
+                             "history-type", "create", "search-type"}) {
+      interactions.push_back(json::object{{"code", code}});
+    }
+    json::array params;
+    params.push_back(
+        json::object{{"name", "_id"},
+                     {"type", "token"},
+                     {"definition", "http://hl7.org/fhir/SearchParameter/Resource-id"}});
+    params.push_back(
+        json::object{{"name", "_lastUpdated"},
+                     {"type", "date"},
+                     {"definition", "http://hl7.org/fhir/SearchParameter/Resource-lastUpdated"}});
+    if (search::HasTokenParam(model, type, "identifier")) {
+      params.push_back(json::object{{"name", "identifier"}, {"type", "token"}});
+    }
+    resources.push_back(json::object{
+        {"type", type},
+        {"profile", "http://hl7.org/fhir/StructureDefinition/" + type},
+        {"interaction", std::move(interactions)},
+        {"versioning", "versioned-update"},
+        {"readHistory", true},
+        {"updateCreate", true},
+        {"conditionalCreate", true},
+        {"conditionalRead", "not-supported"},
+        {"conditionalUpdate", true},
+        {"conditionalDelete", "single"},
+        {"searchParam", std::move(params)},
+    });
+  }
+  json::object rest{
+      {"mode", "server"},
+      {"resource", std::move(resources)},
+      {"interaction",
+       json::array{json::object{{"code", "transaction"}}, json::object{{"code", "batch"}},
+                   json::object{{"code", "history-system"}},
+                   json::object{{"code", "search-system"}}}},
+      {"searchParam", json::array{json::object{{"name", "_id"}, {"type", "token"}},
+                                  json::object{{"name", "_lastUpdated"}, {"type", "date"}}}},
+  };
+  json::object cs{
+      {"resourceType", "CapabilityStatement"},
+      {"status", "active"},
+      {"date", FormatInstant(NowMicros()).substr(0, 10)},
+      {"publisher", "Taproot"},
+      {"kind", "instance"},
+      {"software", json::object{{"name", software}, {"version", TAPROOT_VERSION}}},
+      {"implementation", json::object{{"description", "Taproot FHIR R4 server"}}},
+      {"fhirVersion", "4.0.1"},
+      {"format", json::array{"application/fhir+json", "application/json"}},
+      {"patchFormat", json::array{"application/json-patch+json"}},
+      {"rest", json::array{std::move(rest)}},
+  };
+  return json::serialize(cs);
+}
+
+}  // namespace taproot::api

@@ -1,0 +1,448 @@
+#include "api/engine.h"
+
+#include <boost/json.hpp>
+
+#include "api/bundle.h"
+#include "api/capability.h"
+#include "api/history.h"
+#include "api/internal.h"
+#include "api/outcome.h"
+#include "common/clock.h"
+#include "common/ids.h"
+#include "fhir/primitives.h"
+#include "search/query.h"
+
+namespace taproot::api {
+
+using internal::OpResult;
+using internal::Ops;
+
+namespace {
+
+std::vector<std::string> SplitPath(const std::string& path) {
+  std::vector<std::string> parts;
+  size_t start = 0;
+  while (start < path.size()) {
+    size_t slash = path.find('/', start);
+    if (slash == std::string::npos) slash = path.size();
+    if (slash > start) parts.push_back(path.substr(start, slash - start));
+    start = slash + 1;
+  }
+  return parts;
+}
+
+bool Contains(const std::string& haystack, std::string_view needle) {
+  return haystack.find(needle) != std::string::npos;
+}
+
+FhirResponse JsonResponse(int status, std::string body) {
+  FhirResponse r;
+  r.status = status;
+  r.body = std::move(body);
+  return r;
+}
+
+// Content negotiation: JSON only. XML asked for explicitly is refused with 406/415.
+Status CheckFormats(const FhirRequest& req) {
+  if (const std::string* f = req.Query("_format")) {
+    if (!(*f == "json" || *f == "application/json" || *f == "application/fhir+json" ||
+          Contains(*f, "json"))) {
+      return Status::Make(StatusCode::kNotAcceptable,
+                          "_format '" + *f +
+                              "' is not supported; this server speaks JSON "
+                              "(application/fhir+json)");
+    }
+  } else {
+    const std::string& accept = req.Header("accept");
+    if (!accept.empty() && !Contains(accept, "json") && !Contains(accept, "*/*") &&
+        !Contains(accept, "application/*")) {
+      return Status::Make(StatusCode::kNotAcceptable,
+                          "Accept '" + accept +
+                              "' cannot be met; this server speaks JSON "
+                              "(application/fhir+json)");
+    }
+  }
+  if (!req.body.empty()) {
+    const std::string& ct = req.Header("content-type");
+    bool form = Contains(ct, "application/x-www-form-urlencoded");
+    if (!ct.empty() && !Contains(ct, "json") && !form) {
+      return Status::Make(StatusCode::kUnsupportedMedia, "Content-Type '" + ct +
+                                                             "' is not supported; send "
+                                                             "application/fhir+json");
+    }
+  }
+  return Status::Ok();
+}
+
+}  // namespace
+
+class Engine::Impl {
+ public:
+  Impl(store::Store& store, const fhir::Model& model, EngineOptions options)
+      : store_(store), model_(model), options_(std::move(options)), ops_(model) {
+    capability_ = BuildCapabilityStatement(model_, options_.software_name);
+  }
+
+  FhirResponse Handle(const RequestContext& ctx, const FhirRequest& req) {
+    FhirResponse res = Dispatch(ctx, req);
+    // A client that asks for plain JSON (and not FHIR JSON) gets that media type back.
+    const std::string* format = req.Query("_format");
+    const std::string& accept = req.Header("accept");
+    bool plain = format ? (*format == "json" || *format == "application/json")
+                        : (Contains(accept, "application/json") && !Contains(accept, "fhir+json"));
+    if (plain) res.content_type = "application/json; charset=utf-8";
+    return res;
+  }
+
+  FhirResponse Dispatch(const RequestContext& ctx, const FhirRequest& req) {
+    if (Status st = CheckFormats(req); !st.ok()) return ErrorResponse(st);
+    std::vector<std::string> parts = SplitPath(req.path);
+    const std::string& m = req.method;
+    if (m == "GET" || m == "HEAD") {
+      if (parts.size() == 1 && parts[0] == "metadata") return JsonResponse(200, capability_);
+      FhirResponse res;
+      auto route = [&](store::ReadView& view) -> Status {
+        res = RouteGet(view, ctx, req);
+        return Status::Ok();
+      };
+      // read and vread are one query each; everything else needs a snapshot.
+      bool one_query = (parts.size() == 2 && parts[1] != "_history") ||
+                       (parts.size() == 4 && parts[2] == "_history");
+      Status st = one_query ? store_.ReadStatement(route) : store_.Read(route);
+      if (!st.ok()) return ErrorResponse(st);
+      return res;
+    }
+    if (m == "POST" && parts.size() == 2 && parts[1] == "_search") {
+      return SearchPost(ctx, req, parts[0]);
+    }
+    if (m == "POST" && parts.size() == 1 && parts[0] == "_search") {
+      return SearchPost(ctx, req, "");
+    }
+    if (m == "POST" || m == "PUT" || m == "PATCH" || m == "DELETE") return Write(ctx, req, parts);
+    return ErrorResponse(
+        Status::Make(StatusCode::kMethodNotAllowed, "method " + m + " is not supported"));
+  }
+
+  const std::string& capability() const { return capability_; }
+
+ private:
+  Status CheckType(const std::string& type) const {
+    if (model_.FindResource(type)) return Status::Ok();
+    return Status::Make(StatusCode::kNotFound,
+                        "'" + type.substr(0, 64) + "' is not an R4 resource type", {},
+                        "not-supported");
+  }
+
+  FhirResponse ReadResponse(const FhirRequest& req, Result<OpResult> r) {
+    if (!r.ok()) {
+      FhirResponse err = ErrorResponse(r.status());
+      return err;
+    }
+    FhirResponse res;
+    res.status = 200;
+    std::string etag = internal::ETag(r->version);
+    res.SetHeader("ETag", etag);
+    res.SetHeader("Last-Modified", FormatHttpDate(r->last_updated));
+    const std::string& inm = req.Header("if-none-match");
+    if (!inm.empty() && (inm == etag || inm == "\"" + std::to_string(r->version) + "\"")) {
+      res.status = 304;
+      return res;
+    }
+    res.body = std::move(r->json);
+    return res;
+  }
+
+  // GETs against a view; also used for GET entries inside a Bundle.
+  FhirResponse RouteGet(store::ReadView& view, const RequestContext& ctx, const FhirRequest& req) {
+    std::vector<std::string> parts = SplitPath(req.path);
+    size_t n = parts.size();
+    if (n == 0) return Search(view, ctx, req, "", req.query);
+    if (n == 1 && parts[0] == "_history") return History(view, ctx, req, "", "");
+    if (n == 1 && parts[0] == "metadata") return JsonResponse(200, capability_);
+    if (Status st = CheckType(parts[0]); !st.ok()) return ErrorResponse(st);
+    const std::string& type = parts[0];
+    if (n == 1) return Search(view, ctx, req, type, req.query);
+    if (n == 2 && parts[1] == "_history") return History(view, ctx, req, type, "");
+    if (n == 2) return ReadResponse(req, ops_.Read(view, type, parts[1]));
+    if (n == 3 && parts[2] == "_history") return History(view, ctx, req, type, parts[1]);
+    if (n == 4 && parts[2] == "_history") {
+      auto v = internal::ParseETagVersion(parts[3]);
+      if (!v.ok()) return ErrorResponse(Status::NotFound("'" + parts[3] + "' is not a version"));
+      return ReadResponse(req, ops_.VRead(view, type, parts[1], *v));
+    }
+    return ErrorResponse(Status::NotFound("no such endpoint: " + req.path));
+  }
+
+  FhirResponse History(store::ReadView& view, const RequestContext& ctx, const FhirRequest& req,
+                       const std::string& type, const std::string& id) {
+    if (!id.empty()) {
+      auto current = view.ReadCurrent(type, id);
+      if (!current.ok()) return ErrorResponse(current.status());
+      if (!*current) return ErrorResponse(Status::NotFound(type + "/" + id + " is not known"));
+    }
+    auto bundle = internal::HistoryBundle(view, ctx, req, type, id);
+    if (!bundle.ok()) return ErrorResponse(bundle.status());
+    return JsonResponse(200, std::move(bundle).value());
+  }
+
+  FhirResponse Search(store::ReadView& view, const RequestContext& ctx, const FhirRequest& req,
+                      const std::string& type, const Params& params) {
+    auto bundle = internal::SearchBundle(view, model_, ctx, req, type, params);
+    if (!bundle.ok()) return ErrorResponse(bundle.status());
+    return JsonResponse(200, std::move(bundle).value());
+  }
+
+  FhirResponse SearchPost(const RequestContext& ctx, const FhirRequest& req,
+                          const std::string& type) {
+    if (!type.empty()) {
+      if (Status st = CheckType(type); !st.ok()) return ErrorResponse(st);
+    }
+    if (!Contains(req.Header("content-type"), "application/x-www-form-urlencoded")) {
+      return ErrorResponse(Status::Make(StatusCode::kUnsupportedMedia,
+                                        "_search by POST needs an "
+                                        "application/x-www-form-urlencoded body"));
+    }
+    auto form = search::ParseQueryString(req.body);
+    if (!form.ok()) return ErrorResponse(form.status());
+    Params params = req.query;
+    params.insert(params.end(), form->begin(), form->end());
+    FhirResponse res;
+    Status st = store_.Read([&](store::ReadView& view) -> Status {
+      res = Search(view, ctx, req, type, params);
+      return Status::Ok();
+    });
+    return st.ok() ? res : ErrorResponse(st);
+  }
+
+  // Every write goes through here: one store transaction, with the X-Request-ID log checked and
+  // written inside it, so a retried request is answered from the log and applied once.
+  FhirResponse Write(const RequestContext& ctx, const FhirRequest& req,
+                     const std::vector<std::string>& parts) {
+    std::string fingerprint = req.method + " " + req.path + "?" + req.raw_query;
+    if (ctx.client_request_id) {
+      std::optional<store::RequestRecord> seen;
+      Status st = store_.Read([&](store::ReadView& view) -> Status {
+        ASSIGN_OR_RETURN(seen, view.FindRequest(ctx.request_id));
+        return Status::Ok();
+      });
+      if (!st.ok()) return ErrorResponse(st);
+      if (seen) return Replay(*seen, fingerprint);
+    }
+    // Preparation (parsing, validation, serialisation, compression, and for Bundles the
+    // resolution of conditional references against a snapshot) runs here, in parallel across
+    // requests; the writer only checks what may have changed and stores. If a snapshot went
+    // stale in between, the writer aborts and the request is prepared again.
+    FhirResponse res;
+    Status st;
+    for (int attempt = 0; attempt < 5; ++attempt) {
+      auto prepared = Prepare(ctx, req, parts);
+      if (!prepared.ok()) return ErrorResponse(prepared.status());
+      st = WriteOnce(ctx, fingerprint, *prepared, res);
+      if (st.code() != StatusCode::kAborted) break;
+    }
+    if (!st.ok()) return ErrorResponse(st);
+    return res;
+  }
+
+  using TxnFn = std::function<Result<FhirResponse>(store::WriteTxn&)>;
+
+  Status WriteOnce(const RequestContext& ctx, const std::string& fingerprint, TxnFn& fn,
+                   FhirResponse& res) {
+    return store_.Write([&](store::WriteTxn& txn) -> Status {
+      if (ctx.client_request_id) {
+        ASSIGN_OR_RETURN(auto seen, txn.FindRequest(ctx.request_id));
+        if (seen) {
+          res = Replay(*seen, fingerprint);
+          return Status::Ok();
+        }
+      }
+      ASSIGN_OR_RETURN(res, fn(txn));
+      if (ctx.client_request_id && res.status < 300) {
+        store::RequestRecord rec;
+        rec.request_id = ctx.request_id;
+        rec.fingerprint = fingerprint;
+        rec.status = res.status;
+        json::object headers;
+        for (const auto& [k, v] : res.headers) headers[k] = v;
+        rec.headers_json = json::serialize(headers);
+        rec.body = res.body;
+        RETURN_IF_ERROR(txn.RecordRequest(rec));
+      }
+      return Status::Ok();
+    });
+  }
+
+  FhirResponse Replay(const store::RequestRecord& rec, const std::string& fingerprint) {
+    if (rec.fingerprint != fingerprint) {
+      return ErrorResponse(Status::Conflict(
+          "X-Request-ID was already used for a different request (" + rec.fingerprint + ")"));
+    }
+    FhirResponse res;
+    res.status = rec.status;
+    res.body = rec.body;
+    auto headers = ParseJson(rec.headers_json);
+    if (headers.ok() && headers->is_object()) {
+      for (const auto& kv : headers->get_object()) {
+        if (kv.value().is_string())
+          res.SetHeader(std::string(kv.key()), std::string(kv.value().get_string()));
+      }
+    }
+    res.SetHeader("X-Replayed", "true");
+    return res;
+  }
+
+  Result<std::optional<int64_t>> IfMatch(const FhirRequest& req) {
+    const std::string& h = req.Header("if-match");
+    if (h.empty()) return std::optional<int64_t>();
+    ASSIGN_OR_RETURN(int64_t v, internal::ParseETagVersion(h));
+    return std::optional<int64_t>(v);
+  }
+
+  Result<TxnFn> Prepare(const RequestContext& ctx, const FhirRequest& req,
+                        const std::vector<std::string>& parts) {
+    const std::string& m = req.method;
+    size_t n = parts.size();
+    auto wrap = [this, &ctx, &req](auto fn) -> TxnFn {
+      return [this, &ctx, &req,
+              fn = std::move(fn)](store::WriteTxn& txn) mutable -> Result<FhirResponse> {
+        ASSIGN_OR_RETURN(OpResult op, fn(txn));
+        return internal::WriteResponse(ctx, req, op);
+      };
+    };
+    if (n == 0 && m == "POST") {
+      ASSIGN_OR_RETURN(auto plan,
+                       internal::PlanBundle(model_, ctx, req.body, options_.max_bundle_entries));
+      RETURN_IF_ERROR(internal::PrepareBundle(store_, ops_, plan));
+      auto shared = std::make_shared<internal::BundlePlan>(std::move(plan));
+      return TxnFn([this, &ctx, &req, shared](store::WriteTxn& txn) -> Result<FhirResponse> {
+        auto get = [this, &ctx](store::ReadView& view, const FhirRequest& sub) {
+          return RouteGet(view, ctx, sub);
+        };
+        ASSIGN_OR_RETURN(std::string body,
+                         internal::ExecuteBundle(txn, ops_, ctx, req, *shared, get));
+        return JsonResponse(200, std::move(body));
+      });
+    }
+    if (n == 0)
+      return Status::Make(StatusCode::kMethodNotAllowed, m + " is not allowed on the base");
+    const std::string type = parts[0];
+    RETURN_IF_ERROR(CheckType(type));
+    ASSIGN_OR_RETURN(std::optional<int64_t> if_match, IfMatch(req));
+    if (n == 1 && m == "POST") {
+      ASSIGN_OR_RETURN(json::object res, internal::ParseResource(model_, req.body, type));
+      auto prepared = std::make_shared<internal::PreparedResource>(
+          internal::PrepareResource(model_, type, NewUuid(), std::move(res)));
+      std::string if_none_exist = req.Header("if-none-exist");
+      return wrap([this, prepared, if_none_exist](store::WriteTxn& txn) {
+        return ops_.Create(txn, *prepared, if_none_exist);
+      });
+    }
+    if (n == 1 && (m == "PUT" || m == "DELETE" || m == "PATCH")) {
+      if (req.raw_query.empty()) {
+        return Status::Make(StatusCode::kMethodNotAllowed,
+                            m + " on a type needs search criteria (a conditional " +
+                                (m == "PUT"      ? "update"
+                                 : m == "DELETE" ? "delete"
+                                                 : "patch") +
+                                ")");
+      }
+      std::string query = ConditionalQuery(req);
+      if (m == "PUT") {
+        ASSIGN_OR_RETURN(json::object res, internal::ParseResource(model_, req.body, type));
+        std::string id(GetString(res, "id"));
+        auto prepared = std::make_shared<internal::PreparedResource>(internal::PrepareResource(
+            model_, type, id.empty() ? NewUuid() : id, std::move(res), /*keep_resource=*/true));
+        return wrap([this, query, prepared, if_match](store::WriteTxn& txn) {
+          return ops_.ConditionalUpdate(txn, query, *prepared, if_match);
+        });
+      }
+      if (m == "DELETE") {
+        return wrap([this, type, query](store::WriteTxn& txn) {
+          return ops_.ConditionalDelete(txn, type, query);
+        });
+      }
+      ASSIGN_OR_RETURN(json::value patch, ParsePatch(req));
+      return wrap([this, type, query, patch, if_match](store::WriteTxn& txn) -> Result<OpResult> {
+        ASSIGN_OR_RETURN(auto ids, ops_.Match(txn, type, query));
+        if (ids.size() != 1) {
+          return Status::PreconditionFailed("conditional patch criteria matched " +
+                                            std::to_string(ids.size()) + " resources; need one");
+        }
+        return ops_.Patch(txn, type, ids[0], patch, if_match);
+      });
+    }
+    if (n == 2) {
+      const std::string id = parts[1];
+      if (!fhir::IsValidId(id)) {
+        return Status::Invalid("'" + id.substr(0, 80) + "' is not a valid resource id");
+      }
+      if (m == "PUT") {
+        ASSIGN_OR_RETURN(json::object res, internal::ParseResource(model_, req.body, type));
+        auto prepared = std::make_shared<internal::PreparedResource>(
+            internal::PrepareResource(model_, type, id, std::move(res)));
+        return wrap([this, prepared, if_match](store::WriteTxn& txn) {
+          return ops_.Update(txn, *prepared, if_match);
+        });
+      }
+      if (m == "DELETE") {
+        return wrap([this, type, id, if_match](store::WriteTxn& txn) {
+          return ops_.Delete(txn, type, id, if_match);
+        });
+      }
+      if (m == "PATCH") {
+        ASSIGN_OR_RETURN(json::value patch, ParsePatch(req));
+        return wrap([this, type, id, patch, if_match](store::WriteTxn& txn) {
+          return ops_.Patch(txn, type, id, patch, if_match);
+        });
+      }
+    }
+    return Status::Make(StatusCode::kMethodNotAllowed, m + " is not supported on " + req.path);
+  }
+
+  // The conditional criteria without formatting parameters.
+  static std::string ConditionalQuery(const FhirRequest& req) {
+    std::string out;
+    size_t start = 0;
+    const std::string& q = req.raw_query;
+    while (start <= q.size()) {
+      size_t amp = q.find('&', start);
+      if (amp == std::string::npos) amp = q.size();
+      std::string part = q.substr(start, amp - start);
+      if (!part.empty() && part.rfind("_format", 0) != 0 && part.rfind("_pretty", 0) != 0) {
+        if (!out.empty()) out += '&';
+        out += part;
+      }
+      start = amp + 1;
+    }
+    return out;
+  }
+
+  static Result<json::value> ParsePatch(const FhirRequest& req) {
+    const std::string& ct = req.Header("content-type");
+    if (!Contains(ct, "json-patch")) {
+      return Status::Make(StatusCode::kUnsupportedMedia,
+                          "PATCH needs Content-Type application/json-patch+json (RFC 6902)");
+    }
+    ASSIGN_OR_RETURN(json::value patch, ParseJson(req.body));
+    if (!patch.is_array()) return Status::Invalid("a JSON Patch must be a JSON array");
+    return patch;
+  }
+
+  store::Store& store_;
+  const fhir::Model& model_;
+  EngineOptions options_;
+  Ops ops_;
+  std::string capability_;
+};
+
+Engine::Engine(store::Store& store, const fhir::Model& model, EngineOptions options)
+    : impl_(std::make_unique<Impl>(store, model, std::move(options))) {}
+Engine::~Engine() = default;
+
+FhirResponse Engine::Handle(const RequestContext& ctx, const FhirRequest& req) {
+  return impl_->Handle(ctx, req);
+}
+
+const std::string& Engine::CapabilityStatement() const { return impl_->capability(); }
+
+}  // namespace taproot::api

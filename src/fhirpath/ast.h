@@ -1,0 +1,50 @@
+// The FHIRPath abstract syntax tree (http://hl7.org/fhirpath/N1/). Built once by Compile() and
+// then immutable, so a compiled expression can be evaluated from many threads at once.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+namespace taproot::fhirpath {
+
+struct Expr {
+  enum class Kind {
+    kLiteral,     // text holds the literal; literal_kind says which
+    kEmpty,       // {}
+    kIdentifier,  // a member name, or a type name in a type position
+    kThis,        // $this
+    kIndex,       // $index
+    kTotal,       // $total
+    kVariable,    // %name (text without the %)
+    kMember,      // children[0].text  (text is the member name)
+    kFunction,    // children[0] (the focus; may be null) . text ( children[1..] )
+    kIndexer,     // children[0][children[1]]
+    kUnary,       // text is "+" or "-"; children[0]
+    kBinary,      // text is the operator; children[0], children[1]
+    kTypeOp,      // text is "is" or "as"; children[0]; type_name
+  };
+  enum class LiteralKind {
+    kBoolean,
+    kString,
+    kInteger,
+    kDecimal,
+    kDate,
+    kDateTime,
+    kTime,
+    kQuantity
+  };
+
+  Kind kind;
+  LiteralKind literal_kind = LiteralKind::kString;
+  std::string text;
+  std::string unit;       // for quantity literals
+  std::string type_name;  // for is/as: "FHIR.Patient", "System.String" or "Patient"
+  int position = 0;       // offset in the expression, for error messages
+  int depth = 1;          // height of this subtree (bounded by the parser, so evaluation's
+                          // recursion is bounded too)
+  std::vector<std::unique_ptr<Expr>> children;
+};
+
+}  // namespace taproot::fhirpath

@@ -1,0 +1,1251 @@
+#include "fhirpath/engine.h"
+
+#include <re2/re2.h>
+
+#include <algorithm>
+#include <boost/json.hpp>
+#include <cmath>
+#include <cstdio>
+#include <cstring>
+#include <functional>
+#include <map>
+
+#include "common/base64.h"
+#include "common/clock.h"
+#include "common/json.h"
+#include "fhirpath/parser.h"
+
+namespace taproot::fhirpath {
+namespace {
+
+using Kind = Item::Kind;
+
+// ---------------------------------------------------------------------------------------------
+// Temporal values
+
+int DaysIn(int y, int m) { return DaysInMonth(y, m); }
+
+int64_t FloorDiv(int64_t a, int64_t b) { return a / b - ((a % b != 0) && ((a < 0) != (b < 0))); }
+
+// A temporal's fields as milliseconds since the epoch, read as if UTC (the zone is not applied).
+int64_t FieldMillis(const Temporal& t) {
+  int64_t secs =
+      DaysFromCivil(t.year, t.month, t.day) * 86400 + t.hour * 3600 + t.minute * 60 + t.second;
+  return secs * 1000 + t.millisecond;
+}
+
+// Sets a temporal's fields from milliseconds since the epoch (precision and zone unchanged).
+void SetFieldMillis(Temporal& t, int64_t ms) {
+  int64_t days = FloorDiv(ms, 86400000);
+  int64_t rem = ms - days * 86400000;
+  CivilDate d = CivilFromDays(days);
+  t.year = static_cast<int>(d.year);
+  t.month = d.month;
+  t.day = d.day;
+  t.hour = static_cast<int>(rem / 3600000);
+  t.minute = static_cast<int>(rem / 60000 % 60);
+  t.second = static_cast<int>(rem / 1000 % 60);
+  t.millisecond = static_cast<int>(rem % 1000);
+}
+
+bool Digits(std::string_view s, size_t& pos, size_t n, int* out) {
+  if (pos + n > s.size()) return false;
+  int v = 0;
+  for (size_t k = 0; k < n; ++k) {
+    char c = s[pos + k];
+    if (c < '0' || c > '9') return false;
+    v = v * 10 + (c - '0');
+  }
+  pos += n;
+  *out = v;
+  return true;
+}
+
+}  // namespace
+
+std::optional<Temporal> Temporal::Parse(std::string_view s, bool time_only) {
+  Temporal t;
+  size_t p = 0;
+  auto parse_time = [&](Temporal& t) -> bool {
+    if (!Digits(s, p, 2, &t.hour) || t.hour > 23) return false;
+    t.precision = kHour;
+    if (p < s.size() && s[p] == ':') {
+      ++p;
+      if (!Digits(s, p, 2, &t.minute) || t.minute > 59) return false;
+      t.precision = kMinute;
+      if (p < s.size() && s[p] == ':') {
+        ++p;
+        if (!Digits(s, p, 2, &t.second) || t.second > 59) return false;
+        t.precision = kSecond;
+        if (p < s.size() && s[p] == '.') {
+          ++p;
+          size_t start = p;
+          int ms = 0, scale = 100;
+          while (p < s.size() && s[p] >= '0' && s[p] <= '9') {
+            ms += (s[p] - '0') * scale;
+            scale /= 10;
+            ++p;
+          }
+          if (p == start) return false;
+          t.millisecond = ms;
+          t.precision = kMillisecond;
+        }
+      }
+    }
+    return true;
+  };
+  if (time_only) {
+    if (!parse_time(t) || p != s.size()) return std::nullopt;
+    return t;
+  }
+  if (!Digits(s, p, 4, &t.year)) return std::nullopt;
+  t.precision = kYear;
+  if (p < s.size() && s[p] == '-') {
+    ++p;
+    if (!Digits(s, p, 2, &t.month) || t.month < 1 || t.month > 12) return std::nullopt;
+    t.precision = kMonth;
+    if (p < s.size() && s[p] == '-') {
+      ++p;
+      if (!Digits(s, p, 2, &t.day) || t.day < 1 || t.day > DaysIn(t.year, t.month))
+        return std::nullopt;
+      t.precision = kDay;
+    }
+  }
+  if (p < s.size() && s[p] == 'T') {
+    ++p;
+    if (p < s.size() && !parse_time(t)) return std::nullopt;
+  }
+  if (p < s.size()) {
+    if (s[p] == 'Z') {
+      t.tz_minutes = 0;
+      ++p;
+    } else if (s[p] == '+' || s[p] == '-') {
+      int sign = s[p] == '-' ? -1 : 1, h = 0, m = 0;
+      ++p;
+      if (!Digits(s, p, 2, &h) || p >= s.size() || s[p] != ':') return std::nullopt;
+      ++p;
+      if (!Digits(s, p, 2, &m)) return std::nullopt;
+      t.tz_minutes = sign * (h * 60 + m);
+    }
+  }
+  if (p != s.size()) return std::nullopt;
+  return t;
+}
+
+std::string Temporal::ToString(bool is_date, bool is_time) const {
+  char buf[64];
+  std::string out;
+  if (!is_time) {
+    std::snprintf(buf, sizeof buf, "%04d", year);
+    out = buf;
+    if (precision >= kMonth) {
+      std::snprintf(buf, sizeof buf, "-%02d", month);
+      out += buf;
+    }
+    if (precision >= kDay) {
+      std::snprintf(buf, sizeof buf, "-%02d", day);
+      out += buf;
+    }
+    if (is_date) return out;
+    if (precision >= kHour) out += "T";
+  }
+  if (precision >= kHour) {
+    std::snprintf(buf, sizeof buf, "%02d", hour);
+    out += buf;
+  }
+  if (precision >= kMinute) {
+    std::snprintf(buf, sizeof buf, ":%02d", minute);
+    out += buf;
+  }
+  if (precision >= kSecond) {
+    std::snprintf(buf, sizeof buf, ":%02d", second);
+    out += buf;
+  }
+  if (precision >= kMillisecond) {
+    std::snprintf(buf, sizeof buf, ".%03d", millisecond);
+    out += buf;
+  }
+  if (tz_minutes && !is_time) {
+    if (*tz_minutes == 0) {
+      out += "Z";
+    } else {
+      int m = std::abs(*tz_minutes);
+      std::snprintf(buf, sizeof buf, "%c%02d:%02d", *tz_minutes < 0 ? '-' : '+', m / 60, m % 60);
+      out += buf;
+    }
+  }
+  return out;
+}
+
+std::string Item::TypeName() const {
+  switch (kind) {
+    case Kind::kNode:
+      return type ? type->name : "Element";
+    case Kind::kBoolean:
+      return "Boolean";
+    case Kind::kInteger:
+      return "Integer";
+    case Kind::kDecimal:
+      return "Decimal";
+    case Kind::kString:
+      return "String";
+    case Kind::kDate:
+      return "Date";
+    case Kind::kDateTime:
+      return "DateTime";
+    case Kind::kTime:
+      return "Time";
+    case Kind::kQuantity:
+      return "Quantity";
+    case Kind::kTypeInfo:
+      return "TypeInfo";
+  }
+  return "";
+}
+
+namespace {
+
+// ---------------------------------------------------------------------------------------------
+// FHIR nodes and their System values
+
+const fhir::Model& Model() { return fhir::R4(); }
+
+bool IsPrimitiveNode(const Item& i) { return i.IsNode() && i.type && i.type->IsPrimitive(); }
+
+// The System value of a FHIR primitive node (or the item itself if it is already a System value).
+std::optional<Item> ToSystem(const Item& item) {
+  if (!item.IsNode()) return item;
+  if (!IsPrimitiveNode(item) || !item.value || item.value->is_null()) return std::nullopt;
+  const std::string& t = item.type->name;
+  const json::value& v = *item.value;
+  if (t == "boolean" && v.is_bool()) return Item::Boolean(v.get_bool());
+  if ((t == "integer" || t == "positiveInt" || t == "unsignedInt") && v.is_int64()) {
+    return Item::Integer(v.get_int64());
+  }
+  if (t == "decimal" && v.is_number()) return Item::Decimal(v.to_number<double>());
+  if (!v.is_string()) return std::nullopt;
+  std::string s(v.get_string());
+  if (t == "date") {
+    if (auto d = Temporal::Parse(s, false)) return Item::Time(*d, Kind::kDate);
+  } else if (t == "dateTime" || t == "instant") {
+    if (auto d = Temporal::Parse(s, false)) {
+      return Item::Time(
+          *d, d->precision <= Temporal::kDay && !d->tz_minutes ? Kind::kDateTime : Kind::kDateTime);
+    }
+  } else if (t == "time") {
+    if (auto d = Temporal::Parse(s, true)) return Item::Time(*d, Kind::kTime);
+  }
+  return Item::String(std::move(s));
+}
+
+// A Quantity node (or System quantity) as value and unit.
+std::optional<Item> ToQuantity(const Item& item) {
+  if (item.kind == Kind::kQuantity) return item;
+  if (item.IsNode() && item.type && item.value && item.value->is_object()) {
+    const std::string& n = item.type->name;
+    if (n == "Quantity" || n == "Age" || n == "Duration" || n == "Distance" || n == "Count" ||
+        n == "SimpleQuantity" || n == "MoneyQuantity") {
+      const json::object& o = item.value->get_object();
+      auto* v = o.if_contains("value");
+      if (!v || !v->is_number()) return std::nullopt;
+      std::string unit(GetString(o, "code"));
+      if (unit.empty()) unit = std::string(GetString(o, "unit"));
+      return Item::Quantity(v->to_number<double>(), unit);
+    }
+  }
+  return std::nullopt;
+}
+
+std::string Capitalize(std::string_view s) {
+  std::string out(s);
+  if (!out.empty()) out[0] = static_cast<char>(std::toupper(static_cast<unsigned char>(out[0])));
+  return out;
+}
+
+// The children of a node named `name` (value[x] choices by their stem).
+void Children(const Item& item, std::string_view name, Collection& out) {
+  if (!item.IsNode() || !item.value || !item.value->is_object() || !item.type) return;
+  const json::object& obj = item.value->get_object();
+  const fhir::TypeDef* type = item.type;
+  auto add = [&](const json::value* v, const json::value* ext, const fhir::TypeDef* t) {
+    auto push = [&](const json::value* one, const json::value* one_ext) {
+      Item child;
+      child.value = one;
+      child.ext = one_ext;
+      child.type = t;
+      if (t && t->IsAbstractResource() && one && one->is_object()) {
+        if (auto* rt = Model().FindResource(GetString(one->get_object(), "resourceType"))) {
+          child.type = rt;
+        }
+      }
+      out.push_back(child);
+    };
+    if (v && v->is_array()) {
+      const json::array& arr = v->get_array();
+      const json::array* exts = ext && ext->is_array() ? &ext->get_array() : nullptr;
+      for (size_t k = 0; k < arr.size(); ++k) {
+        const json::value* e =
+            exts && k < exts->size() && !(*exts)[k].is_null() ? &(*exts)[k] : nullptr;
+        if (arr[k].is_null() && !e) continue;
+        push(arr[k].is_null() ? nullptr : &arr[k], e);
+      }
+    } else if (!v && ext && ext->is_array()) {
+      for (const auto& e : ext->get_array()) {
+        if (!e.is_null()) push(nullptr, &e);
+      }
+    } else if (v || ext) {
+      push(v, ext);
+    }
+  };
+  if (const fhir::TypeDef::Property* p = type->FindProperty(name)) {
+    if (p->element->choice) return;  // typed choice names (valueQuantity) are not FHIRPath names
+    auto it = obj.find(name);
+    const json::value* v = it == obj.end() ? nullptr : &it->value();
+    const json::value* ext = nullptr;
+    if (p->type->IsPrimitive()) {  // only primitives have a `_name` sibling
+      std::string underscored = "_" + std::string(name);
+      ext = obj.if_contains(underscored);
+    }
+    add(v, ext, p->type);
+    return;
+  }
+  // A choice element by its stem (value -> valueQuantity, valueString...): one pass over the
+  // object's keys, each looked up in the type's property index.
+  bool is_choice = false;
+  for (const fhir::ElementDef& el : type->elements) {
+    if (el.choice && el.name == name) {
+      is_choice = true;
+      break;
+    }
+  }
+  if (!is_choice) return;
+  for (const auto& kv : obj) {
+    std::string_view k = kv.key();
+    bool underscore = !k.empty() && k[0] == '_';
+    std::string_view base = underscore ? k.substr(1) : k;
+    if (base.size() <= name.size() || base.substr(0, name.size()) != name) continue;
+    const fhir::TypeDef::Property* p = type->FindProperty(base);
+    if (!p || !p->element->choice || p->element->name != name) continue;
+    if (underscore) {
+      if (!obj.contains(base)) add(nullptr, &kv.value(), p->type);  // extension without value
+      continue;
+    }
+    std::string underscored = "_" + std::string(base);
+    add(&kv.value(), p->type->IsPrimitive() ? obj.if_contains(underscored) : nullptr, p->type);
+  }
+}
+
+// Whether a type (FHIR or System) is `name` or derives from it.
+bool TypeMatches(const Item& item, const std::string& qualified) {
+  std::string ns, name = qualified;
+  if (size_t dot = qualified.find('.'); dot != std::string::npos) {
+    ns = qualified.substr(0, dot);
+    name = qualified.substr(dot + 1);
+  }
+  if (item.IsNode()) {
+    if (ns == "System") return false;
+    if (!item.type) return false;
+    std::string t = item.type->name;
+    if (t == name) return true;
+    if (item.type->kind == fhir::TypeDef::Kind::kResource) {
+      if (name == "Resource") return true;
+      if (name == "DomainResource") return t != "Bundle" && t != "Binary" && t != "Parameters";
+      return false;
+    }
+    static const std::map<std::string, std::string> kBase = {{"code", "string"},
+                                                             {"id", "string"},
+                                                             {"markdown", "string"},
+                                                             {"url", "uri"},
+                                                             {"canonical", "uri"},
+                                                             {"oid", "uri"},
+                                                             {"uuid", "uri"},
+                                                             {"positiveInt", "integer"},
+                                                             {"unsignedInt", "integer"},
+                                                             {"Age", "Quantity"},
+                                                             {"Count", "Quantity"},
+                                                             {"Distance", "Quantity"},
+                                                             {"Duration", "Quantity"},
+                                                             {"SimpleQuantity", "Quantity"},
+                                                             {"MoneyQuantity", "Quantity"}};
+    for (auto it = kBase.find(t); it != kBase.end(); it = kBase.find(t)) {
+      t = it->second;
+      if (t == name) return true;
+    }
+    return name == "Element" && item.type->kind != fhir::TypeDef::Kind::kResource;
+  }
+  if (ns == "FHIR") return false;
+  return item.TypeName() == name;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Units: a small UCUM table (mass, length, time) and FHIRPath's calendar words, enough to compare
+// and convert the common clinical units. Unknown units compare only with themselves.
+
+struct UnitInfo {
+  const char* dimension;
+  double factor;  // to the dimension's base unit
+};
+
+std::optional<UnitInfo> Unit(const std::string& u) {
+  static const std::map<std::string, UnitInfo> kUnits = {{"kg", {"g", 1000}},
+                                                         {"g", {"g", 1}},
+                                                         {"mg", {"g", 1e-3}},
+                                                         {"ug", {"g", 1e-6}},
+                                                         {"ng", {"g", 1e-9}},
+                                                         {"[lb_av]", {"g", 453.59237}},
+                                                         {"km", {"m", 1000}},
+                                                         {"m", {"m", 1}},
+                                                         {"cm", {"m", 0.01}},
+                                                         {"mm", {"m", 0.001}},
+                                                         {"[in_i]", {"m", 0.0254}},
+                                                         {"[ft_i]", {"m", 0.3048}},
+                                                         {"wk", {"s", 604800}},
+                                                         {"d", {"s", 86400}},
+                                                         {"h", {"s", 3600}},
+                                                         {"min", {"s", 60}},
+                                                         {"s", {"s", 1}},
+                                                         {"ms", {"s", 0.001}},
+                                                         {"week", {"s", 604800}},
+                                                         {"weeks", {"s", 604800}},
+                                                         {"day", {"s", 86400}},
+                                                         {"days", {"s", 86400}},
+                                                         {"hour", {"s", 3600}},
+                                                         {"hours", {"s", 3600}},
+                                                         {"minute", {"s", 60}},
+                                                         {"minutes", {"s", 60}},
+                                                         {"second", {"s", 1}},
+                                                         {"seconds", {"s", 1}},
+                                                         {"millisecond", {"s", 0.001}},
+                                                         {"milliseconds", {"s", 0.001}},
+                                                         {"L", {"L", 1}},
+                                                         {"dL", {"L", 0.1}},
+                                                         {"mL", {"L", 0.001}},
+                                                         {"1", {"1", 1}}};
+  auto it = kUnits.find(u);
+  if (it == kUnits.end()) return std::nullopt;
+  return it->second;
+}
+
+// Both quantities in one unit, if they are comparable.
+std::optional<std::pair<double, double>> SameUnit(const Item& a, const Item& b) {
+  if (a.string == b.string) return std::make_pair(a.decimal, b.decimal);
+  auto ua = Unit(a.string), ub = Unit(b.string);
+  if (!ua || !ub || std::string(ua->dimension) != ub->dimension) return std::nullopt;
+  return std::make_pair(a.decimal * ua->factor, b.decimal * ub->factor);
+}
+
+bool NearlyEqual(double a, double b) {
+  return std::fabs(a - b) <= 1e-9 * std::max({1.0, std::fabs(a), std::fabs(b)});
+}
+
+// ---------------------------------------------------------------------------------------------
+// Equality, equivalence and ordering
+
+std::optional<Item> Singleton(const Collection& c) {
+  if (c.size() != 1) return std::nullopt;
+  return ToSystem(c[0]).value_or(c[0]);
+}
+
+bool IsNumber(const Item& i) { return i.kind == Kind::kInteger || i.kind == Kind::kDecimal; }
+double Num(const Item& i) {
+  return i.kind == Kind::kInteger ? static_cast<double>(i.integer) : i.decimal;
+}
+bool IsTemporal(const Item& i) {
+  return i.kind == Kind::kDate || i.kind == Kind::kDateTime || i.kind == Kind::kTime;
+}
+
+// Compares two temporals: -1/0/1, or nullopt when their precisions make it uncertain.
+std::optional<int> CompareTemporal(const Temporal& a0, const Temporal& b0) {
+  Temporal a = a0, b = b0;
+  if (a.tz_minutes.has_value() != b.tz_minutes.has_value() && a.precision >= Temporal::kHour &&
+      b.precision >= Temporal::kHour) {
+    return std::nullopt;  // one local, one zoned: cannot tell
+  }
+  // Normalise both to UTC when their zones differ.
+  if (a.tz_minutes && b.tz_minutes && *a.tz_minutes != *b.tz_minutes &&
+      a.precision >= Temporal::kHour && b.precision >= Temporal::kHour) {
+    for (Temporal* t : {&a, &b}) {
+      SetFieldMillis(*t, FieldMillis(*t) - int64_t{*t->tz_minutes} * 60000);
+      t->tz_minutes = 0;
+    }
+  }
+  int fields_a[] = {a.year, a.month, a.day, a.hour, a.minute, a.second, a.millisecond};
+  int fields_b[] = {b.year, b.month, b.day, b.hour, b.minute, b.second, b.millisecond};
+  // Seconds and milliseconds are one precision for comparison purposes.
+  auto eff = [](int p) { return p == Temporal::kMillisecond ? Temporal::kSecond : p; };
+  int common = std::min(eff(a.precision), eff(b.precision));
+  for (int k = 0; k < 7; ++k) {
+    int level = k + 1;
+    if (level > common && !(level == Temporal::kMillisecond && common == Temporal::kSecond)) break;
+    if (fields_a[k] != fields_b[k]) return fields_a[k] < fields_b[k] ? -1 : 1;
+  }
+  if (eff(a.precision) != eff(b.precision)) return std::nullopt;
+  return 0;
+}
+
+bool JsonEqual(const json::value& a, const json::value& b) { return a == b; }
+
+// `=`: true, false, or empty (nullopt) when the operands cannot be compared with certainty.
+std::optional<bool> Equal(const Item& x0, const Item& y0) {
+  std::optional<Item> xs = ToSystem(x0), ys = ToSystem(y0);
+  if (x0.IsNode() && y0.IsNode() && !xs && !ys) {
+    if (!x0.value || !y0.value) return false;
+    return JsonEqual(*x0.value, *y0.value);
+  }
+  if (auto qx = ToQuantity(x0), qy = ToQuantity(y0); qx && qy) {
+    auto v = SameUnit(*qx, *qy);
+    if (!v) return std::nullopt;
+    return NearlyEqual(v->first, v->second);
+  }
+  if (!xs || !ys) return false;
+  const Item& x = *xs;
+  const Item& y = *ys;
+  if (IsNumber(x) && IsNumber(y)) return NearlyEqual(Num(x), Num(y));
+  if (x.kind == Kind::kString && y.kind == Kind::kString) return x.string == y.string;
+  if (x.kind == Kind::kBoolean && y.kind == Kind::kBoolean) return x.boolean == y.boolean;
+  if (IsTemporal(x) && IsTemporal(y)) {
+    if ((x.kind == Kind::kTime) != (y.kind == Kind::kTime)) return false;
+    auto c = CompareTemporal(x.temporal, y.temporal);
+    if (!c) return std::nullopt;
+    return *c == 0;
+  }
+  return false;
+}
+
+std::string Normalize(const std::string& s) {
+  std::string out;
+  bool space = false;
+  for (char c : s) {
+    if (std::isspace(static_cast<unsigned char>(c))) {
+      space = true;
+      continue;
+    }
+    if (space && !out.empty()) out.push_back(' ');
+    space = false;
+    out.push_back(static_cast<char>(std::tolower(static_cast<unsigned char>(c))));
+  }
+  return out;
+}
+
+int DecimalPlaces(double v) {
+  for (int p = 0; p < 10; ++p) {
+    double scaled = v * std::pow(10, p);
+    if (std::fabs(scaled - std::round(scaled)) < 1e-9) return p;
+  }
+  return 10;
+}
+
+bool Equivalent(const Item& x0, const Item& y0) {
+  std::optional<Item> xs = ToSystem(x0), ys = ToSystem(y0);
+  if (x0.IsNode() && y0.IsNode() && !xs && !ys) {
+    return x0.value && y0.value && JsonEqual(*x0.value, *y0.value);
+  }
+  if (auto qx = ToQuantity(x0), qy = ToQuantity(y0); qx && qy) {
+    auto v = SameUnit(*qx, *qy);
+    if (!v) return false;
+    // Equivalent at the precision of the less precise operand, in its unit.
+    bool x_coarser = DecimalPlaces(qx->decimal) <= DecimalPlaces(qy->decimal);
+    const Item& coarse = x_coarser ? *qx : *qy;
+    double f = std::pow(10, DecimalPlaces(coarse.decimal));
+    double scale = Unit(coarse.string) ? Unit(coarse.string)->factor : 1;
+    return std::round(v->first / scale * f) == std::round(v->second / scale * f);
+  }
+  if (!xs || !ys) return false;
+  const Item& x = *xs;
+  const Item& y = *ys;
+  if (IsNumber(x) && IsNumber(y)) {
+    int p = std::min(DecimalPlaces(Num(x)), DecimalPlaces(Num(y)));
+    double f = std::pow(10, p);
+    return std::round(Num(x) * f) == std::round(Num(y) * f);
+  }
+  if (x.kind == Kind::kString && y.kind == Kind::kString)
+    return Normalize(x.string) == Normalize(y.string);
+  if (x.kind == Kind::kBoolean && y.kind == Kind::kBoolean) return x.boolean == y.boolean;
+  if (IsTemporal(x) && IsTemporal(y)) {
+    auto c = CompareTemporal(x.temporal, y.temporal);
+    return c && *c == 0;
+  }
+  return false;
+}
+
+// Ordering for <, >, <=, >=: -1/0/1, nullopt when not comparable (empty result), or an error.
+Result<std::optional<int>> Compare(const Item& x0, const Item& y0) {
+  if (auto qx = ToQuantity(x0), qy = ToQuantity(y0); qx && qy) {
+    auto v = SameUnit(*qx, *qy);
+    if (!v) return std::optional<int>();
+    if (NearlyEqual(v->first, v->second)) return std::optional<int>(0);
+    return std::optional<int>(v->first < v->second ? -1 : 1);
+  }
+  std::optional<Item> xs = ToSystem(x0), ys = ToSystem(y0);
+  if (!xs || !ys) return Status::Invalid("cannot compare these values");
+  const Item& x = *xs;
+  const Item& y = *ys;
+  if (IsNumber(x) && IsNumber(y)) {
+    if (NearlyEqual(Num(x), Num(y))) return std::optional<int>(0);
+    return std::optional<int>(Num(x) < Num(y) ? -1 : 1);
+  }
+  if (x.kind == Kind::kString && y.kind == Kind::kString) {
+    int c = x.string.compare(y.string);
+    return std::optional<int>(c < 0 ? -1 : c > 0 ? 1 : 0);
+  }
+  if (IsTemporal(x) && IsTemporal(y) && (x.kind == Kind::kTime) == (y.kind == Kind::kTime)) {
+    return CompareTemporal(x.temporal, y.temporal);
+  }
+  return Status::Invalid("cannot compare " + x.TypeName() + " with " + y.TypeName());
+}
+
+bool Contains(const Collection& c, const Item& item) {
+  for (const Item& i : c) {
+    auto e = Equal(i, item);
+    if (e && *e) return true;
+  }
+  return false;
+}
+
+Collection Distinct(const Collection& c) {
+  Collection out;
+  for (const Item& i : c)
+    if (!Contains(out, i)) out.push_back(i);
+  return out;
+}
+
+// ---------------------------------------------------------------------------------------------
+// The evaluator
+
+// strtod, which (unlike std::stod) never throws: out-of-range text becomes +/-inf or 0.
+double ParseDouble(const std::string& text) { return std::strtod(text.c_str(), nullptr); }
+
+// 32-bit FHIRPath integers: a result outside the range is empty, not wrapped.
+std::optional<int64_t> CheckedInt(int64_t a, int64_t b, char op) {
+  int64_t r = 0;
+  bool overflow = op == '+'   ? __builtin_add_overflow(a, b, &r)
+                  : op == '-' ? __builtin_sub_overflow(a, b, &r)
+                              : __builtin_mul_overflow(a, b, &r);
+  if (overflow || r > INT32_MAX || r < INT32_MIN) return std::nullopt;
+  return r;
+}
+
+// An Integer from a double, or nothing if it is not finite or leaves the 32-bit range.
+Collection IntegerFrom(double v) {
+  if (!std::isfinite(v) || v > INT32_MAX || v < INT32_MIN) return Collection{};
+  return Collection{Item::Integer(static_cast<int64_t>(v))};
+}
+
+int Scale(const std::string& number) {
+  size_t dot = number.find('.');
+  return dot == std::string::npos ? 0 : static_cast<int>(number.size() - dot - 1);
+}
+
+struct Context {
+  const Item* resource;
+  const EvalOptions* options;
+  const Item* this_item = nullptr;
+  int64_t index = 0;
+  const Collection* total = nullptr;
+};
+
+std::optional<bool> ToBool(const Collection& c, Status* error) {
+  if (c.empty()) return std::nullopt;
+  if (c.size() > 1) {
+    *error = Status::Invalid("expected a single boolean, got a collection of " +
+                             std::to_string(c.size()));
+    return std::nullopt;
+  }
+  auto s = ToSystem(c[0]);
+  if (s && s->kind == Kind::kBoolean) return s->boolean;
+  return true;  // a single non-boolean item is true (singleton evaluation of collections)
+}
+
+class Evaluator {
+ public:
+  explicit Evaluator(Context ctx) : ctx_(ctx) {}
+
+  Result<Collection> Eval(const Expr& e, const Collection& focus) {
+    switch (e.kind) {
+      case Expr::Kind::kLiteral:
+        return Literal(e);
+      case Expr::Kind::kEmpty:
+        return Collection{};
+      case Expr::Kind::kThis:
+        return ctx_.this_item ? Collection{*ctx_.this_item} : focus;
+      case Expr::Kind::kIndex:
+        return Collection{Item::Integer(ctx_.index)};
+      case Expr::Kind::kTotal:
+        return ctx_.total ? *ctx_.total : Collection{};
+      case Expr::Kind::kVariable:
+        return Variable(e);
+      case Expr::Kind::kIdentifier:
+        return Member(focus, e.text, /*root=*/true);
+      case Expr::Kind::kMember: {
+        ASSIGN_OR_RETURN(Collection base, Eval(*e.children[0], focus));
+        return Member(base, e.text, false);
+      }
+      case Expr::Kind::kIndexer: {
+        ASSIGN_OR_RETURN(Collection base, Eval(*e.children[0], focus));
+        ASSIGN_OR_RETURN(Collection idx, Eval(*e.children[1], focus));
+        auto i = Singleton(idx);
+        if (!i || i->kind != Kind::kInteger) return Collection{};
+        if (i->integer < 0 || i->integer >= static_cast<int64_t>(base.size())) return Collection{};
+        return Collection{base[static_cast<size_t>(i->integer)]};
+      }
+      case Expr::Kind::kUnary: {
+        ASSIGN_OR_RETURN(Collection v, Eval(*e.children[0], focus));
+        if (v.empty() || e.text == "+") return v;
+        auto s = Singleton(v);
+        if (!s) return Status::Invalid("unary minus needs a single value");
+        if (s->kind == Kind::kInteger) return Collection{Item::Integer(-s->integer)};
+        if (s->kind == Kind::kDecimal) return Collection{Item::Decimal(-s->decimal, s->scale)};
+        if (s->kind == Kind::kQuantity)
+          return Collection{Item::Quantity(-s->decimal, s->string, s->scale)};
+        return Status::Invalid("unary minus needs a number");
+      }
+      case Expr::Kind::kBinary:
+        return Binary(e, focus);
+      case Expr::Kind::kTypeOp: {
+        ASSIGN_OR_RETURN(Collection v, Eval(*e.children[0], focus));
+        if (v.empty()) return Collection{};
+        if (v.size() > 1) return Status::Invalid("'" + e.text + "' needs a single value");
+        bool match = TypeMatches(v[0], e.type_name);
+        if (e.text == "is") return Collection{Item::Boolean(match)};
+        return match ? v : Collection{};
+      }
+      case Expr::Kind::kFunction:
+        return Function(e, focus);
+    }
+    return Status::Internal("unknown expression node");
+  }
+
+ private:
+  Result<Collection> Literal(const Expr& e) {
+    switch (e.literal_kind) {
+      case Expr::LiteralKind::kBoolean:
+        return Collection{Item::Boolean(e.text == "true")};
+      case Expr::LiteralKind::kString:
+        return Collection{Item::String(e.text)};
+      case Expr::LiteralKind::kInteger: {
+        errno = 0;
+        long long v = std::strtoll(e.text.c_str(), nullptr, 10);
+        if (errno == ERANGE || v > INT32_MAX) return Collection{Item::Decimal(ParseDouble(e.text))};
+        return Collection{Item::Integer(v)};
+      }
+      case Expr::LiteralKind::kDecimal:
+        return Collection{Item::Decimal(ParseDouble(e.text), Scale(e.text))};
+      case Expr::LiteralKind::kQuantity:
+        return Collection{Item::Quantity(ParseDouble(e.text), e.unit, Scale(e.text))};
+      case Expr::LiteralKind::kDate:
+      case Expr::LiteralKind::kDateTime:
+      case Expr::LiteralKind::kTime: {
+        bool time = e.literal_kind == Expr::LiteralKind::kTime;
+        std::string text = e.text;
+        if (!time && !text.empty() && text.back() == 'T') text.pop_back();  // @2015T
+        auto t = Temporal::Parse(text, time);
+        if (!t) return Status::Invalid("'@" + e.text + "' is not a valid date, time or dateTime");
+        Kind k = time ? Kind::kTime
+                 : (e.literal_kind == Expr::LiteralKind::kDate && e.text.back() != 'T')
+                     ? Kind::kDate
+                     : Kind::kDateTime;
+        return Collection{Item::Time(*t, k)};
+      }
+    }
+    return Collection{};
+  }
+
+  Result<Collection> Variable(const Expr& e) {
+    const std::string& n = e.text;
+    if (n == "resource" || n == "rootResource" || n == "context") return Collection{*ctx_.resource};
+    if (n == "ucum") return Collection{Item::String("http://unitsofmeasure.org")};
+    if (n == "sct") return Collection{Item::String("http://snomed.info/sct")};
+    if (n == "loinc") return Collection{Item::String("http://loinc.org")};
+    auto it = ctx_.options->variables.find(n);
+    if (it != ctx_.options->variables.end()) return it->second;
+    if (n.rfind("vs-", 0) == 0)
+      return Collection{Item::String("http://hl7.org/fhir/ValueSet/" + n.substr(3))};
+    if (n.rfind("ext-", 0) == 0) {
+      return Collection{Item::String("http://hl7.org/fhir/StructureDefinition/" + n.substr(4))};
+    }
+    return Status::Invalid("unknown variable %" + n);
+  }
+
+  Result<Collection> Member(const Collection& focus, const std::string& name, bool root) {
+    Collection out;
+    for (const Item& item : focus) {
+      if (item.kind == Kind::kTypeInfo) {
+        size_t bar = item.string.find('|');
+        if (name == "namespace") out.push_back(Item::String(item.string.substr(0, bar)));
+        if (name == "name") out.push_back(Item::String(item.string.substr(bar + 1)));
+        continue;
+      }
+      if (item.IsNode() && item.type) {
+        const fhir::TypeDef::Property* p = item.type->FindProperty(name);
+        if (p && p->element->choice) {
+          return Status::Invalid("'" + name + "' names one type of the choice element '" +
+                                 p->element->name + "'; use " + p->element->name +
+                                 " (with ofType() or as) instead");
+        }
+      }
+      if (ctx_.options->strict && item.IsNode() && item.type && !root) {
+        RETURN_IF_ERROR(CheckMember(item, name));
+      }
+      if (ctx_.options->strict && root && item.IsNode() && item.type && !name.empty() &&
+          std::isupper(static_cast<unsigned char>(name[0])) && Model().FindResource(name) &&
+          !TypeMatches(item, name)) {
+        return Status::Invalid("'" + name + "' does not match the context type " + item.type->name);
+      }
+      if (ctx_.options->strict && root && item.IsNode() && item.type &&
+          !(std::isupper(static_cast<unsigned char>(name[0])) && Model().FindType(name))) {
+        RETURN_IF_ERROR(CheckMember(item, name));
+      }
+      size_t before = out.size();
+      Children(item, name, out);
+      // At the start of a path, a type name selects the context if it is of that type.
+      if (root && out.size() == before && item.IsNode() && item.type &&
+          item.type->kind == fhir::TypeDef::Kind::kResource && !name.empty() &&
+          std::isupper(static_cast<unsigned char>(name[0])) && TypeMatches(item, name)) {
+        out.push_back(item);
+      }
+    }
+    return out;
+  }
+
+  // Strict mode: the name must be an element of the node's type (choices by their stem).
+  static Status CheckMember(const Item& item, const std::string& name) {
+    for (const fhir::ElementDef& el : item.type->elements) {
+      if (el.name == name) return Status::Ok();
+    }
+    return Status::Invalid("'" + name + "' is not an element of " + item.type->name);
+  }
+
+  Result<Collection> Binary(const Expr& e, const Collection& focus) {
+    const std::string& op = e.text;
+    if (op == "and" || op == "or" || op == "xor" || op == "implies") {
+      ASSIGN_OR_RETURN(Collection l, Eval(*e.children[0], focus));
+      Status err;
+      auto a = ToBool(l, &err);
+      RETURN_IF_ERROR(err);
+      if (op == "and" && a && !*a) return Collection{Item::Boolean(false)};
+      if (op == "or" && a && *a) return Collection{Item::Boolean(true)};
+      if (op == "implies" && a && !*a) return Collection{Item::Boolean(true)};
+      ASSIGN_OR_RETURN(Collection r, Eval(*e.children[1], focus));
+      auto b = ToBool(r, &err);
+      RETURN_IF_ERROR(err);
+      auto result = [](std::optional<bool> v) {
+        return v ? Collection{Item::Boolean(*v)} : Collection{};
+      };
+      if (op == "and") {
+        if (b && !*b) return result(false);
+        if (a && b) return result(true);
+        return result(std::nullopt);
+      }
+      if (op == "or") {
+        if (b && *b) return result(true);
+        if (a && b) return result(false);
+        return result(std::nullopt);
+      }
+      if (op == "xor") {
+        if (a && b) return result(*a != *b);
+        return result(std::nullopt);
+      }
+      // implies: a is true or empty here
+      if (b && *b) return result(true);
+      if (a && b) return result(false);
+      return result(std::nullopt);
+    }
+    ASSIGN_OR_RETURN(Collection l, Eval(*e.children[0], focus));
+    ASSIGN_OR_RETURN(Collection r, Eval(*e.children[1], focus));
+    if (op == "|") {
+      Collection all = l;
+      all.insert(all.end(), r.begin(), r.end());
+      return Distinct(all);
+    }
+    if (op == "in" || op == "contains") {
+      const Collection& single = op == "in" ? l : r;
+      const Collection& set = op == "in" ? r : l;
+      if (single.empty()) return Collection{};
+      if (single.size() > 1) return Status::Invalid("'" + op + "' needs a single item");
+      return Collection{Item::Boolean(Contains(set, single[0]))};
+    }
+    if (op == "=" || op == "!=") {
+      if (l.empty() || r.empty()) return Collection{};
+      std::optional<bool> eq = true;
+      if (l.size() != r.size()) {
+        eq = false;
+      } else {
+        for (size_t k = 0; k < l.size() && eq && *eq; ++k) eq = Equal(l[k], r[k]);
+      }
+      if (!eq) return Collection{};
+      return Collection{Item::Boolean(op == "=" ? *eq : !*eq)};
+    }
+    if (op == "~" || op == "!~") {
+      bool eq = l.size() == r.size();
+      if (eq && !l.empty()) {
+        // Order does not matter for equivalence of collections.
+        std::vector<bool> used(r.size(), false);
+        for (const Item& x : l) {
+          bool found = false;
+          for (size_t k = 0; k < r.size(); ++k) {
+            if (!used[k] && Equivalent(x, r[k])) {
+              used[k] = found = true;
+              break;
+            }
+          }
+          if (!found) {
+            eq = false;
+            break;
+          }
+        }
+      }
+      return Collection{Item::Boolean(op == "~" ? eq : !eq)};
+    }
+    if (op == "<" || op == ">" || op == "<=" || op == ">=") {
+      if (l.empty() || r.empty()) return Collection{};
+      if (l.size() > 1 || r.size() > 1) return Status::Invalid("comparison needs single values");
+      ASSIGN_OR_RETURN(std::optional<int> c, Compare(l[0], r[0]));
+      if (!c) return Collection{};
+      bool v = op == "<" ? *c < 0 : op == ">" ? *c > 0 : op == "<=" ? *c <= 0 : *c >= 0;
+      return Collection{Item::Boolean(v)};
+    }
+    if (op == "&") {
+      if (l.size() > 1 || r.size() > 1) return Status::Invalid("'&' needs single strings");
+      std::string a, b;
+      if (auto s = Singleton(l)) a = s->string;
+      if (auto s = Singleton(r)) b = s->string;
+      return Collection{Item::String(a + b)};
+    }
+    // Arithmetic.
+    if (l.empty() || r.empty()) return Collection{};
+    auto x = Singleton(l), y = Singleton(r);
+    if (!x || !y) return Status::Invalid("'" + op + "' needs single values");
+    if (op == "+" && x->kind == Kind::kString && y->kind == Kind::kString) {
+      return Collection{Item::String(x->string + y->string)};
+    }
+    if (IsTemporal(*x) && (y->kind == Kind::kQuantity) && (op == "+" || op == "-")) {
+      return DateArithmetic(*x, *y, op == "-");
+    }
+    if (x->kind == Kind::kQuantity || y->kind == Kind::kQuantity) {
+      auto qx = ToQuantity(*x), qy = ToQuantity(*y);
+      if (qx && qy && (op == "*" || op == "/")) {
+        auto ux = Unit(qx->string), uy = Unit(qy->string);
+        double vx = qx->decimal, vy = qy->decimal;
+        std::string unit_x = qx->string, unit_y = qy->string;
+        if (ux && uy && std::string(ux->dimension) == uy->dimension) {
+          vx *= ux->factor;
+          vy *= uy->factor;
+          unit_x = unit_y = ux->dimension;
+        }
+        if (op == "*") {
+          std::string unit = unit_x == unit_y ? unit_x + "2" : unit_x + "." + unit_y;
+          return Collection{Item::Quantity(vx * vy, unit)};
+        }
+        if (vy == 0) return Collection{};
+        return Collection{Item::Quantity(vx / vy, unit_x == unit_y ? "1" : unit_x + "/" + unit_y)};
+      }
+      if (op == "*" && qx && IsNumber(*y))
+        return Collection{Item::Quantity(qx->decimal * Num(*y), qx->string)};
+      if (op == "*" && qy && IsNumber(*x))
+        return Collection{Item::Quantity(qy->decimal * Num(*x), qy->string)};
+      if (qx && qy && qx->string == qy->string && (op == "+" || op == "-")) {
+        return Collection{Item::Quantity(
+            op == "+" ? qx->decimal + qy->decimal : qx->decimal - qy->decimal, qx->string)};
+      }
+      return Collection{};
+    }
+    if (!IsNumber(*x) || !IsNumber(*y)) {
+      return Status::Invalid("'" + op + "' cannot combine " + x->TypeName() + " and " +
+                             y->TypeName());
+    }
+    bool ints = x->kind == Kind::kInteger && y->kind == Kind::kInteger;
+    int scale = std::max(x->scale, y->scale);
+    if (ints && (op == "+" || op == "-" || op == "*")) {
+      auto r = CheckedInt(x->integer, y->integer, op[0]);
+      return r ? Collection{Item::Integer(*r)} : Collection{};
+    }
+    if (op == "+") return Collection{Item::Decimal(Num(*x) + Num(*y), scale)};
+    if (op == "-") return Collection{Item::Decimal(Num(*x) - Num(*y), scale)};
+    if (op == "*")
+      return Collection{Item::Decimal(Num(*x) * Num(*y), std::min(8, x->scale + y->scale))};
+    if (op == "/") {
+      if (Num(*y) == 0) return Collection{};
+      return Collection{Item::Decimal(Num(*x) / Num(*y), 0)};
+    }
+    if (op == "div") {
+      if (Num(*y) == 0) return Collection{};
+      if (ints) {
+        if (y->integer == -1) return IntegerFrom(-static_cast<double>(x->integer));
+        return Collection{Item::Integer(x->integer / y->integer)};
+      }
+      return IntegerFrom(std::trunc(Num(*x) / Num(*y)));
+    }
+    if (op == "mod") {
+      if (Num(*y) == 0) return Collection{};
+      if (ints) return Collection{Item::Integer(y->integer == -1 ? 0 : x->integer % y->integer)};
+      return Collection{Item::Decimal(std::fmod(Num(*x), Num(*y)), scale)};
+    }
+    return Status::Invalid("unknown operator " + op);
+  }
+
+  Result<Collection> DateArithmetic(const Item& t, const Item& q, bool subtract) {
+    std::string unit = q.string;
+    if (unit == "a" || unit == "mo") {
+      return Status::Invalid("UCUM '" + unit + "' is not a calendar duration; use year or month");
+    }
+    if (!unit.empty() && unit.back() == 's' && unit != "ms" && unit != "s") unit.pop_back();
+    // Calendar arithmetic uses whole units (7.7 days is 7 days), except milliseconds.
+    double amount = subtract ? -q.decimal : q.decimal;
+    if (unit != "millisecond" && unit != "ms") amount = std::trunc(amount);
+    // Anything that leaves years 1-9999 is out of range: an empty result, computed safely.
+    if (!std::isfinite(amount) || std::fabs(amount) > 4e11) return Collection{};
+    Temporal r = t.temporal;
+    auto whole = [&]() { return static_cast<int64_t>(std::trunc(amount)); };
+    if (unit == "year") {
+      if (std::fabs(amount) > 10000) return Collection{};
+      r.year += static_cast<int>(whole());
+    } else if (unit == "month") {
+      if (std::fabs(amount) > 120000) return Collection{};
+      int64_t m = r.year * 12 + (r.month - 1) + whole();
+      r.year = static_cast<int>(m / 12);
+      r.month = static_cast<int>(m % 12) + 1;
+    } else if (unit == "week" || unit == "wk" || unit == "day" || unit == "d" || unit == "hour" ||
+               unit == "h" || unit == "minute" || unit == "min" || unit == "second" ||
+               unit == "s" || unit == "millisecond" || unit == "ms") {
+      double secs = amount * (unit == "week" || unit == "wk"      ? 604800
+                              : unit == "day" || unit == "d"      ? 86400
+                              : unit == "hour" || unit == "h"     ? 3600
+                              : unit == "minute" || unit == "min" ? 60
+                              : unit == "second" || unit == "s"   ? 1
+                                                                  : 0.001);
+      if (t.kind == Kind::kDate && std::fabs(secs) < 86400) return Collection{t};
+      if (std::fabs(secs) > 3.2e11) return Collection{};  // beyond 10,000 years
+      SetFieldMillis(r, FieldMillis(r) + static_cast<int64_t>(std::llround(secs * 1000)));
+    } else {
+      return Status::Invalid("cannot add '" + q.string + "' to a date");
+    }
+    if (r.year < 1 || r.year > 9999) return Collection{};
+    if (r.precision >= Temporal::kDay) r.day = std::min(r.day, DaysIn(r.year, r.month));
+    return Collection{Item::Time(r, t.kind)};
+  }
+
+  // Evaluates an argument once per item of `focus`, with $this bound to the item.
+  template <typename Fn>
+  Status ForEach(const Collection& focus, const Expr& arg, Fn fn) {
+    for (size_t k = 0; k < focus.size(); ++k) {
+      Context saved = ctx_;
+      ctx_.this_item = &focus[k];
+      ctx_.index = static_cast<int64_t>(k);
+      Collection one{focus[k]};
+      auto r = Eval(arg, one);
+      ctx_ = saved;
+      if (!r.ok()) return r.status();
+      RETURN_IF_ERROR(fn(k, *r));
+    }
+    return Status::Ok();
+  }
+
+  Result<Collection> Arg(const Expr& e, size_t n, const Collection& focus) {
+    return Eval(*e.children[n + 1], focus);
+  }
+
+  static std::string TypeArg(const Expr& arg) {
+    if (arg.kind == Expr::Kind::kIdentifier) return arg.text;
+    if (arg.kind == Expr::Kind::kMember && arg.children[0] &&
+        arg.children[0]->kind == Expr::Kind::kIdentifier) {
+      return arg.children[0]->text + "." + arg.text;
+    }
+    return arg.text;
+  }
+
+  Result<Collection> Function(const Expr& e, const Collection& outer_focus);
+
+  Context ctx_;
+};
+
+std::optional<std::string> StringOf(const Collection& c) {
+  auto s = Singleton(c);
+  if (!s || s->kind != Kind::kString) return std::nullopt;
+  return s->string;
+}
+
+// Decimal text with at least `scale` fractional digits (1.0 stays "1.0") and no float noise.
+std::string DecimalText(double d, int scale = 0) {
+  if (!std::isfinite(d)) return std::isnan(d) ? "NaN" : d > 0 ? "Infinity" : "-Infinity";
+  char buf[400];  // %.8f of the largest double needs 318 characters
+  std::snprintf(buf, sizeof buf, "%.8f", d);
+  std::string s = buf;
+  size_t dot = s.find('.');
+  if (dot == std::string::npos) return s;
+  size_t keep = dot + 1 + static_cast<size_t>(std::min(scale, 8));
+  size_t last = s.find_last_not_of('0');
+  s.erase(std::max(last + 1, keep));
+  if (!s.empty() && s.back() == '.') s.pop_back();
+  if (s.find_first_not_of("-0.") == std::string::npos && s[0] == '-') s.erase(0, 1);  // -0.0
+  return s;
+}
+
+std::optional<std::string> ToStringValue(const Item& i0) {
+  auto i = ToSystem(i0);
+  if (!i) {
+    if (auto q = ToQuantity(i0))
+      i = q;
+    else
+      return std::nullopt;
+  }
+  switch (i->kind) {
+    case Kind::kBoolean:
+      return std::string(i->boolean ? "true" : "false");
+    case Kind::kInteger:
+      return std::to_string(i->integer);
+    case Kind::kDecimal:
+      return DecimalText(i->decimal, i->scale);
+    case Kind::kString:
+      return i->string;
+    case Kind::kDate:
+      return i->temporal.ToString(true, false);
+    case Kind::kDateTime:
+      return i->temporal.ToString(false, false);
+    case Kind::kTime:
+      return i->temporal.ToString(false, true);
+    case Kind::kQuantity: {
+      if (IsCalendarDuration(i->string)) {
+        return DecimalText(i->decimal, i->scale) + " " + i->string;
+      }
+      return DecimalText(i->decimal, i->scale) + " '" + i->string + "'";
+    }
+    default:
+      return std::nullopt;
+  }
+}
+
+// A type name in is/as/ofType must name a FHIR or System type.
+Status KnownType(const std::string& qualified) {
+  std::string ns, name = qualified;
+  if (size_t dot = qualified.find('.'); dot != std::string::npos) {
+    ns = qualified.substr(0, dot);
+    name = qualified.substr(dot + 1);
+  }
+  static const char* kSystem[] = {"Boolean", "Integer",  "Decimal", "String",
+                                  "Date",    "DateTime", "Time",    "Quantity"};
+  if (ns != "FHIR") {
+    for (const char* t : kSystem)
+      if (name == t) return Status::Ok();
+  }
+  if (ns != "System" && Model().FindType(name)) return Status::Ok();
+  if (ns == "System") return Status::Ok();  // an unknown System type simply matches nothing
+  return Status::Invalid("'" + qualified + "' is not a known type");
+}
+
+// encode/decode (base64, urlbase64, hex) and escape/unescape (html, json).
+Result<std::string> Transcode(const std::string& f, const std::string& how, const std::string& s) {
+  static const char* kHex = "0123456789abcdef";
+  std::string out;
+  if (how == "base64" || how == "urlbase64") {
+    if (f == "encode") return Base64Encode(s, how == "urlbase64");
+    if (f == "decode") return Base64Decode(s, how == "urlbase64");
+  }
+  if (f == "encode" && how == "hex") {
+    for (unsigned char c : s) {
+      out.push_back(kHex[c >> 4]);
+      out.push_back(kHex[c & 15]);
+    }
+    return out;
+  }
+  if (f == "decode" && how == "hex") {
+    if (s.size() % 2) return Status::Invalid("odd-length hex");
+    for (size_t k = 0; k < s.size(); k += 2) {
+      if (!std::isxdigit(static_cast<unsigned char>(s[k])) ||
+          !std::isxdigit(static_cast<unsigned char>(s[k + 1]))) {
+        return Status::Invalid("not hex");
+      }
+      out.push_back(static_cast<char>(std::strtol(s.substr(k, 2).c_str(), nullptr, 16)));
+    }
+    return out;
+  }
+  if (f == "escape" && how == "html") {
+    for (char c : s) {
+      switch (c) {
+        case '<':
+          out += "&lt;";
+          break;
+        case '>':
+          out += "&gt;";
+          break;
+        case '&':
+          out += "&amp;";
+          break;
+        case '"':
+          out += "&quot;";
+          break;
+        case '\'':
+          out += "&#39;";
+          break;
+        default:
+          out.push_back(c);
+      }
+    }
+    return out;
+  }
+  if (f == "unescape" && how == "html") {
+    static const std::pair<const char*, char> kEntities[] = {
+        {"&lt;", '<'}, {"&gt;", '>'}, {"&amp;", '&'}, {"&quot;", '"'}, {"&#39;", '\''}};
+    for (size_t k = 0; k < s.size();) {
+      bool matched = false;
+      for (auto& [ent, c] : kEntities) {
+        if (s.compare(k, std::strlen(ent), ent) == 0) {
+          out.push_back(c);
+          k += std::strlen(ent);
+          matched = true;
+          break;
+        }
+      }
+      if (!matched) out.push_back(s[k++]);
+    }
+    return out;
+  }
+  if (f == "escape" && how == "json") {
+    for (char c : s) {
+      if (c == '"' || c == '\\') out.push_back('\\');
+      out.push_back(c);
+    }
+    return out;
+  }
+  if (f == "unescape" && how == "json") {
+    for (size_t k = 0; k < s.size(); ++k) {
+      if (s[k] == '\\' && k + 1 < s.size()) ++k;
+      out.push_back(s[k]);
+    }
+    return out;
+  }
+  return Status::Invalid(f + "() does not know '" + how + "'");
+}
+
+#include "fhirpath/functions.inc"
+
+}  // namespace
+
+Result<std::shared_ptr<const CompiledExpression>> Compile(std::string_view text) {
+  ASSIGN_OR_RETURN(auto root, Parse(text));
+  return std::shared_ptr<const CompiledExpression>(
+      std::make_shared<CompiledExpression>(std::move(root)));
+}
+
+Result<Collection> CompiledExpression::Evaluate(const json::value& resource,
+                                                const EvalOptions& options) const {
+  Item root;
+  root.value = &resource;
+  if (resource.is_object())
+    root.type = Model().FindResource(GetString(resource.get_object(), "resourceType"));
+  Context ctx{&root, &options};
+  Evaluator ev(ctx);
+  return ev.Eval(*root_, Collection{root});
+}
+
+std::string ItemToString(const Item& item) {
+  if (auto s = ToStringValue(item)) {
+    auto sys = ToSystem(item);
+    if (sys && (sys->kind == Kind::kDate || sys->kind == Kind::kDateTime)) return "@" + *s;
+    if (sys && sys->kind == Kind::kTime) return "@T" + *s;
+    return *s;
+  }
+  if (item.IsNode() && item.value) return json::serialize(*item.value);
+  return "";
+}
+
+}  // namespace taproot::fhirpath

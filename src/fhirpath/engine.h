@@ -1,0 +1,50 @@
+// The FHIRPath engine: compile once, evaluate many times, from many threads.
+//
+//   auto expr = fhirpath::Compile("Patient.name.where(use = 'official').given");
+//   auto result = expr->Evaluate(resource_json);   // a Collection of items
+//
+// Evaluation reads the resource's Boost.JSON DOM in place (the representation the server parses
+// and stores), guided by the R4 model for element types and value[x] choices.
+// Thread-safety: a CompiledExpression is immutable; Evaluate may run concurrently.
+#pragma once
+
+#include <map>
+#include <memory>
+#include <string>
+
+#include "common/status.h"
+#include "fhirpath/ast.h"
+#include "fhirpath/value.h"
+
+namespace taproot::fhirpath {
+
+struct EvalOptions {
+  // Strict semantic checks (the suite's mode="strict"): naming an element the type does not
+  // have, a choice element by its typed name (valueQuantity), or a resource type that is not the
+  // context's, is an error instead of an empty result.
+  bool strict = false;
+  // Extra environment variables (%name), beyond %resource, %rootResource, %context, %ucum, %sct,
+  // %loinc.
+  std::map<std::string, Collection> variables;
+};
+
+class CompiledExpression {
+ public:
+  explicit CompiledExpression(std::unique_ptr<Expr> root) : root_(std::move(root)) {}
+  // Evaluates against a resource (or any FHIR JSON object with resourceType).
+  Result<Collection> Evaluate(const boost::json::value& resource,
+                              const EvalOptions& options = {}) const;
+  const Expr& root() const { return *root_; }
+
+ private:
+  std::unique_ptr<Expr> root_;
+};
+
+Result<std::shared_ptr<const CompiledExpression>> Compile(std::string_view text);
+
+// Renders an item as the official test suite writes outputs: "@1974-12-25" for dates,
+// "5 'mg'" for quantities, the plain text for strings and numbers. Nodes of complex type
+// render as their JSON.
+std::string ItemToString(const Item& item);
+
+}  // namespace taproot::fhirpath

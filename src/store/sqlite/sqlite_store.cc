@@ -1,0 +1,811 @@
+#include "store/sqlite/sqlite_store.h"
+
+#include <fcntl.h>
+#include <pthread.h>
+#include <sqlite3.h>
+#include <sys/file.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <condition_variable>
+#include <deque>
+#include <filesystem>
+#include <future>
+#include <mutex>
+#include <thread>
+
+#include "common/clock.h"
+#include "common/compress.h"
+#include "common/log.h"
+#include "store/sqlite/current_cache.h"
+
+namespace taproot::store {
+namespace {
+
+constexpr int kSchemaVersion = 1;
+
+const char* kSchema = R"sql(
+CREATE TABLE IF NOT EXISTS meta(key TEXT PRIMARY KEY, value TEXT NOT NULL);
+-- Every version of every resource, in commit order (seq). Bodies are zstd-compressed JSON.
+CREATE TABLE IF NOT EXISTS versions(
+  seq INTEGER PRIMARY KEY,
+  type TEXT NOT NULL,
+  id TEXT NOT NULL,
+  version INTEGER NOT NULL,
+  ts INTEGER NOT NULL,
+  deleted INTEGER NOT NULL,
+  method TEXT NOT NULL,
+  body BLOB,
+  UNIQUE(type, id, version));
+CREATE INDEX IF NOT EXISTS versions_by_type ON versions(type, seq);
+CREATE INDEX IF NOT EXISTS versions_by_ts ON versions(ts);
+-- The current version of each resource: the row a read or search starts from.
+CREATE TABLE IF NOT EXISTS current(
+  type TEXT NOT NULL,
+  id TEXT NOT NULL,
+  version INTEGER NOT NULL,
+  seq INTEGER NOT NULL,
+  deleted INTEGER NOT NULL,
+  ts INTEGER NOT NULL,
+  PRIMARY KEY(type, id)) WITHOUT ROWID;
+-- Token search index rows of current, non-deleted versions.
+CREATE TABLE IF NOT EXISTS token_idx(
+  type TEXT NOT NULL,
+  param TEXT NOT NULL,
+  code TEXT NOT NULL,
+  system TEXT NOT NULL,
+  id TEXT NOT NULL);
+CREATE INDEX IF NOT EXISTS token_lookup ON token_idx(type, param, code, system);
+CREATE INDEX IF NOT EXISTS token_by_resource ON token_idx(type, id);
+-- Applied write requests by X-Request-ID, so a retry is answered, not re-applied.
+CREATE TABLE IF NOT EXISTS requests(
+  request_id TEXT PRIMARY KEY,
+  fingerprint TEXT NOT NULL,
+  ts INTEGER NOT NULL,
+  status INTEGER NOT NULL,
+  headers TEXT NOT NULL,
+  body BLOB NOT NULL);
+)sql";
+
+Status SqlError(sqlite3* db, const std::string& what) {
+  int code = sqlite3_errcode(db);
+  std::string msg = what + ": " + sqlite3_errmsg(db);
+  if (code == SQLITE_BUSY || code == SQLITE_LOCKED || code == SQLITE_IOERR || code == SQLITE_FULL ||
+      code == SQLITE_CANTOPEN) {
+    return Status::Unavailable(msg);
+  }
+  return Status::Internal(msg);
+}
+
+// A prepared statement that is reset on scope exit.
+class Stmt {
+ public:
+  Stmt() = default;
+  explicit Stmt(sqlite3_stmt* s) : s_(s) {}
+  ~Stmt() {
+    if (s_) sqlite3_finalize(s_);
+  }
+  Stmt(Stmt&& o) noexcept : s_(o.s_) { o.s_ = nullptr; }
+  Stmt& operator=(Stmt&& o) noexcept {
+    std::swap(s_, o.s_);
+    return *this;
+  }
+  sqlite3_stmt* get() const { return s_; }
+
+ private:
+  sqlite3_stmt* s_ = nullptr;
+};
+
+struct Binder {
+  sqlite3_stmt* s;
+  int i = 1;
+  Binder& Text(std::string_view v) {
+    sqlite3_bind_text(s, i++, v.data(), static_cast<int>(v.size()), SQLITE_TRANSIENT);
+    return *this;
+  }
+  Binder& Blob(std::string_view v) {
+    sqlite3_bind_blob(s, i++, v.data(), static_cast<int>(v.size()), SQLITE_TRANSIENT);
+    return *this;
+  }
+  Binder& Int(int64_t v) {
+    sqlite3_bind_int64(s, i++, v);
+    return *this;
+  }
+};
+
+std::string ColText(sqlite3_stmt* s, int col) {
+  const auto* p = reinterpret_cast<const char*>(sqlite3_column_text(s, col));
+  return p ? std::string(p, static_cast<size_t>(sqlite3_column_bytes(s, col))) : std::string();
+}
+std::string_view ColBlob(sqlite3_stmt* s, int col) {
+  const auto* p = static_cast<const char*>(sqlite3_column_blob(s, col));
+  return p ? std::string_view(p, static_cast<size_t>(sqlite3_column_bytes(s, col)))
+           : std::string_view();
+}
+
+// One SQLite connection with a cache of prepared statements.
+class Connection {
+ public:
+  ~Connection() {
+    cache_.clear();
+    if (db_) sqlite3_close_v2(db_);
+  }
+
+  static Result<std::unique_ptr<Connection>> Open(const std::string& path, bool sync) {
+    auto c = std::make_unique<Connection>();
+    int rc =
+        sqlite3_open_v2(path.c_str(), &c->db_,
+                        SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX, nullptr);
+    if (rc != SQLITE_OK) {
+      return Status::Unavailable("cannot open " + path + ": " + sqlite3_errstr(rc));
+    }
+    sqlite3_busy_timeout(c->db_, 10000);
+    RETURN_IF_ERROR(c->Exec("PRAGMA journal_mode=WAL"));
+    RETURN_IF_ERROR(c->Exec(sync ? "PRAGMA synchronous=FULL" : "PRAGMA synchronous=OFF"));
+    RETURN_IF_ERROR(c->Exec("PRAGMA foreign_keys=OFF"));
+    RETURN_IF_ERROR(c->Exec("PRAGMA cache_size=-65536"));
+    RETURN_IF_ERROR(c->Exec("PRAGMA temp_store=MEMORY"));
+    return c;
+  }
+
+  Status Exec(const char* sql) {
+    char* err = nullptr;
+    if (sqlite3_exec(db_, sql, nullptr, nullptr, &err) != SQLITE_OK) {
+      std::string msg = err ? err : "unknown";
+      sqlite3_free(err);
+      return Status::Internal(std::string("sqlite: ") + msg + " in " + sql);
+    }
+    return Status::Ok();
+  }
+
+  // Runs a cached statement that takes no parameters and returns no rows (BEGIN, COMMIT):
+  // cheaper than Exec, which parses the SQL every time.
+  Status Step(const std::string& sql) {
+    ASSIGN_OR_RETURN(sqlite3_stmt * s, Prepare(sql));
+    int rc = sqlite3_step(s);
+    sqlite3_reset(s);
+    if (rc != SQLITE_DONE && rc != SQLITE_ROW) return SqlError(db_, sql);
+    return Status::Ok();
+  }
+
+  // Returns a cached prepared statement, reset and with bindings cleared.
+  Result<sqlite3_stmt*> Prepare(const std::string& sql) {
+    auto it = cache_.find(sql);
+    if (it != cache_.end()) {
+      sqlite3_reset(it->second.get());
+      sqlite3_clear_bindings(it->second.get());
+      return it->second.get();
+    }
+    sqlite3_stmt* s = nullptr;
+    if (sqlite3_prepare_v3(db_, sql.c_str(), -1, SQLITE_PREPARE_PERSISTENT, &s, nullptr) !=
+        SQLITE_OK) {
+      return SqlError(db_, "prepare");
+    }
+    cache_.emplace(sql, Stmt(s));
+    return s;
+  }
+
+  sqlite3* db() { return db_; }
+
+ private:
+  sqlite3* db_ = nullptr;
+  std::unordered_map<std::string, Stmt> cache_;
+};
+
+// Steps a statement to completion; for statements without result rows.
+Status Run(Connection& c, sqlite3_stmt* s, const char* what) {
+  int rc = sqlite3_step(s);
+  sqlite3_reset(s);
+  if (rc != SQLITE_DONE && rc != SQLITE_ROW) return SqlError(c.db(), what);
+  return Status::Ok();
+}
+
+constexpr const char* kVersionColumns = "type, id, version, ts, deleted, method, body, seq";
+
+Result<VersionRecord> RowToVersion(sqlite3_stmt* s, int first = 0) {
+  VersionRecord r;
+  r.type = ColText(s, first);
+  r.id = ColText(s, first + 1);
+  r.version = sqlite3_column_int64(s, first + 2);
+  r.last_updated = sqlite3_column_int64(s, first + 3);
+  r.deleted = sqlite3_column_int64(s, first + 4) != 0;
+  r.method = ColText(s, first + 5);
+  std::string_view body = ColBlob(s, first + 6);
+  if (!body.empty()) {
+    ASSIGN_OR_RETURN(r.json, ZstdDecompress(body));
+  }
+  r.seq = sqlite3_column_int64(s, first + 7);
+  return r;
+}
+
+// Reads shared by the read snapshot and the write transaction.
+class SqliteView : public virtual ReadView {
+ public:
+  // With a cache, ReadCurrent is served from it when it can (single-statement reads only).
+  explicit SqliteView(Connection& c, CurrentCache* cache = nullptr) : c_(c), cache_(cache) {}
+
+  Result<std::optional<VersionRecord>> ReadCurrent(const std::string& type,
+                                                   const std::string& id) override {
+    if (cache_) {
+      if (auto hit = cache_->Get(type, id)) {
+        VersionRecord r = std::move(hit->meta);
+        if (!hit->compressed_body.empty()) {
+          ASSIGN_OR_RETURN(r.json, ZstdDecompress(hit->compressed_body));
+        }
+        return std::optional<VersionRecord>(std::move(r));
+      }
+    }
+    uint64_t generation = cache_ ? cache_->Generation() : 0;
+    ASSIGN_OR_RETURN(sqlite3_stmt * s,
+                     c_.Prepare(std::string("SELECT ") + kVersionColumns +
+                                " FROM versions WHERE seq = (SELECT seq FROM current WHERE type=? "
+                                "AND id=?)"));
+    Binder{s}.Text(type).Text(id);
+    if (!cache_) return One(s);
+    int rc = sqlite3_step(s);
+    if (rc == SQLITE_DONE) {
+      sqlite3_reset(s);
+      return std::optional<VersionRecord>();
+    }
+    if (rc != SQLITE_ROW) return SqlError(c_.db(), "read");
+    CurrentCache::Entry entry;
+    entry.compressed_body = std::string(ColBlob(s, 6));
+    auto r = RowToVersion(s);
+    sqlite3_reset(s);
+    if (!r.ok()) return r.status();
+    entry.meta = *r;
+    entry.meta.json.clear();
+    cache_->Fill(std::move(entry), generation);
+    return std::optional<VersionRecord>(std::move(r).value());
+  }
+
+  Result<std::optional<VersionRecord>> ReadVersion(const std::string& type, const std::string& id,
+                                                   int64_t version) override {
+    ASSIGN_OR_RETURN(sqlite3_stmt * s, c_.Prepare(std::string("SELECT ") + kVersionColumns +
+                                                  " FROM versions WHERE type=? AND id=? AND "
+                                                  "version=?"));
+    Binder{s}.Text(type).Text(id).Int(version);
+    return One(s);
+  }
+
+  Result<SearchPage> Search(const SearchQuery& q) override {
+    // Built from fixed fragments with bound values only; no caller text enters the SQL.
+    std::string where = " WHERE c.deleted=0";
+    if (!q.type.empty()) where += " AND c.type=?";
+    if (!q.ids.empty()) {
+      where += " AND c.id IN (";
+      for (size_t i = 0; i < q.ids.size(); ++i) where += i ? ",?" : "?";
+      where += ")";
+    }
+    if (q.updated_ge) where += " AND c.ts>=?";
+    if (q.updated_lt) where += " AND c.ts<?";
+    for (const TokenClause& clause : q.clauses) {
+      // Driven from the token index: the lookup index finds the few matching ids directly.
+      where += " AND c.id IN (";
+      for (size_t i = 0; i < clause.any_of.size(); ++i) {
+        if (i) where += " UNION ";
+        where += "SELECT t.id FROM token_idx t WHERE t.type=? AND t.param=? AND t.code=?";
+        if (clause.any_of[i].system) where += " AND t.system=?";
+      }
+      where += ")";
+    }
+    auto bind = [&](sqlite3_stmt* s) {
+      Binder b{s};
+      if (!q.type.empty()) b.Text(q.type);
+      for (const auto& id : q.ids) b.Text(id);
+      if (q.updated_ge) b.Int(*q.updated_ge);
+      if (q.updated_lt) b.Int(*q.updated_lt);
+      for (const TokenClause& clause : q.clauses) {
+        for (const TokenValue& v : clause.any_of) {
+          b.Text(q.type).Text(clause.param).Text(v.code);
+          if (v.system) b.Text(*v.system);
+        }
+      }
+      return b;
+    };
+    SearchPage page;
+    if (q.want_total) {
+      ASSIGN_OR_RETURN(sqlite3_stmt * s, c_.Prepare("SELECT count(*) FROM current c" + where));
+      bind(s);
+      if (sqlite3_step(s) != SQLITE_ROW) return SqlError(c_.db(), "search count");
+      page.total = sqlite3_column_int64(s, 0);
+      sqlite3_reset(s);
+    }
+    if (q.count > 0) {
+      ASSIGN_OR_RETURN(sqlite3_stmt * s,
+                       c_.Prepare("SELECT v.type, v.id, v.version, v.ts, v.deleted, v.method, "
+                                  "v.body, v.seq FROM current c JOIN versions v ON v.seq=c.seq" +
+                                  where + " ORDER BY c.type, c.id LIMIT ? OFFSET ?"));
+      bind(s).Int(q.count + 1).Int(q.offset);
+      ASSIGN_OR_RETURN(page.resources, All(s));
+      if (static_cast<int64_t>(page.resources.size()) > q.count) {
+        page.has_more = true;
+        page.resources.pop_back();
+      }
+    }
+    return page;
+  }
+
+  Result<HistoryPage> History(const HistoryQuery& q) override {
+    std::string where = " WHERE 1=1";
+    if (!q.type.empty()) where += " AND v.type=?";
+    if (!q.id.empty()) where += " AND v.id=?";
+    if (q.since) where += " AND v.ts>=?";
+    if (q.at) {
+      where +=
+          " AND v.ts<=? AND NOT EXISTS (SELECT 1 FROM versions w WHERE w.type=v.type AND "
+          "w.id=v.id AND w.version>v.version AND w.ts<=?)";
+    }
+    auto bind = [&](sqlite3_stmt* s) {
+      Binder b{s};
+      if (!q.type.empty()) b.Text(q.type);
+      if (!q.id.empty()) b.Text(q.id);
+      if (q.since) b.Int(*q.since);
+      if (q.at) b.Int(*q.at).Int(*q.at);
+      return b;
+    };
+    HistoryPage page;
+    {
+      ASSIGN_OR_RETURN(sqlite3_stmt * s, c_.Prepare("SELECT count(*) FROM versions v" + where));
+      bind(s);
+      if (sqlite3_step(s) != SQLITE_ROW) return SqlError(c_.db(), "history count");
+      page.total = sqlite3_column_int64(s, 0);
+      sqlite3_reset(s);
+    }
+    std::string paged = where + (q.before_seq ? " AND v.seq<?" : "");
+    ASSIGN_OR_RETURN(sqlite3_stmt * s,
+                     c_.Prepare(std::string("SELECT v.type, v.id, v.version, v.ts, v.deleted, "
+                                            "v.method, v.body, v.seq FROM versions v") +
+                                paged + " ORDER BY v.seq DESC LIMIT ?"));
+    Binder b = bind(s);
+    if (q.before_seq) b.Int(*q.before_seq);
+    b.Int(q.count + 1);
+    ASSIGN_OR_RETURN(page.entries, All(s));
+    if (static_cast<int64_t>(page.entries.size()) > q.count) {
+      page.entries.pop_back();
+      page.next_before_seq = page.entries.back().seq;
+    }
+    return page;
+  }
+
+  Connection& connection() { return c_; }
+
+  Result<std::optional<RequestRecord>> FindRequest(const std::string& request_id) override {
+    ASSIGN_OR_RETURN(sqlite3_stmt * s,
+                     c_.Prepare("SELECT fingerprint, status, headers, body FROM requests WHERE "
+                                "request_id=?"));
+    Binder{s}.Text(request_id);
+    int rc = sqlite3_step(s);
+    if (rc == SQLITE_DONE) {
+      sqlite3_reset(s);
+      return std::optional<RequestRecord>();
+    }
+    if (rc != SQLITE_ROW) return SqlError(c_.db(), "find request");
+    RequestRecord r;
+    r.request_id = request_id;
+    r.fingerprint = ColText(s, 0);
+    r.status = static_cast<int>(sqlite3_column_int64(s, 1));
+    r.headers_json = ColText(s, 2);
+    auto body = ZstdDecompress(ColBlob(s, 3));
+    sqlite3_reset(s);
+    if (!body.ok()) return body.status();
+    r.body = std::move(body).value();
+    return std::optional<RequestRecord>(std::move(r));
+  }
+
+ protected:
+  Result<std::optional<VersionRecord>> One(sqlite3_stmt* s) {
+    int rc = sqlite3_step(s);
+    if (rc == SQLITE_DONE) {
+      sqlite3_reset(s);
+      return std::optional<VersionRecord>();
+    }
+    if (rc != SQLITE_ROW) return SqlError(c_.db(), "read");
+    auto r = RowToVersion(s);
+    sqlite3_reset(s);
+    if (!r.ok()) return r.status();
+    return std::optional<VersionRecord>(std::move(r).value());
+  }
+
+  Result<std::vector<VersionRecord>> All(sqlite3_stmt* s) {
+    std::vector<VersionRecord> out;
+    int rc;
+    while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
+      auto r = RowToVersion(s);
+      if (!r.ok()) {
+        sqlite3_reset(s);
+        return r.status();
+      }
+      out.push_back(std::move(r).value());
+    }
+    sqlite3_reset(s);
+    if (rc != SQLITE_DONE) return SqlError(c_.db(), "scan");
+    return out;
+  }
+
+  Connection& c_;
+  CurrentCache* cache_;
+};
+
+class SqliteWriteTxn : public SqliteView, public WriteTxn {
+ public:
+  // `written` collects the resources written, to drop from the cache once the commit is durable.
+  using Written = std::vector<std::pair<std::string, std::string>>;
+  SqliteWriteTxn(Connection& c, int64_t* last_ts, Written* pending)
+      : SqliteView(c), last_ts_(last_ts), pending_(pending) {}
+
+  int64_t NextTimestamp() override {
+    int64_t now = NowMicros();
+    *last_ts_ = now > *last_ts_ ? now : *last_ts_ + 1;
+    return *last_ts_;
+  }
+
+  Status Put(const WriteRecord& rec) override {
+    const VersionRecord& v = rec.version;
+    std::string compressed;
+    if (rec.compressed_body.empty() && !v.json.empty()) compressed = ZstdCompress(v.json, 1);
+    const std::string& body = rec.compressed_body.empty() ? compressed : rec.compressed_body;
+    {
+      ASSIGN_OR_RETURN(sqlite3_stmt * s,
+                       c_.Prepare("INSERT INTO versions(type, id, version, ts, deleted, method, "
+                                  "body) VALUES(?,?,?,?,?,?,?)"));
+      Binder b{s};
+      b.Text(v.type)
+          .Text(v.id)
+          .Int(v.version)
+          .Int(v.last_updated)
+          .Int(v.deleted ? 1 : 0)
+          .Text(v.method);
+      if (body.empty()) {
+        sqlite3_bind_null(s, b.i++);
+      } else {
+        b.Blob(body);
+      }
+      int rc = sqlite3_step(s);
+      sqlite3_reset(s);
+      if (rc == SQLITE_CONSTRAINT) {
+        return Status::Conflict("version " + std::to_string(v.version) + " of " + v.type + "/" +
+                                v.id + " already exists");
+      }
+      if (rc != SQLITE_DONE) return SqlError(c_.db(), "insert version");
+    }
+    int64_t seq = sqlite3_last_insert_rowid(c_.db());
+    {
+      ASSIGN_OR_RETURN(sqlite3_stmt * s,
+                       c_.Prepare("INSERT OR REPLACE INTO current(type, id, version, seq, deleted, "
+                                  "ts) VALUES(?,?,?,?,?,?)"));
+      Binder{s}
+          .Text(v.type)
+          .Text(v.id)
+          .Int(v.version)
+          .Int(seq)
+          .Int(v.deleted ? 1 : 0)
+          .Int(v.last_updated);
+      RETURN_IF_ERROR(Run(c_, s, "update current"));
+    }
+    if (v.version > 1) {
+      ASSIGN_OR_RETURN(sqlite3_stmt * s, c_.Prepare("DELETE FROM token_idx WHERE type=? AND id=?"));
+      Binder{s}.Text(v.type).Text(v.id);
+      RETURN_IF_ERROR(Run(c_, s, "delete index"));
+    }
+    if (!v.deleted) {
+      ASSIGN_OR_RETURN(sqlite3_stmt * s,
+                       c_.Prepare("INSERT INTO token_idx(type, param, code, system, id) "
+                                  "VALUES(?,?,?,?,?)"));
+      for (const IndexEntry& e : rec.index) {
+        Binder{s}.Text(v.type).Text(e.param).Text(e.value).Text(e.system).Text(v.id);
+        RETURN_IF_ERROR(Run(c_, s, "insert index"));
+      }
+    }
+    pending_->emplace_back(v.type, v.id);
+    return Status::Ok();
+  }
+
+  Status Nested(const std::function<Status(WriteTxn&)>& fn) override {
+    RETURN_IF_ERROR(c_.Exec("SAVEPOINT nested"));
+    size_t mark = pending_->size();
+    Status st = fn(*this);
+    if (st.ok()) st = c_.Exec("RELEASE nested");
+    if (!st.ok()) {
+      (void)c_.Exec("ROLLBACK TO nested");
+      (void)c_.Exec("RELEASE nested");
+      pending_->resize(mark);
+    }
+    return st;
+  }
+
+  Status RecordRequest(const RequestRecord& r) override {
+    ASSIGN_OR_RETURN(sqlite3_stmt * s,
+                     c_.Prepare("INSERT OR REPLACE INTO requests(request_id, fingerprint, ts, "
+                                "status, headers, body) VALUES(?,?,?,?,?,?)"));
+    Binder{s}
+        .Text(r.request_id)
+        .Text(r.fingerprint)
+        .Int(NowMicros())
+        .Int(r.status)
+        .Text(r.headers_json)
+        .Blob(ZstdCompress(r.body, 1));
+    return Run(c_, s, "record request");
+  }
+
+ private:
+  int64_t* last_ts_;
+  Written* pending_;
+};
+
+class SqliteStore : public Store {
+ public:
+  explicit SqliteStore(SqliteOptions options)
+      : options_(std::move(options)), cache_(options_.cache_bytes) {}
+
+  ~SqliteStore() override {
+    Close();
+    ReleaseLock();
+  }
+
+  Status Open() {
+    std::error_code ec;
+    std::filesystem::create_directories(options_.dir, ec);
+    if (ec) return Status::Unavailable("cannot create " + options_.dir + ": " + ec.message());
+    // One process per store: the writer's ordering of timestamps and versions assumes it is
+    // the only writer. The lock is released by the kernel if the process dies.
+    std::string lock_path = (std::filesystem::path(options_.dir) / "LOCK").string();
+    lock_fd_ = ::open(lock_path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+    if (lock_fd_ < 0 || ::flock(lock_fd_, LOCK_EX | LOCK_NB) != 0) {
+      return Status::Unavailable("the store " + options_.dir +
+                                 " is in use by another taproot process");
+    }
+    path_ = (std::filesystem::path(options_.dir) / "taproot.db").string();
+    ASSIGN_OR_RETURN(writer_conn_, Connection::Open(path_, options_.sync));
+    RETURN_IF_ERROR(writer_conn_->Exec(kSchema));
+    RETURN_IF_ERROR(CheckSchemaVersion());
+    // Larger WAL between checkpoints: fewer, bigger checkpoint writes under heavy load.
+    RETURN_IF_ERROR(writer_conn_->Exec("PRAGMA wal_autocheckpoint=4000"));
+    {
+      ASSIGN_OR_RETURN(sqlite3_stmt * s,
+                       writer_conn_->Prepare("SELECT coalesce(max(ts),0), (SELECT count(*) FROM "
+                                             "current) FROM versions"));
+      if (sqlite3_step(s) != SQLITE_ROW) return SqlError(writer_conn_->db(), "open");
+      last_ts_ = sqlite3_column_int64(s, 0);
+      was_empty_ = sqlite3_column_int64(s, 1) == 0;
+      sqlite3_reset(s);
+    }
+    for (int i = 0; i < options_.read_connections; ++i) {
+      ASSIGN_OR_RETURN(auto c, Connection::Open(path_, options_.sync));
+      idle_readers_.push_back(std::move(c));
+    }
+    open_ = true;
+    writer_ = std::thread([this] { WriterLoop(); });
+    return Status::Ok();
+  }
+
+  Status Read(const std::function<Status(ReadView&)>& fn) override { return DoRead(fn, true); }
+  Status ReadStatement(const std::function<Status(ReadView&)>& fn) override {
+    return DoRead(fn, false);
+  }
+
+  Status DoRead(const std::function<Status(ReadView&)>& fn, bool snapshot) {
+    if (!open_) return Status::Unavailable("the store is closed");
+    std::unique_ptr<Connection> conn;
+    {
+      std::unique_lock lock(readers_mu_);
+      readers_cv_.wait(lock, [&] { return !idle_readers_.empty() || !open_; });
+      if (!open_) return Status::Unavailable("the store is closed");
+      conn = std::move(idle_readers_.back());
+      idle_readers_.pop_back();
+    }
+    Status st = snapshot ? conn->Step("BEGIN") : Status::Ok();
+    if (st.ok()) {
+      SqliteView view(*conn, snapshot ? nullptr : &cache_);
+      st = fn(view);
+      if (snapshot) {
+        Status end = conn->Step("COMMIT");
+        if (st.ok()) st = end;
+      }
+    }
+    {
+      std::lock_guard lock(readers_mu_);
+      idle_readers_.push_back(std::move(conn));
+    }
+    readers_cv_.notify_one();
+    return st;
+  }
+
+  Status Write(const std::function<Status(WriteTxn&)>& fn) override {
+    Job job{&fn, {}};
+    std::future<Status> done = job.result.get_future();
+    {
+      std::lock_guard lock(queue_mu_);
+      if (!open_ || closing_) return Status::Unavailable("the store is closed");
+      queue_.push_back(&job);
+    }
+    queue_cv_.notify_one();
+    return done.get();
+  }
+
+  Result<StoreStats> Stats() override {
+    StoreStats stats;
+    stats.write_calls = write_calls_;
+    stats.commits = commits_;
+    RETURN_IF_ERROR(Read([&](ReadView& view) -> Status {
+      auto& c = dynamic_cast<SqliteView&>(view).connection();
+      ASSIGN_OR_RETURN(sqlite3_stmt * q,
+                       c.Prepare("SELECT (SELECT count(*) FROM current WHERE deleted=0), "
+                                 "(SELECT count(*) FROM versions)"));
+      if (sqlite3_step(q) != SQLITE_ROW) return SqlError(c.db(), "stats");
+      stats.resources = sqlite3_column_int64(q, 0);
+      stats.versions = sqlite3_column_int64(q, 1);
+      sqlite3_reset(q);
+      return Status::Ok();
+    }));
+    return stats;
+  }
+
+  bool IsOpen() const override { return open_; }
+  bool WasEmptyAtOpen() const override { return was_empty_; }
+
+  void Close() override {
+    {
+      std::lock_guard lock(queue_mu_);
+      if (!open_ || closing_) return;
+      closing_ = true;
+    }
+    queue_cv_.notify_all();
+    if (writer_.joinable()) writer_.join();  // drains the queue first
+    {
+      std::unique_lock lock(readers_mu_);
+      readers_cv_.wait(lock, [&] {
+        return static_cast<int>(idle_readers_.size()) == options_.read_connections;
+      });
+      open_ = false;
+      idle_readers_.clear();
+    }
+    readers_cv_.notify_all();
+    // A clean checkpoint leaves a compact database file.
+    (void)writer_conn_->Exec("PRAGMA wal_checkpoint(TRUNCATE)");
+    writer_conn_.reset();
+    ReleaseLock();
+  }
+
+  void ReleaseLock() {
+    if (lock_fd_ >= 0) ::close(lock_fd_);
+    lock_fd_ = -1;
+  }
+
+ private:
+  struct Job {
+    const std::function<Status(WriteTxn&)>* fn;
+    std::promise<Status> result;
+  };
+
+  Status CheckSchemaVersion() {
+    ASSIGN_OR_RETURN(sqlite3_stmt * s,
+                     writer_conn_->Prepare("SELECT value FROM meta WHERE key='schema_version'"));
+    int rc = sqlite3_step(s);
+    if (rc == SQLITE_ROW) {
+      int v = std::stoi(ColText(s, 0));
+      sqlite3_reset(s);
+      if (v != kSchemaVersion) {
+        return Status::Unavailable("store schema version " + std::to_string(v) +
+                                   " is not supported by this build (expects " +
+                                   std::to_string(kSchemaVersion) + ")");
+      }
+      return Status::Ok();
+    }
+    sqlite3_reset(s);
+    ASSIGN_OR_RETURN(sqlite3_stmt * ins,
+                     writer_conn_->Prepare("INSERT INTO meta(key, value) VALUES "
+                                           "('schema_version', ?)"));
+    Binder{ins}.Text(std::to_string(kSchemaVersion));
+    return Run(*writer_conn_, ins, "schema version");
+  }
+
+  void WriterLoop() {
+    pthread_setname_np(pthread_self(), "taproot-writer");
+    std::vector<Job*> group;
+    for (;;) {
+      {
+        std::unique_lock lock(queue_mu_);
+        queue_cv_.wait(lock, [&] { return !queue_.empty() || closing_; });
+        if (queue_.empty() && closing_) return;
+        size_t n = std::min(queue_.size(), static_cast<size_t>(options_.max_group));
+        group.assign(queue_.begin(), queue_.begin() + static_cast<std::ptrdiff_t>(n));
+        queue_.erase(queue_.begin(), queue_.begin() + static_cast<std::ptrdiff_t>(n));
+      }
+      CommitGroup(group);
+    }
+  }
+
+  void CommitGroup(const std::vector<Job*>& group) {
+    Connection& c = *writer_conn_;
+    std::vector<Status> results(group.size());
+    SqliteWriteTxn::Written pending;
+    Status st = c.Exec("BEGIN IMMEDIATE");
+    if (st.ok()) {
+      int64_t saved_ts = last_ts_;
+      for (size_t i = 0; i < group.size(); ++i) {
+        Status sp = c.Exec("SAVEPOINT job");
+        if (!sp.ok()) {
+          results[i] = sp;
+          continue;
+        }
+        size_t mark = pending.size();
+        SqliteWriteTxn txn(c, &last_ts_, &pending);
+        results[i] = (*group[i]->fn)(txn);
+        if (results[i].ok()) {
+          results[i] = c.Exec("RELEASE job");
+        }
+        if (!results[i].ok()) {
+          (void)c.Exec("ROLLBACK TO job");
+          (void)c.Exec("RELEASE job");
+          pending.resize(mark);
+        }
+      }
+      // Now and then, drop X-Request-ID records too old for a retry to arrive.
+      if (st.ok() && ++groups_since_prune_ >= 1000) {
+        groups_since_prune_ = 0;
+        auto prune = c.Prepare("DELETE FROM requests WHERE ts < ?");
+        if (prune.ok()) {
+          Binder{*prune}.Int(NowMicros() - options_.request_log_ttl_seconds * 1000000);
+          (void)Run(c, *prune, "prune requests");
+        }
+      }
+      // No cache entry for what this group wrote may exist while its versions become visible.
+      cache_.BeginCommit();
+      for (const auto& [type, id] : pending) cache_.Invalidate(type, id);
+      st = c.Exec("COMMIT");
+      cache_.EndCommit();
+      if (!st.ok()) {
+        (void)c.Exec("ROLLBACK");
+        last_ts_ = saved_ts;
+      } else {
+        commits_++;
+        write_calls_ += static_cast<int64_t>(group.size());
+      }
+    }
+    for (size_t i = 0; i < group.size(); ++i) {
+      if (!st.ok()) {
+        group[i]->result.set_value(
+            results[i].ok() ? Status::Unavailable("commit failed: " + st.message()) : results[i]);
+      } else {
+        group[i]->result.set_value(results[i]);
+      }
+    }
+  }
+
+  SqliteOptions options_;
+  CurrentCache cache_;
+  std::string path_;
+  std::unique_ptr<Connection> writer_conn_;
+  int64_t last_ts_ = 0;         // writer thread only (and Open)
+  int groups_since_prune_ = 0;  // writer thread only
+  std::atomic<int64_t> commits_{0}, write_calls_{0};
+  bool was_empty_ = false;
+  int lock_fd_ = -1;
+  std::atomic<bool> open_{false};
+
+  std::mutex queue_mu_;
+  std::condition_variable queue_cv_;
+  std::deque<Job*> queue_;
+  bool closing_ = false;
+  std::thread writer_;
+
+  std::mutex readers_mu_;
+  std::condition_variable readers_cv_;
+  std::vector<std::unique_ptr<Connection>> idle_readers_;
+};
+
+}  // namespace
+
+Result<std::unique_ptr<Store>> OpenSqliteStore(const SqliteOptions& options) {
+  // Memory statistics put a global mutex around every SQLite allocation, which the reader
+  // threads then contend on; we do not use them. Must run before SQLite initialises (it fails
+  // harmlessly if something else initialised it first).
+  static std::once_flag configured;
+  std::call_once(configured, [] { sqlite3_config(SQLITE_CONFIG_MEMSTATUS, 0); });
+  auto store = std::make_unique<SqliteStore>(options);
+  RETURN_IF_ERROR(store->Open());
+  return std::unique_ptr<Store>(std::move(store));
+}
+
+}  // namespace taproot::store

@@ -1,0 +1,12 @@
+// The embedded SQLite backend of store::Store. See store/store.h for the contract.
+//
+// Design: one database file in WAL mode with synchronous=FULL. One writer thread owns the only
+// write connection and drains a queue of write calls: it opens one transaction, runs each call
+// inside its own SAVEPOINT (so one failing call rolls back alone), commits once, and only then
+// completes every call in the group. That is LevelDB's group commit: under load, one fsync
+// covers many writes. Readers take a connection from a small pool and read a WAL snapshot.
+//
+// Resource bodies are stored zstd-compressed. Schema and reasoning: docs/architecture.md.
+#pragma once
+
+#include "store/store.h"

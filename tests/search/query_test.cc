@@ -1,0 +1,72 @@
+#include "search/query.h"
+
+#include <gtest/gtest.h>
+
+#include "common/clock.h"
+#include "fhir/model.h"
+
+namespace taproot::search {
+namespace {
+
+ParsedSearch Parse(const std::string& query, bool strict = false) {
+  auto params = ParseQueryString(query);
+  EXPECT_TRUE(params.ok());
+  auto parsed = ParseSearch(fhir::R4(), "Patient", *params, strict);
+  EXPECT_TRUE(parsed.ok()) << parsed.status().ToString();
+  return parsed.ok() ? *parsed : ParsedSearch{};
+}
+
+int64_t T(const char* s) { return *ParseFhirDateTime(s); }
+
+TEST(QueryTest, DecodesLenientlyAndStrictly) {
+  auto p = ParseQueryString("identifier=http://x|1&name=a+b&enc=%7C%20&flag");
+  ASSERT_TRUE(p.ok());
+  EXPECT_EQ(*p,
+            (Params{{"identifier", "http://x|1"}, {"name", "a b"}, {"enc", "| "}, {"flag", ""}}));
+  EXPECT_FALSE(ParseQueryString("a=%zz").ok());
+  EXPECT_FALSE(ParseQueryString("a=%4").ok());
+}
+
+TEST(QueryTest, LastUpdatedPrefixesCoverThePrecision) {
+  ParsedSearch year = Parse("_lastUpdated=2024");
+  EXPECT_EQ(*year.query.updated_ge, T("2024-01-01"));
+  EXPECT_EQ(*year.query.updated_lt, T("2025-01-01"));
+  ParsedSearch dec = Parse("_lastUpdated=eq2024-12");
+  EXPECT_EQ(*dec.query.updated_lt, T("2025-01-01"));
+  ParsedSearch day = Parse("_lastUpdated=gt2024-02-28");
+  EXPECT_EQ(*day.query.updated_ge, T("2024-02-29"));
+  ParsedSearch le = Parse("_lastUpdated=le2024-02-28T10:00:00Z");
+  EXPECT_EQ(*le.query.updated_lt, T("2024-02-28T10:00:01Z"));
+  ParsedSearch lt = Parse("_lastUpdated=lt2024-02-28");
+  EXPECT_EQ(*lt.query.updated_lt, T("2024-02-28"));
+  EXPECT_FALSE(lt.query.updated_ge.has_value());
+  // Found by fuzz_query: a year with leading zeros once crashed the upper-bound computation.
+  ParsedSearch early = Parse("_lastUpdated=ge0052");
+  EXPECT_EQ(*early.query.updated_ge, T("0052"));
+  auto bad = ParseSearch(fhir::R4(), "Patient", {{"_lastUpdated", "tomorrow"}}, false);
+  EXPECT_EQ(bad.status().code(), StatusCode::kInvalid);
+}
+
+TEST(QueryTest, TokensAndUnknownParameters) {
+  ParsedSearch t = Parse("identifier=s|1,|2,3&_count=5&_offset=10");
+  ASSERT_EQ(t.query.clauses.size(), 1u);
+  const auto& any = t.query.clauses[0].any_of;
+  ASSERT_EQ(any.size(), 3u);
+  EXPECT_EQ(*any[0].system, "s");
+  EXPECT_EQ(any[0].code, "1");
+  EXPECT_EQ(*any[1].system, "");
+  EXPECT_FALSE(any[2].system.has_value());
+  EXPECT_EQ(t.query.count, 5);
+  EXPECT_EQ(t.query.offset, 10);
+  ParsedSearch lenient = Parse("bogus=1&identifier:text=x");
+  EXPECT_EQ(lenient.ignored.size(), 2u);
+  EXPECT_TRUE(lenient.used.empty());
+  auto strict = ParseSearch(fhir::R4(), "Patient", {{"bogus", "1"}}, true);
+  EXPECT_EQ(strict.status().code(), StatusCode::kInvalid);
+  EXPECT_EQ(strict.status().issues()[0].expression, "bogus");
+  EXPECT_EQ(Parse("_count=100000").query.count, kMaxCount);
+  EXPECT_FALSE(ParseSearch(fhir::R4(), "Patient", {{"_count", "-1"}}, false).ok());
+}
+
+}  // namespace
+}  // namespace taproot::search

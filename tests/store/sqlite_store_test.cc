@@ -1,0 +1,292 @@
+#include <gtest/gtest.h>
+
+#include <atomic>
+#include <filesystem>
+#include <optional>
+#include <thread>
+
+#include "common/ids.h"
+#include "store/store.h"
+
+namespace taproot::store {
+namespace {
+
+class SqliteStoreTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    dir_ = std::filesystem::temp_directory_path() / ("taproot-store-" + NewUuid());
+    Reopen();
+  }
+  void TearDown() override {
+    store_.reset();
+    std::filesystem::remove_all(dir_);
+  }
+  void Reopen() {
+    store_.reset();
+    SqliteOptions o;
+    o.dir = dir_.string();
+    auto s = OpenSqliteStore(o);
+    ASSERT_TRUE(s.ok()) << s.status().ToString();
+    store_ = std::move(s).value();
+  }
+  static WriteRecord Rec(const std::string& id, int64_t version, const std::string& json,
+                         std::vector<IndexEntry> index = {}) {
+    WriteRecord r;
+    r.version.type = "Patient";
+    r.version.id = id;
+    r.version.version = version;
+    r.version.method = version == 1 ? "POST" : "PUT";
+    r.version.json = json;
+    r.index = std::move(index);
+    return r;
+  }
+  Status Put(WriteRecord r) {
+    return store_->Write([&](WriteTxn& txn) {
+      r.version.last_updated = txn.NextTimestamp();
+      return txn.Put(r);
+    });
+  }
+  std::optional<VersionRecord> Current(const std::string& id) {
+    std::optional<VersionRecord> out;
+    EXPECT_TRUE(store_
+                    ->Read([&](ReadView& v) -> Status {
+                      ASSIGN_OR_RETURN(out, v.ReadCurrent("Patient", id));
+                      return Status::Ok();
+                    })
+                    .ok());
+    return out;
+  }
+
+  std::filesystem::path dir_;
+  std::unique_ptr<Store> store_;
+};
+
+TEST_F(SqliteStoreTest, KeepsEveryVersionAcrossReopen) {
+  EXPECT_TRUE(store_->WasEmptyAtOpen());
+  ASSERT_TRUE(Put(Rec("a", 1, R"({"v":1})")).ok());
+  ASSERT_TRUE(Put(Rec("a", 2, R"({"v":2})")).ok());
+  Reopen();
+  EXPECT_FALSE(store_->WasEmptyAtOpen());
+  auto cur = Current("a");
+  ASSERT_TRUE(cur.has_value());
+  EXPECT_EQ(cur->version, 2);
+  EXPECT_EQ(cur->json, R"({"v":2})");
+  ASSERT_TRUE(store_
+                  ->Read([&](ReadView& v) -> Status {
+                    ASSIGN_OR_RETURN(auto v1, v.ReadVersion("Patient", "a", 1));
+                    EXPECT_EQ(v1->json, R"({"v":1})");
+                    ASSIGN_OR_RETURN(auto missing, v.ReadVersion("Patient", "a", 3));
+                    EXPECT_FALSE(missing.has_value());
+                    return Status::Ok();
+                  })
+                  .ok());
+  auto stats = store_->Stats();
+  EXPECT_EQ(stats->resources, 1);
+  EXPECT_EQ(stats->versions, 2);
+}
+
+TEST_F(SqliteStoreTest, DuplicateVersionIsAConflictAndRollsBack) {
+  ASSERT_TRUE(Put(Rec("a", 1, "{}")).ok());
+  Status st = store_->Write([&](WriteTxn& txn) -> Status {
+    WriteRecord ok = Rec("b", 1, "{}");
+    ok.version.last_updated = txn.NextTimestamp();
+    RETURN_IF_ERROR(txn.Put(ok));
+    WriteRecord dup = Rec("a", 1, "{}");
+    dup.version.last_updated = txn.NextTimestamp();
+    return txn.Put(dup);
+  });
+  EXPECT_EQ(st.code(), StatusCode::kConflict);
+  EXPECT_FALSE(Current("b").has_value());  // the whole call was undone
+}
+
+TEST_F(SqliteStoreTest, NestedFailureUndoesOnlyItself) {
+  Status st = store_->Write([&](WriteTxn& txn) -> Status {
+    WriteRecord a = Rec("a", 1, "{}");
+    a.version.last_updated = txn.NextTimestamp();
+    RETURN_IF_ERROR(txn.Put(a));
+    Status inner = txn.Nested([&](WriteTxn& t) -> Status {
+      WriteRecord b = Rec("b", 1, "{}");
+      b.version.last_updated = t.NextTimestamp();
+      RETURN_IF_ERROR(t.Put(b));
+      return Status::Invalid("entry failed");
+    });
+    EXPECT_FALSE(inner.ok());
+    return Status::Ok();
+  });
+  ASSERT_TRUE(st.ok());
+  EXPECT_TRUE(Current("a").has_value());
+  EXPECT_FALSE(Current("b").has_value());
+}
+
+TEST_F(SqliteStoreTest, TokenSearchFollowsTheCurrentVersion) {
+  ASSERT_TRUE(Put(Rec("a", 1, "{}", {{"identifier", "sys", "1"}})).ok());
+  ASSERT_TRUE(Put(Rec("b", 1, "{}", {{"identifier", "sys", "2"}, {"identifier", "", "1"}})).ok());
+  auto find = [&](std::optional<std::string> system, std::string code) {
+    std::vector<std::string> ids;
+    EXPECT_TRUE(store_
+                    ->Read([&](ReadView& v) -> Status {
+                      SearchQuery q;
+                      q.type = "Patient";
+                      q.clauses.push_back({"identifier", {{system, code}}});
+                      ASSIGN_OR_RETURN(SearchPage page, v.Search(q));
+                      for (auto& r : page.resources) ids.push_back(r.id);
+                      EXPECT_EQ(*page.total, static_cast<int64_t>(ids.size()));
+                      return Status::Ok();
+                    })
+                    .ok());
+    return ids;
+  };
+  EXPECT_EQ(find(std::nullopt, "1"), (std::vector<std::string>{"a", "b"}));
+  EXPECT_EQ(find("sys", "1"), (std::vector<std::string>{"a"}));
+  EXPECT_EQ(find("", "1"), (std::vector<std::string>{"b"}));
+  // A new version replaces the index rows; a tombstone removes them.
+  ASSERT_TRUE(Put(Rec("a", 2, "{}", {{"identifier", "sys", "9"}})).ok());
+  EXPECT_EQ(find("sys", "1"), (std::vector<std::string>{}));
+  EXPECT_EQ(find("sys", "9"), (std::vector<std::string>{"a"}));
+  WriteRecord del = Rec("a", 3, "");
+  del.version.deleted = true;
+  ASSERT_TRUE(Put(del).ok());
+  EXPECT_EQ(find("sys", "9"), (std::vector<std::string>{}));
+}
+
+TEST_F(SqliteStoreTest, HistoryPagesNewestFirst) {
+  for (int i = 1; i <= 5; ++i) ASSERT_TRUE(Put(Rec("a", i, "{}")).ok());
+  std::vector<int64_t> seen;
+  std::optional<int64_t> cursor;
+  do {
+    HistoryPage page;
+    ASSERT_TRUE(store_
+                    ->Read([&](ReadView& v) -> Status {
+                      HistoryQuery q;
+                      q.type = "Patient";
+                      q.id = "a";
+                      q.count = 2;
+                      q.before_seq = cursor;
+                      ASSIGN_OR_RETURN(page, v.History(q));
+                      return Status::Ok();
+                    })
+                    .ok());
+    EXPECT_EQ(page.total, 5);
+    for (auto& e : page.entries) seen.push_back(e.version);
+    cursor = page.next_before_seq;
+  } while (cursor);
+  EXPECT_EQ(seen, (std::vector<int64_t>{5, 4, 3, 2, 1}));
+}
+
+TEST_F(SqliteStoreTest, ConcurrentWritersShareCommitsAndStayOrdered) {
+  constexpr int kThreads = 16, kPerThread = 50;
+  std::vector<std::thread> threads;
+  std::atomic<int> failures{0};
+  for (int t = 0; t < kThreads; ++t) {
+    threads.emplace_back([&, t] {
+      for (int i = 0; i < kPerThread; ++i) {
+        if (!Put(Rec("t" + std::to_string(t) + "-" + std::to_string(i), 1, "{}")).ok()) failures++;
+      }
+    });
+  }
+  for (auto& th : threads) th.join();
+  EXPECT_EQ(failures, 0);
+  auto stats = store_->Stats();
+  EXPECT_EQ(stats->versions, kThreads * kPerThread);
+  EXPECT_EQ(stats->write_calls, kThreads * kPerThread);
+  // Group commit: sixteen writers waiting on the disk share commits.
+  EXPECT_LT(stats->commits, stats->write_calls);
+  // Timestamps strictly increase with commit order.
+  ASSERT_TRUE(store_
+                  ->Read([&](ReadView& v) -> Status {
+                    HistoryQuery q;
+                    q.count = kThreads * kPerThread;
+                    ASSIGN_OR_RETURN(HistoryPage page, v.History(q));
+                    for (size_t i = 1; i < page.entries.size(); ++i) {
+                      EXPECT_GT(page.entries[i - 1].last_updated, page.entries[i].last_updated);
+                    }
+                    return Status::Ok();
+                  })
+                  .ok());
+}
+
+TEST_F(SqliteStoreTest, ReadsByIdSeeEveryCommittedVersionAndNothingRolledBack) {
+  auto read_one = [&](const std::string& id) {
+    std::optional<VersionRecord> out;
+    EXPECT_TRUE(store_
+                    ->ReadStatement([&](ReadView& v) -> Status {
+                      ASSIGN_OR_RETURN(out, v.ReadCurrent("Patient", id));
+                      return Status::Ok();
+                    })
+                    .ok());
+    return out;
+  };
+  ASSERT_TRUE(Put(Rec("a", 1, R"({"v":1})")).ok());
+  EXPECT_EQ(read_one("a")->json, R"({"v":1})");  // fills the cache
+  EXPECT_EQ(read_one("a")->json, R"({"v":1})");  // served from it
+  ASSERT_TRUE(Put(Rec("a", 2, R"({"v":2})")).ok());
+  EXPECT_EQ(read_one("a")->version, 2);  // the writer dropped v1 before acknowledging v2
+  // A nested transaction that fails, and a whole call that fails, leave no trace.
+  ASSERT_TRUE(store_
+                  ->Write([&](WriteTxn& txn) -> Status {
+                    return txn.Nested([&](WriteTxn& t) -> Status {
+                                WriteRecord r = Rec("a", 3, R"({"v":"rolled back"})");
+                                r.version.last_updated = t.NextTimestamp();
+                                RETURN_IF_ERROR(t.Put(r));
+                                return Status::Invalid("no");
+                              }).ok()
+                               ? Status::Internal("expected failure")
+                               : Status::Ok();
+                  })
+                  .ok());
+  EXPECT_FALSE(store_
+                   ->Write([&](WriteTxn& txn) -> Status {
+                     WriteRecord r = Rec("a", 3, R"({"v":"failed"})");
+                     r.version.last_updated = txn.NextTimestamp();
+                     RETURN_IF_ERROR(txn.Put(r));
+                     return Status::Invalid("fail the call");
+                   })
+                   .ok());
+  EXPECT_EQ(read_one("a")->json, R"({"v":2})");
+  EXPECT_FALSE(read_one("missing").has_value());
+  WriteRecord del = Rec("a", 3, "");
+  del.version.deleted = true;
+  ASSERT_TRUE(Put(del).ok());
+  EXPECT_TRUE(read_one("a")->deleted);
+  // Many concurrent readers and writers: a reader never goes back to an older version.
+  std::atomic<bool> stop{false};
+  std::atomic<int> regressions{0};
+  std::thread writer([&] {
+    for (int v = 4; v < 200; ++v) ASSERT_TRUE(Put(Rec("a", v, "{}")).ok());
+    stop = true;
+  });
+  std::vector<std::thread> readers;
+  for (int t = 0; t < 4; ++t) {
+    readers.emplace_back([&] {
+      int64_t last = 0;
+      while (!stop) {
+        int64_t v = read_one("a")->version;
+        if (v < last) regressions++;
+        last = v;
+      }
+    });
+  }
+  writer.join();
+  for (auto& r : readers) r.join();
+  EXPECT_EQ(regressions, 0);
+  EXPECT_EQ(read_one("a")->version, 199);
+}
+
+TEST_F(SqliteStoreTest, OneProcessPerStore) {
+  SqliteOptions o;
+  o.dir = dir_.string();
+  auto second = OpenSqliteStore(o);
+  EXPECT_EQ(second.status().code(), StatusCode::kUnavailable);
+  store_->Close();
+  EXPECT_TRUE(OpenSqliteStore(o).ok());  // free again once closed
+}
+
+TEST_F(SqliteStoreTest, ClosedStoreRefusesWork) {
+  store_->Close();
+  EXPECT_FALSE(store_->IsOpen());
+  EXPECT_EQ(Put(Rec("a", 1, "{}")).code(), StatusCode::kUnavailable);
+  EXPECT_EQ(store_->Read([](ReadView&) { return Status::Ok(); }).code(), StatusCode::kUnavailable);
+}
+
+}  // namespace
+}  // namespace taproot::store
