@@ -2,6 +2,7 @@
 // class (bench/fhirpath/expressions.json), to set beside fhirpath.js (bench/run-fhirpath.sh).
 //   build/taproot_fhirpath_bench build/fixtures/bundles [seconds]
 #include <boost/json.hpp>
+#include <boost/json/monotonic_resource.hpp>
 #include <chrono>
 #include <cstdio>
 #include <filesystem>
@@ -21,7 +22,9 @@ int main(int argc, char** argv) {
   std::vector<json::value> bundles;
   for (auto& e : std::filesystem::directory_iterator(argv[1])) {
     if (e.path().extension() == ".json")
-      bundles.push_back(*ParseJson(ReadFileText(e.path().string())));
+      // One arena per bundle, as the server parses a request body (see ParseJson).
+      bundles.push_back(*ParseJson(ReadFileText(e.path().string()),
+                                   json::make_shared_resource<json::monotonic_resource>()));
   }
   auto exprs =
       ParseJson(ReadFileText(std::string(TAPROOT_SOURCE_DIR) + "/bench/fhirpath/expressions.json"));

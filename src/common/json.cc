@@ -81,12 +81,13 @@ class DuplicateKeyFinder {
 
 }  // namespace
 
-Result<json::value> ParseJson(std::string_view text) {
+Result<json::value> ParseJson(std::string_view text, json::storage_ptr storage) {
   json::parse_options opts;
   opts.allow_invalid_utf8 = false;
   // Deep enough for nested Questionnaire items, shallow enough to bound recursion.
   opts.max_depth = 64;
   json::stream_parser p({}, opts);
+  p.reset(std::move(storage));
   boost::system::error_code ec;
   size_t n = p.write_some(text.data(), text.size(), ec);
   if (!ec) p.finish(ec);
@@ -187,9 +188,9 @@ std::string PrettyJsonText(std::string_view s) {
 std::string PrettyJson(const json::value& v) { return PrettyJsonText(json::serialize(v)); }
 
 std::string_view GetString(const json::object& obj, std::string_view key) {
-  auto it = obj.find(key);
-  if (it == obj.end() || !it->value().is_string()) return {};
-  const json::string& s = it->value().get_string();
+  const json::value* v = FindKey(obj, key);
+  if (!v || !v->is_string()) return {};
+  const json::string& s = v->get_string();
   return std::string_view(s.data(), s.size());
 }
 

@@ -156,11 +156,17 @@ Result<Model> Model::Build(std::string_view types_json, std::string_view resourc
     }
   }
   std::sort(m.resource_types_.begin(), m.resource_types_.end());
+  for (auto& owned : m.owned_) owned->property_index.Build(owned->properties);
+  m.type_index_.Build(m.types_);
   return m;
 }
 
 const TypeDef* Model::FindType(std::string_view name) const {
-  auto it = types_.find(name);
+  if (type_index_.built()) {
+    TypeDef* const* t = type_index_.Find(name);
+    return t ? *t : nullptr;
+  }
+  auto it = types_.find(name);  // while Build() is still filling the model
   return it == types_.end() ? nullptr : it->second;
 }
 

@@ -45,6 +45,19 @@ struct Expr {
   int depth = 1;          // height of this subtree (bounded by the parser, so evaluation's
                           // recursion is bounded too)
   std::vector<std::unique_ptr<Expr>> children;
+
+  // Filled in by Compile(), after parsing, for speed:
+  // - on a path step (a member, or ofType(T) with a known type) whose focus is another step, the
+  //   whole run of steps (first step first) and the expression it starts from, so evaluation
+  //   walks each item through all the steps without building the collections in between;
+  std::vector<const Expr*> steps;
+  const Expr* steps_base = nullptr;
+  // - on a literal, its index in the compiled expression's table of values;
+  int literal_slot = -1;
+  // - on ofType(T), T without its namespace ("Patient" for FHIR.Patient), and whether it names
+  //   an abstract FHIR type (Resource, DomainResource).
+  std::string bare_type;
+  bool abstract_type = false;
 };
 
 }  // namespace taproot::fhirpath

@@ -262,9 +262,27 @@ std::string Capitalize(std::string_view s) {
   return out;
 }
 
-// The children of a node named `name` (value[x] choices by their stem).
-void Children(const Item& item, std::string_view name, Collection& out) {
-  if (!item.IsNode() || !item.value || !item.value->is_object() || !item.type) return;
+// obj["_" + name] without building the string.
+const json::value* FindUnderscored(const json::object& obj, std::string_view name) {
+  for (const auto& kv : obj) {
+    std::string_view k = kv.key();
+    if (k.size() == name.size() + 1 && k[0] == '_' && SameText(k.substr(1), name)) {
+      return &kv.value();
+    }
+  }
+  return nullptr;
+}
+
+// Calls emit(child) for each child of a node named `name` (value[x] choices by their stem), in
+// document order.
+// Returns the choice element if `name` is one of its typed names (valueQuantity), which is not a
+// FHIRPath name and selects nothing.
+template <typename Emit>
+const fhir::ElementDef* ForEachChild(const Item& item, std::string_view name, Emit&& emit) {
+  if (!item.IsNode() || !item.type) return nullptr;
+  const fhir::TypeDef::Property* p = item.type->FindProperty(name);
+  if (p && p->element->choice) return p->element;
+  if (!item.value || !item.value->is_object()) return nullptr;
   const json::object& obj = item.value->get_object();
   const fhir::TypeDef* type = item.type;
   auto add = [&](const json::value* v, const json::value* ext, const fhir::TypeDef* t) {
@@ -278,7 +296,7 @@ void Children(const Item& item, std::string_view name, Collection& out) {
           child.type = rt;
         }
       }
-      out.push_back(child);
+      emit(child);
     };
     if (v && v->is_array()) {
       const json::array& arr = v->get_array();
@@ -297,17 +315,12 @@ void Children(const Item& item, std::string_view name, Collection& out) {
       push(v, ext);
     }
   };
-  if (const fhir::TypeDef::Property* p = type->FindProperty(name)) {
-    if (p->element->choice) return;  // typed choice names (valueQuantity) are not FHIRPath names
-    auto it = obj.find(name);
-    const json::value* v = it == obj.end() ? nullptr : &it->value();
-    const json::value* ext = nullptr;
-    if (p->type->IsPrimitive()) {  // only primitives have a `_name` sibling
-      std::string underscored = "_" + std::string(name);
-      ext = obj.if_contains(underscored);
-    }
+  if (p) {
+    const json::value* v = FindKey(obj, name);
+    // Only primitives have a `_name` sibling.
+    const json::value* ext = p->type->IsPrimitive() ? FindUnderscored(obj, name) : nullptr;
     add(v, ext, p->type);
-    return;
+    return nullptr;
   }
   // A choice element by its stem (value -> valueQuantity, valueString...): one pass over the
   // object's keys, each looked up in the type's property index.
@@ -318,7 +331,7 @@ void Children(const Item& item, std::string_view name, Collection& out) {
       break;
     }
   }
-  if (!is_choice) return;
+  if (!is_choice) return nullptr;
   for (const auto& kv : obj) {
     std::string_view k = kv.key();
     bool underscore = !k.empty() && k[0] == '_';
@@ -327,12 +340,16 @@ void Children(const Item& item, std::string_view name, Collection& out) {
     const fhir::TypeDef::Property* p = type->FindProperty(base);
     if (!p || !p->element->choice || p->element->name != name) continue;
     if (underscore) {
-      if (!obj.contains(base)) add(nullptr, &kv.value(), p->type);  // extension without value
+      if (!FindKey(obj, base)) add(nullptr, &kv.value(), p->type);  // extension without value
       continue;
     }
-    std::string underscored = "_" + std::string(base);
-    add(&kv.value(), p->type->IsPrimitive() ? obj.if_contains(underscored) : nullptr, p->type);
+    add(&kv.value(), p->type->IsPrimitive() ? FindUnderscored(obj, base) : nullptr, p->type);
   }
+  return nullptr;
+}
+
+void Children(const Item& item, std::string_view name, Collection& out) {
+  ForEachChild(item, name, [&](const Item& child) { out.push_back(child); });
 }
 
 // Whether a type (FHIR or System) is `name` or derives from it.
@@ -639,6 +656,7 @@ int Scale(const std::string& number) {
 struct Context {
   const Item* resource;
   const EvalOptions* options;
+  const std::vector<Collection>* literals;
   const Item* this_item = nullptr;
   int64_t index = 0;
   const Collection* total = nullptr;
@@ -677,6 +695,7 @@ class Evaluator {
       case Expr::Kind::kIdentifier:
         return Member(focus, e.text, /*root=*/true);
       case Expr::Kind::kMember: {
+        if (e.steps_base) return Steps(e, focus);
         ASSIGN_OR_RETURN(Collection base, Eval(*e.children[0], focus));
         return Member(base, e.text, false);
       }
@@ -710,6 +729,7 @@ class Evaluator {
         return match ? v : Collection{};
       }
       case Expr::Kind::kFunction:
+        if (e.steps_base) return Steps(e, focus);
         return Function(e, focus);
     }
     return Status::Internal("unknown expression node");
@@ -717,6 +737,12 @@ class Evaluator {
 
  private:
   Result<Collection> Literal(const Expr& e) {
+    if (e.literal_slot >= 0) return (*ctx_.literals)[static_cast<size_t>(e.literal_slot)];
+    return LiteralValue(e);
+  }
+
+ public:
+  static Result<Collection> LiteralValue(const Expr& e) {
     switch (e.literal_kind) {
       case Expr::LiteralKind::kBoolean:
         return Collection{Item::Boolean(e.text == "true")};
@@ -750,6 +776,7 @@ class Evaluator {
     return Collection{};
   }
 
+ private:
   Result<Collection> Variable(const Expr& e) {
     const std::string& n = e.text;
     if (n == "resource" || n == "rootResource" || n == "context") return Collection{*ctx_.resource};
@@ -769,41 +796,88 @@ class Evaluator {
   Result<Collection> Member(const Collection& focus, const std::string& name, bool root) {
     Collection out;
     for (const Item& item : focus) {
-      if (item.kind == Kind::kTypeInfo) {
-        size_t bar = item.string.find('|');
-        if (name == "namespace") out.push_back(Item::String(item.string.substr(0, bar)));
-        if (name == "name") out.push_back(Item::String(item.string.substr(bar + 1)));
-        continue;
+      RETURN_IF_ERROR(MemberOf(item, name, root, [&](const Item& c) { out.push_back(c); }));
+    }
+    return out;
+  }
+
+  // The items `name` selects from one item, passed to emit in order.
+  template <typename Emit>
+  Status MemberOf(const Item& item, const std::string& name, bool root, Emit&& emit) {
+    if (item.kind == Kind::kTypeInfo) {
+      size_t bar = item.string.find('|');
+      if (name == "namespace") emit(Item::String(item.string.substr(0, bar)));
+      if (name == "name") emit(Item::String(item.string.substr(bar + 1)));
+      return Status::Ok();
+    }
+    if (!item.IsNode() || !item.type) return Status::Ok();  // System values have no members
+    auto choice_error = [&](const fhir::ElementDef& el) {
+      return Status::Invalid("'" + name + "' names one type of the choice element '" + el.name +
+                             "'; use " + el.name + " (with ofType() or as) instead");
+    };
+    if (ctx_.options->strict) {
+      if (const fhir::TypeDef::Property* p = item.type->FindProperty(name);
+          p && p->element->choice) {
+        return choice_error(*p->element);
       }
-      if (item.IsNode() && item.type) {
-        const fhir::TypeDef::Property* p = item.type->FindProperty(name);
-        if (p && p->element->choice) {
-          return Status::Invalid("'" + name + "' names one type of the choice element '" +
-                                 p->element->name + "'; use " + p->element->name +
-                                 " (with ofType() or as) instead");
-        }
-      }
-      if (ctx_.options->strict && item.IsNode() && item.type && !root) {
+      if (!root) {
         RETURN_IF_ERROR(CheckMember(item, name));
-      }
-      if (ctx_.options->strict && root && item.IsNode() && item.type && !name.empty() &&
-          std::isupper(static_cast<unsigned char>(name[0])) && Model().FindResource(name) &&
-          !TypeMatches(item, name)) {
+      } else if (!name.empty() && std::isupper(static_cast<unsigned char>(name[0])) &&
+                 Model().FindResource(name) && !TypeMatches(item, name)) {
         return Status::Invalid("'" + name + "' does not match the context type " + item.type->name);
-      }
-      if (ctx_.options->strict && root && item.IsNode() && item.type &&
-          !(std::isupper(static_cast<unsigned char>(name[0])) && Model().FindType(name))) {
+      } else if (!(!name.empty() && std::isupper(static_cast<unsigned char>(name[0])) &&
+                   Model().FindType(name))) {
         RETURN_IF_ERROR(CheckMember(item, name));
-      }
-      size_t before = out.size();
-      Children(item, name, out);
-      // At the start of a path, a type name selects the context if it is of that type.
-      if (root && out.size() == before && item.IsNode() && item.type &&
-          item.type->kind == fhir::TypeDef::Kind::kResource && !name.empty() &&
-          std::isupper(static_cast<unsigned char>(name[0])) && TypeMatches(item, name)) {
-        out.push_back(item);
       }
     }
+    bool any = false;
+    if (const fhir::ElementDef* choice = ForEachChild(item, name, [&](const Item& c) {
+          any = true;
+          emit(c);
+        })) {
+      return choice_error(*choice);
+    }
+    // At the start of a path, a type name selects the context if it is of that type.
+    if (root && !any && item.type->kind == fhir::TypeDef::Kind::kResource && !name.empty() &&
+        std::isupper(static_cast<unsigned char>(name[0])) && TypeMatches(item, name)) {
+      emit(item);
+    }
+    return Status::Ok();
+  }
+
+  // ofType(T): the item's type is exactly T (a resource also matches its base types).
+  static bool OfType(const Item& i, const Expr& step) {
+    if (!i.IsNode()) return TypeMatches(i, step.type_name);
+    if (!i.type) return false;
+    if (SameText(i.type->name, step.bare_type)) return true;
+    // Only an abstract resource type (Resource, DomainResource) can match a resource by base.
+    return step.abstract_type && i.type->kind == fhir::TypeDef::Kind::kResource &&
+           TypeMatches(i, step.type_name);
+  }
+
+  // Walks one item through path steps k.. (members and ofType), emitting what comes out of the
+  // last. Depth first gives the same order as step by step: each step maps every item to its
+  // children in order and concatenates.
+  Status Walk(const Item& item, const std::vector<const Expr*>& steps, size_t k, Collection& out) {
+    if (k == steps.size()) {
+      out.push_back(item);
+      return Status::Ok();
+    }
+    const Expr& step = *steps[k];
+    if (step.kind == Expr::Kind::kFunction) {  // ofType
+      return OfType(item, step) ? Walk(item, steps, k + 1, out) : Status::Ok();
+    }
+    Status st;
+    RETURN_IF_ERROR(MemberOf(item, step.text, false, [&](const Item& c) {
+      if (st.ok()) st = Walk(c, steps, k + 1, out);
+    }));
+    return st;
+  }
+
+  Result<Collection> Steps(const Expr& e, const Collection& focus) {
+    ASSIGN_OR_RETURN(Collection base, Eval(*e.steps_base, focus));
+    Collection out;
+    for (const Item& item : base) RETURN_IF_ERROR(Walk(item, e.steps, 0, out));
     return out;
   }
 
@@ -1044,6 +1118,7 @@ class Evaluator {
     return Eval(*e.children[n + 1], focus);
   }
 
+ public:
   static std::string TypeArg(const Expr& arg) {
     if (arg.kind == Expr::Kind::kIdentifier) return arg.text;
     if (arg.kind == Expr::Kind::kMember && arg.children[0] &&
@@ -1053,6 +1128,7 @@ class Evaluator {
     return arg.text;
   }
 
+ private:
   Result<Collection> Function(const Expr& e, const Collection& outer_focus);
 
   Context ctx_;
@@ -1218,7 +1294,50 @@ Result<std::string> Transcode(const std::string& f, const std::string& how, cons
 
 #include "fhirpath/functions.inc"
 
+// The compile-time pass: precomputes literals and marks runs of path steps (see ast.h).
+void Prepare(Expr& e, std::vector<Collection>& literals) {
+  for (auto& c : e.children) {
+    if (c) Prepare(*c, literals);
+  }
+  if (e.kind == Expr::Kind::kLiteral) {
+    if (auto v = Evaluator::LiteralValue(e); v.ok()) {
+      e.literal_slot = static_cast<int>(literals.size());
+      literals.push_back(std::move(v).value());
+    }
+    return;
+  }
+  bool of_type = e.kind == Expr::Kind::kFunction && e.text == "ofType" && e.children.size() == 2 &&
+                 e.children[0] && e.children[1];
+  if (of_type) {
+    std::string type = Evaluator::TypeArg(*e.children[1]);
+    if (!KnownType(type).ok()) return;  // evaluation reports it
+    e.type_name = type;
+    e.bare_type = type.substr(type.find('.') == std::string::npos ? 0 : type.find('.') + 1);
+    const fhir::TypeDef* t =
+        type.rfind("System.", 0) == 0 ? nullptr : Model().FindType(e.bare_type);
+    e.abstract_type = t && t->abstract;
+  }
+  if (!of_type && e.kind != Expr::Kind::kMember) return;
+  Expr& focus = *e.children[0];
+  if (focus.steps_base) {
+    e.steps = focus.steps;
+    e.steps_base = focus.steps_base;
+  } else if ((focus.kind == Expr::Kind::kMember ||
+              (focus.kind == Expr::Kind::kFunction && !focus.bare_type.empty())) &&
+             focus.children[0]) {
+    e.steps = {&focus};
+    e.steps_base = focus.children[0].get();
+  } else {
+    return;  // a single step: nothing to gain
+  }
+  e.steps.push_back(&e);
+}
+
 }  // namespace
+
+CompiledExpression::CompiledExpression(std::unique_ptr<Expr> root) : root_(std::move(root)) {
+  Prepare(*root_, literals_);
+}
 
 Result<std::shared_ptr<const CompiledExpression>> Compile(std::string_view text) {
   ASSIGN_OR_RETURN(auto root, Parse(text));
@@ -1232,7 +1351,7 @@ Result<Collection> CompiledExpression::Evaluate(const json::value& resource,
   root.value = &resource;
   if (resource.is_object())
     root.type = Model().FindResource(GetString(resource.get_object(), "resourceType"));
-  Context ctx{&root, &options};
+  Context ctx{&root, &options, &literals_};
   Evaluator ev(ctx);
   return ev.Eval(*root_, Collection{root});
 }

@@ -11,6 +11,7 @@
 #include <map>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "common/status.h"
 #include "fhirpath/ast.h"
@@ -30,7 +31,7 @@ struct EvalOptions {
 
 class CompiledExpression {
  public:
-  explicit CompiledExpression(std::unique_ptr<Expr> root) : root_(std::move(root)) {}
+  explicit CompiledExpression(std::unique_ptr<Expr> root);
   // Evaluates against a resource (or any FHIR JSON object with resourceType).
   Result<Collection> Evaluate(const boost::json::value& resource,
                               const EvalOptions& options = {}) const;
@@ -38,6 +39,7 @@ class CompiledExpression {
 
  private:
   std::unique_ptr<Expr> root_;
+  std::vector<Collection> literals_;  // values of the literals, computed once (Expr::literal_slot)
 };
 
 Result<std::shared_ptr<const CompiledExpression>> Compile(std::string_view text);

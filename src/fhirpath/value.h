@@ -1,11 +1,12 @@
 // FHIRPath values: an item is either a FHIR element read in place from the resource's JSON (no
 // copy) or a System value (Boolean, Integer, Decimal, String, Date, DateTime, Time, Quantity)
-// made during evaluation. A collection is a vector of items.
+// made during evaluation. A collection is a small vector of items.
 //
 // Items that point into a resource are valid while that resource's JSON lives. Plain values;
 // thread-compatible.
 #pragma once
 
+#include <boost/container/small_vector.hpp>
 #include <boost/json/value.hpp>
 #include <cstdint>
 #include <optional>
@@ -100,6 +101,8 @@ struct Item {
   std::string TypeName() const;
 };
 
-using Collection = std::vector<Item>;
+// Most intermediate results hold one item (a member of one element, a boolean, a literal), so
+// one item lives inline and evaluating a step usually allocates nothing.
+using Collection = boost::container::small_vector<Item, 1>;
 
 }  // namespace taproot::fhirpath
