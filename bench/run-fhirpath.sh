@@ -1,11 +1,21 @@
 #!/bin/sh
 # FHIRPath speed beside the reference JavaScript engine (fhirpath.js, precompiled expressions),
-# same expressions, same Synthea bundles, same run. Installs fhirpath.js from npm on first use
-# (bench/fhirpath/package-lock.json pins it).
+# same expressions, same Synthea bundles, same run, in two modes (see bench/fhirpath_bench.cc):
+# sweep (every evaluation on the next bundle: mostly main-memory latency) and warm (each bundle
+# 20 times in a row: the engines' own cost). Installs fhirpath.js from npm on first use
+# (bench/fhirpath/package-lock.json pins it). Prints one JSON line per engine, mode and class,
+# then a table with the ratios.
+#   bench/run-fhirpath.sh [seconds]
 set -eu
 cd "$(dirname "$0")/.."
 SECS="${1:-3}"
 command -v node >/dev/null || { echo "node is missing" >&2; exit 1; }
 [ -d bench/fhirpath/node_modules/fhirpath ] || (cd bench/fhirpath && npm ci --silent --no-audit --no-fund)
-build/taproot_fhirpath_bench build/fixtures/bundles "$SECS"
-node bench/fhirpath/fhirpath_js.js build/fixtures/bundles "$SECS"
+mkdir -p bench/out
+OUT=bench/out/fhirpath.jsonl
+: > "$OUT"
+for mode in sweep warm; do
+  build/taproot_fhirpath_bench build/fixtures/bundles "$SECS" "$mode" | tee -a "$OUT"
+  node bench/fhirpath/fhirpath_js.js build/fixtures/bundles "$SECS" "$mode" | tee -a "$OUT"
+done
+node bench/fhirpath/summary.js "$OUT"

@@ -51,9 +51,7 @@ struct PreparedResource {
 PreparedResource PrepareResource(const fhir::Model& model, std::string type, std::string id,
                                  json::object resource, bool keep_resource = false);
 
-// Adds meta.versionId and meta.lastUpdated to stored text (which always has "meta":{...} right
-// after the id) without re-parsing it.
-std::string WithVersionMeta(std::string_view text, int64_t version, int64_t last_updated);
+using store::WithVersionMeta;
 
 // Parses and validates a resource body. `expected_type` may be empty (any type).
 Result<json::object> ParseResource(const fhir::Model& model, std::string_view body,

@@ -653,6 +653,21 @@ int Scale(const std::string& number) {
   return dot == std::string::npos ? 0 : static_cast<int>(number.size() - dot - 1);
 }
 
+// A function or operator name, compared against the many literals of the dispatch chains by
+// length first and then inline (std::string == const char* calls memcmp for every literal).
+struct Name {
+  const std::string& s;
+  bool operator==(std::string_view other) const { return SameText(s, other); }
+  bool operator!=(std::string_view other) const { return !SameText(s, other); }
+  operator const std::string&() const { return s; }
+  size_t rfind(const char* prefix, size_t pos) const { return s.rfind(prefix, pos); }
+  char operator[](size_t i) const { return s[i]; }
+  std::string substr(size_t pos, size_t n = std::string::npos) const { return s.substr(pos, n); }
+  friend std::string operator+(const Name& a, const char* b) { return a.s + b; }
+  friend std::string operator+(const char* a, const Name& b) { return a + b.s; }
+  friend std::string operator+(const std::string& a, const Name& b) { return a + b.s; }
+};
+
 struct Context {
   const Item* resource;
   const EvalOptions* options;
@@ -778,12 +793,12 @@ class Evaluator {
 
  private:
   Result<Collection> Variable(const Expr& e) {
-    const std::string& n = e.text;
+    Name n{e.text};
     if (n == "resource" || n == "rootResource" || n == "context") return Collection{*ctx_.resource};
     if (n == "ucum") return Collection{Item::String("http://unitsofmeasure.org")};
     if (n == "sct") return Collection{Item::String("http://snomed.info/sct")};
     if (n == "loinc") return Collection{Item::String("http://loinc.org")};
-    auto it = ctx_.options->variables.find(n);
+    auto it = ctx_.options->variables.find(n.s);
     if (it != ctx_.options->variables.end()) return it->second;
     if (n.rfind("vs-", 0) == 0)
       return Collection{Item::String("http://hl7.org/fhir/ValueSet/" + n.substr(3))};
@@ -890,7 +905,7 @@ class Evaluator {
   }
 
   Result<Collection> Binary(const Expr& e, const Collection& focus) {
-    const std::string& op = e.text;
+    Name op{e.text};
     if (op == "and" || op == "or" || op == "xor" || op == "implies") {
       ASSIGN_OR_RETURN(Collection l, Eval(*e.children[0], focus));
       Status err;
@@ -1130,6 +1145,50 @@ class Evaluator {
 
  private:
   Result<Collection> Function(const Expr& e, const Collection& outer_focus);
+
+  // resolve(): a contained resource ("#id"), an entry of the Bundle being evaluated (by fullUrl,
+  // or Type/id), or whatever the caller's hook finds.
+  const json::value* Resolve(const std::string& ref) {
+    const json::value* root = ctx_.resource->value;
+    if (ref[0] == '#') {
+      if (!root || !root->is_object()) return nullptr;
+      const json::value* contained = FindKey(root->get_object(), "contained");
+      if (!contained || !contained->is_array()) return nullptr;
+      for (const auto& c : contained->get_array()) {
+        if (c.is_object() && GetString(c.get_object(), "id") == std::string_view(ref).substr(1)) {
+          return &c;
+        }
+      }
+      return nullptr;
+    }
+    if (root && root->is_object() && GetString(root->get_object(), "resourceType") == "Bundle") {
+      if (!bundle_refs_) IndexBundle(root->get_object());
+      if (auto it = bundle_refs_->find(ref); it != bundle_refs_->end()) return it->second;
+    }
+    if (ctx_.options->resolve) return ctx_.options->resolve(ref);
+    return nullptr;
+  }
+
+  // Built on the first resolve() within a Bundle, so each reference costs one hash lookup.
+  void IndexBundle(const json::object& bundle) {
+    bundle_refs_ = std::make_unique<std::unordered_map<std::string, const json::value*>>();
+    const json::value* entries = FindKey(bundle, "entry");
+    if (!entries || !entries->is_array()) return;
+    for (const auto& en : entries->get_array()) {
+      if (!en.is_object()) continue;
+      const json::value* res = FindKey(en.get_object(), "resource");
+      if (!res || !res->is_object()) continue;
+      std::string_view full = GetString(en.get_object(), "fullUrl");
+      std::string_view type = GetString(res->get_object(), "resourceType");
+      std::string_view id = GetString(res->get_object(), "id");
+      if (!full.empty()) bundle_refs_->emplace(std::string(full), res);
+      if (!type.empty() && !id.empty()) {
+        bundle_refs_->emplace(std::string(type) + "/" + std::string(id), res);
+      }
+    }
+  }
+
+  std::unique_ptr<std::unordered_map<std::string, const json::value*>> bundle_refs_;
 
   Context ctx_;
 };

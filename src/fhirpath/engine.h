@@ -8,6 +8,7 @@
 // Thread-safety: a CompiledExpression is immutable; Evaluate may run concurrently.
 #pragma once
 
+#include <functional>
 #include <map>
 #include <memory>
 #include <string>
@@ -27,6 +28,11 @@ struct EvalOptions {
   // Extra environment variables (%name), beyond %resource, %rootResource, %context, %ucum, %sct,
   // %loinc.
   std::map<std::string, Collection> variables;
+  // resolve() for references that are neither contained ("#id") nor entries of the Bundle being
+  // evaluated: the server fills this in to read "Patient/123" (or an absolute URL on its own
+  // base) from its store. The returned resource must stay valid until Evaluate returns (the
+  // hook owns it, typically in a cache that lives as long as the evaluation); null if unknown.
+  std::function<const boost::json::value*(const std::string& reference)> resolve;
 };
 
 class CompiledExpression {

@@ -20,6 +20,7 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "common/status.h"
@@ -37,6 +38,11 @@ struct VersionRecord {
   std::string json;          // the stored resource text; empty for tombstones
   int64_t seq = 0;           // store-wide commit order
 };
+
+// The stored text of a version with meta.versionId and meta.lastUpdated added: the resource as
+// clients see it. Stored text always has "meta":{...} right after the id (the API layer writes it
+// so), which lets this splice the two fields in without re-parsing.
+std::string WithVersionMeta(std::string_view text, int64_t version, int64_t last_updated);
 
 // A search index row. The search module decides the rows; the store keeps them in step with the
 // current version, in the same transaction as the write.
