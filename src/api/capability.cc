@@ -29,6 +29,9 @@ std::string BuildCapabilityStatement(const fhir::Model& model, const std::string
     if (search::HasTokenParam(model, type, "identifier")) {
       params.push_back(json::object{{"name", "identifier"}, {"type", "token"}});
     }
+    if (search::HasTokenParam(model, type, "url")) {
+      params.push_back(json::object{{"name", "url"}, {"type", "uri"}});
+    }
     resources.push_back(json::object{
         {"type", type},
         {"profile", "http://hl7.org/fhir/StructureDefinition/" + type},

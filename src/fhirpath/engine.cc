@@ -668,6 +668,25 @@ struct Name {
   friend std::string operator+(const std::string& a, const Name& b) { return a + b.s; }
 };
 
+// The (system, code) pairs of a Coding or CodeableConcept node.
+void CodingsOf(const Item& item, std::vector<std::pair<std::string, std::string>>& out) {
+  if (!item.IsNode() || !item.type || !item.value || !item.value->is_object()) return;
+  const json::object& obj = item.value->get_object();
+  if (item.type->name == "Coding") {
+    std::string_view code = GetString(obj, "code");
+    if (!code.empty()) out.emplace_back(GetString(obj, "system"), code);
+    return;
+  }
+  if (item.type->name != "CodeableConcept") return;
+  const json::value* codings = FindKey(obj, "coding");
+  if (!codings || !codings->is_array()) return;
+  for (const auto& c : codings->get_array()) {
+    if (!c.is_object()) continue;
+    std::string_view code = GetString(c.get_object(), "code");
+    if (!code.empty()) out.emplace_back(GetString(c.get_object(), "system"), code);
+  }
+}
+
 struct Context {
   const Item* resource;
   const EvalOptions* options;

@@ -15,6 +15,7 @@
 #include <vector>
 
 #include "common/status.h"
+#include "fhir/terminology.h"
 #include "fhirpath/ast.h"
 #include "fhirpath/value.h"
 
@@ -33,6 +34,9 @@ struct EvalOptions {
   // base) from its store. The returned resource must stay valid until Evaluate returns (the
   // hook owns it, typically in a cache that lives as long as the evaluation); null if unknown.
   std::function<const boost::json::value*(const std::string& reference)> resolve;
+  // memberOf(), subsumes() and subsumedBy(): the value sets and code systems known to the
+  // caller. Null means the R4 specification's own (fhir::R4Terminology()).
+  const fhir::Terminology* terminology = nullptr;
 };
 
 class CompiledExpression {

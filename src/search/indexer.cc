@@ -7,16 +7,26 @@
 namespace taproot::search {
 
 bool HasTokenParam(const fhir::Model& model, std::string_view type, std::string_view param) {
-  if (param != "identifier") return false;
   const fhir::TypeDef* t = model.FindResource(type);
   if (!t) return false;
-  const fhir::TypeDef::Property* p = t->FindProperty("identifier");
-  return p && p->type->name == "Identifier";
+  if (param == "identifier") {
+    const fhir::TypeDef::Property* p = t->FindProperty("identifier");
+    return p && p->type->name == "Identifier";
+  }
+  if (param == "url") {  // the canonical URL of conformance and knowledge resources
+    const fhir::TypeDef::Property* p = t->FindProperty("url");
+    return p && p->type->name == "uri" && !p->element->is_array;
+  }
+  return false;
 }
 
 std::vector<store::IndexEntry> ExtractIndex(const fhir::Model& model, std::string_view type,
                                             const json::object& resource) {
   std::vector<store::IndexEntry> out;
+  if (HasTokenParam(model, type, "url")) {
+    std::string_view url = GetString(resource, "url");
+    if (!url.empty()) out.push_back({"url", "", std::string(url)});
+  }
   if (!HasTokenParam(model, type, "identifier")) return out;
   auto* ids = resource.if_contains("identifier");
   if (!ids) return out;

@@ -1,6 +1,7 @@
 // Search index extraction: which index rows a resource version contributes. This first version
 // indexes the `identifier` token of every resource type that has one (enough for conditional
-// create/update/delete and conditional references); the search work replaces it with rows
+// create/update/delete and conditional references) and the canonical `url` of conformance
+// resources (ValueSet?url=..., used by terminology); the search work replaces it with rows
 // computed from every R4 SearchParameter's FHIRPath expression.
 // Pure functions over the immutable model; thread-safe.
 #pragma once

@@ -213,7 +213,10 @@ Result<ParsedSearch> ParseSearch(const fhir::Model& model, const std::string& ty
       }
       store::TokenClause clause;
       clause.param = base;
-      for (auto& v : SplitOr(value)) clause.any_of.push_back(ParseToken(v));
+      for (auto& v : SplitOr(value)) {
+        // A uri parameter matches the whole value exactly ('|' belongs to the URL).
+        clause.any_of.push_back(base == "url" ? store::TokenValue{std::nullopt, v} : ParseToken(v));
+      }
       out.query.clauses.push_back(std::move(clause));
       out.used.emplace_back(name, value);
       continue;

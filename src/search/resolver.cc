@@ -67,4 +67,24 @@ const json::value* StoreResolver::Resolve(const std::string& reference) {
   return found;
 }
 
+fhir::Terminology::Loader StoreTerminologyLoader(store::Store& store) {
+  return [&store](const std::string& type, const std::string& url) -> std::optional<json::value> {
+    std::optional<json::value> found;
+    store::SearchQuery q;
+    q.type = type;
+    q.clauses.push_back({"url", {store::TokenValue{std::nullopt, url}}});
+    q.count = 1;
+    q.want_total = false;
+    Status st = store.ReadStatement([&](store::ReadView& view) -> Status {
+      ASSIGN_OR_RETURN(store::SearchPage page, view.Search(q));
+      if (page.resources.empty()) return Status::Ok();
+      ASSIGN_OR_RETURN(json::value v, ParseJson(page.resources.front().json));
+      found = std::move(v);
+      return Status::Ok();
+    });
+    if (!st.ok()) return std::nullopt;
+    return found;
+  };
+}
+
 }  // namespace taproot::search

@@ -1,5 +1,7 @@
-// Fills FHIRPath's resolve() hook (fhirpath::EvalOptions::resolve) from the store, so that an
-// expression evaluated by the server can follow references to resources it holds:
+// Hooks that let FHIRPath evaluated by the server see what the server holds.
+//
+// StoreResolver fills FHIRPath's resolve() hook (fhirpath::EvalOptions::resolve) from the store, so
+// that an expression evaluated by the server can follow references to resources it holds:
 // "Patient/123", "Patient/123/_history/2", and absolute URLs on the server's own base. Reads go
 // through the caller's ReadView, so an evaluation sees one consistent snapshot.
 //
@@ -36,5 +38,11 @@ class StoreResolver {
   std::deque<boost::json::value> loaded_;  // stable addresses for the returned pointers
   std::unordered_map<std::string, const boost::json::value*> by_reference_;
 };
+
+// A terminology loader (fhir::Terminology::Loader) that finds ValueSets and CodeSystems stored on
+// the server by canonical URL (the `url` index), each lookup in its own read. Layer it over
+// fhir::R4Terminology() and call Invalidate() on the Terminology when such resources change.
+// The store must outlive the loader.
+fhir::Terminology::Loader StoreTerminologyLoader(store::Store& store);
 
 }  // namespace taproot::search

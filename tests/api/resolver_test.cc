@@ -67,5 +67,37 @@ TEST_F(ResolverTest, WithoutTheHookOnlyContainedAndBundleReferencesResolve) {
   EXPECT_EQ(Strings(*r), (std::vector<std::string>{"other"}));
 }
 
+TEST_F(ResolverTest, MemberOfSeesValueSetsStoredOnTheServer) {
+  ASSERT_EQ(Do("POST", "/CodeSystem", R"({"resourceType":"CodeSystem","status":"active",
+      "url":"http://example.org/cs/colour","content":"complete",
+      "concept":[{"code":"red"},{"code":"green"},{"code":"blue"}]})")
+                .status,
+            201);
+  ASSERT_EQ(Do("POST", "/ValueSet", R"({"resourceType":"ValueSet","status":"active",
+      "url":"http://example.org/vs/warm",
+      "compose":{"include":[{"system":"http://example.org/cs/colour",
+        "filter":[{"property":"concept","op":"in","value":"red,green"}]}]}})")
+                .status,
+            201);
+  // The url index also answers ValueSet?url=.
+  auto found = Body(Do("GET", "/ValueSet?url=http://example.org/vs/warm"));
+  EXPECT_EQ(found.at("total").as_int64(), 1);
+  fhir::Terminology terms(&fhir::R4Terminology(), search::StoreTerminologyLoader(*store_));
+  fhirpath::EvalOptions options;
+  options.terminology = &terms;
+  auto patient = ParseJson(R"({"resourceType":"Patient","gender":"male"})");
+  auto eval = [&](const std::string& expr) {
+    auto r = (*fhirpath::Compile(expr))->Evaluate(*patient, options);
+    return r.ok() ? Strings(*r) : std::vector<std::string>{"error"};
+  };
+  EXPECT_EQ(eval("'red'.memberOf('http://example.org/vs/warm')"), std::vector<std::string>{"true"});
+  EXPECT_EQ(eval("'blue'.memberOf('http://example.org/vs/warm')"),
+            std::vector<std::string>{"false"});
+  EXPECT_EQ(eval("Patient.gender.memberOf(%`vs-administrative-gender`)"),
+            std::vector<std::string>{"true"});  // the R4 layer underneath
+  EXPECT_EQ(eval("'red'.memberOf('http://example.org/vs/missing')"),
+            std::vector<std::string>{"error"});
+}
+
 }  // namespace
 }  // namespace taproot::api
