@@ -54,15 +54,25 @@ json::value Typed(const Item& item) {
   return o;
 }
 
-Result<json::value> Run(const std::string& expression, const json::value& input, bool typed,
-                        bool strict) {
+// The result as one JSON array. Decimals are written as their decimal text (1.5, 0.0), not as
+// Boost.JSON writes doubles (1.5E0).
+Result<std::string> Run(const std::string& expression, const json::value& input, bool typed,
+                        bool strict, bool check_ordered = false) {
   ASSIGN_OR_RETURN(auto compiled, fhirpath::Compile(expression));
   fhirpath::EvalOptions options;
   options.strict = strict;
+  options.check_ordered_functions = check_ordered;
   ASSIGN_OR_RETURN(fhirpath::Collection result, compiled->Evaluate(input, options));
-  json::array out;
-  for (const Item& item : result) out.push_back(typed ? Typed(item) : Untyped(item));
-  return json::value(std::move(out));
+  std::string out = "[";
+  for (const Item& item : result) {
+    if (out.size() > 1) out += ',';
+    bool decimal = item.kind == Item::Kind::kDecimal ||
+                   (item.IsNode() && item.value && item.value->is_double());
+    out += !typed && decimal ? fhirpath::ItemToString(item)
+                             : json::serialize(typed ? Typed(item) : Untyped(item));
+  }
+  out += ']';
+  return out;
 }
 
 Result<json::value> LoadInput(const std::string& path) {
@@ -86,17 +96,20 @@ int RunFhirPath(const FhirPathOptions& options) {
       std::fprintf(stderr, "fhirpath: %s\n", out.status().message().c_str());
       return 2;
     }
-    std::printf("%s\n", json::serialize(*out).c_str());
+    std::printf("%s\n", out->c_str());
     return 0;
   }
   std::map<std::string, json::value> inputs;
   std::string line;
   while (std::getline(std::cin, line)) {
     if (line.find_first_not_of(" \t\r") == std::string::npos) continue;
-    json::value out;
+    std::string out;
+    auto error = [](const std::string& message) {
+      return json::serialize(json::object{{"error", message}});
+    };
     auto request = ParseJson(line);
     if (!request.ok() || !request->is_object()) {
-      out = json::object{{"error", "each line must be a JSON object"}};
+      out = error("each line must be a JSON object");
     } else {
       const json::object& r = request->get_object();
       std::string file(GetString(r, "input"));
@@ -106,15 +119,16 @@ int RunFhirPath(const FhirPathOptions& options) {
         it = inputs.emplace(file, loaded.ok() ? std::move(loaded).value() : json::value()).first;
       }
       if (it->second.is_null()) {
-        out = json::object{{"error", "cannot read input " + file}};
+        out = error("cannot read input " + file);
       } else {
         auto result = Run(std::string(GetString(r, "expression")), it->second, options.typed,
-                          GetString(r, "mode") == "strict");
-        out = result.ok() ? std::move(result).value()
-                          : json::value(json::object{{"error", result.status().message()}});
+                          GetString(r, "mode") == "strict",
+                          r.contains("checkOrderedFunctions") &&
+                              r.at("checkOrderedFunctions") == json::value(true));
+        out = result.ok() ? std::move(result).value() : error(result.status().message());
       }
     }
-    std::printf("%s\n", json::serialize(out).c_str());
+    std::printf("%s\n", out.c_str());
   }
   return 0;
 }

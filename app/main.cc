@@ -70,8 +70,9 @@ int main(int argc, char** argv) {
   fhirpath_cmd->add_option("--input", fp.input, "A FHIR resource in JSON");
   fhirpath_cmd->add_flag("--typed", fp.typed, "Print each item as {\"type\": T, \"value\": V}");
   fhirpath_cmd->add_flag("--batch", fp.batch,
-                         "Read JSON lines {\"expression\", \"input\", \"mode\"} on stdin and "
-                         "write one result line each");
+                         "Read JSON lines {\"expression\", \"input\", \"mode\": \"strict\", "
+                         "\"checkOrderedFunctions\": true} on stdin and write one result line "
+                         "each");
   fhirpath_cmd->add_option("expression", fp.expression, "The FHIRPath expression");
 
   auto* version_cmd = cli.add_subcommand("version", "Print the version");

@@ -13,6 +13,8 @@
 #include "common/base64.h"
 #include "common/clock.h"
 #include "common/json.h"
+#include "fhir/narrative.h"
+#include "fhir/ucum.h"
 #include "fhirpath/parser.h"
 
 namespace taproot::fhirpath {
@@ -398,57 +400,35 @@ bool TypeMatches(const Item& item, const std::string& qualified) {
 // Units: a small UCUM table (mass, length, time) and FHIRPath's calendar words, enough to compare
 // and convert the common clinical units. Unknown units compare only with themselves.
 
-struct UnitInfo {
-  const char* dimension;
-  double factor;  // to the dimension's base unit
-};
-
-std::optional<UnitInfo> Unit(const std::string& u) {
-  static const std::map<std::string, UnitInfo> kUnits = {{"kg", {"g", 1000}},
-                                                         {"g", {"g", 1}},
-                                                         {"mg", {"g", 1e-3}},
-                                                         {"ug", {"g", 1e-6}},
-                                                         {"ng", {"g", 1e-9}},
-                                                         {"[lb_av]", {"g", 453.59237}},
-                                                         {"km", {"m", 1000}},
-                                                         {"m", {"m", 1}},
-                                                         {"cm", {"m", 0.01}},
-                                                         {"mm", {"m", 0.001}},
-                                                         {"[in_i]", {"m", 0.0254}},
-                                                         {"[ft_i]", {"m", 0.3048}},
-                                                         {"wk", {"s", 604800}},
-                                                         {"d", {"s", 86400}},
-                                                         {"h", {"s", 3600}},
-                                                         {"min", {"s", 60}},
-                                                         {"s", {"s", 1}},
-                                                         {"ms", {"s", 0.001}},
-                                                         {"week", {"s", 604800}},
-                                                         {"weeks", {"s", 604800}},
-                                                         {"day", {"s", 86400}},
-                                                         {"days", {"s", 86400}},
-                                                         {"hour", {"s", 3600}},
-                                                         {"hours", {"s", 3600}},
-                                                         {"minute", {"s", 60}},
-                                                         {"minutes", {"s", 60}},
-                                                         {"second", {"s", 1}},
-                                                         {"seconds", {"s", 1}},
-                                                         {"millisecond", {"s", 0.001}},
-                                                         {"milliseconds", {"s", 0.001}},
-                                                         {"L", {"L", 1}},
-                                                         {"dL", {"L", 0.1}},
-                                                         {"mL", {"L", 0.001}},
-                                                         {"1", {"1", 1}}};
-  auto it = kUnits.find(u);
-  if (it == kUnits.end()) return std::nullopt;
-  return it->second;
+// The UCUM code for a quantity's unit: FHIRPath's definite-duration keywords (week, days,
+// hours, ...) are their UCUM equivalents; year and month (calendar durations) have none.
+std::optional<std::string> UcumCode(const std::string& unit) {
+  static const std::pair<const char*, const char*> kWords[] = {
+      {"week", "wk"},  {"weeks", "wk"},  {"day", "d"},          {"days", "d"},
+      {"hour", "h"},   {"hours", "h"},   {"minute", "min"},     {"minutes", "min"},
+      {"second", "s"}, {"seconds", "s"}, {"millisecond", "ms"}, {"milliseconds", "ms"}};
+  for (auto [word, code] : kWords) {
+    if (unit == word) return std::string(code);
+  }
+  if (unit == "year" || unit == "years" || unit == "month" || unit == "months") {
+    return std::nullopt;
+  }
+  return unit;
 }
 
-// Both quantities in one unit, if they are comparable.
+// b's value in a's unit, if the two quantities are comparable.
+std::optional<double> InUnitOf(const Item& a, const Item& b) {
+  if (a.string == b.string) return b.decimal;
+  auto ua = UcumCode(a.string), ub = UcumCode(b.string);
+  if (!ua || !ub) return std::nullopt;
+  return fhir::ucum::Convert(b.decimal, *ub, *ua);
+}
+
+// Both quantities in a's unit, if they are comparable.
 std::optional<std::pair<double, double>> SameUnit(const Item& a, const Item& b) {
-  if (a.string == b.string) return std::make_pair(a.decimal, b.decimal);
-  auto ua = Unit(a.string), ub = Unit(b.string);
-  if (!ua || !ub || std::string(ua->dimension) != ub->dimension) return std::nullopt;
-  return std::make_pair(a.decimal * ua->factor, b.decimal * ub->factor);
+  auto vb = InUnitOf(a, b);
+  if (!vb) return std::nullopt;
+  return std::make_pair(a.decimal, *vb);
 }
 
 bool NearlyEqual(double a, double b) {
@@ -558,14 +538,14 @@ bool Equivalent(const Item& x0, const Item& y0) {
     return x0.value && y0.value && JsonEqual(*x0.value, *y0.value);
   }
   if (auto qx = ToQuantity(x0), qy = ToQuantity(y0); qx && qy) {
-    auto v = SameUnit(*qx, *qy);
-    if (!v) return false;
     // Equivalent at the precision of the less precise operand, in its unit.
     bool x_coarser = DecimalPlaces(qx->decimal) <= DecimalPlaces(qy->decimal);
     const Item& coarse = x_coarser ? *qx : *qy;
+    const Item& fine = x_coarser ? *qy : *qx;
+    auto v = InUnitOf(coarse, fine);
+    if (!v) return false;
     double f = std::pow(10, DecimalPlaces(coarse.decimal));
-    double scale = Unit(coarse.string) ? Unit(coarse.string)->factor : 1;
-    return std::round(v->first / scale * f) == std::round(v->second / scale * f);
+    return std::round(coarse.decimal * f) == std::round(*v * f);
   }
   if (!xs || !ys) return false;
   const Item& x = *xs;
@@ -729,11 +709,13 @@ class Evaluator {
       case Expr::Kind::kIdentifier:
         return Member(focus, e.text, /*root=*/true);
       case Expr::Kind::kMember: {
+        RETURN_IF_ERROR(CheckStaticMember(*e.children[0], e.text));
         if (e.steps_base) return Steps(e, focus);
         ASSIGN_OR_RETURN(Collection base, Eval(*e.children[0], focus));
         return Member(base, e.text, false);
       }
       case Expr::Kind::kIndexer: {
+        RETURN_IF_ERROR(CheckOrdered(e.children[0].get(), "an index"));
         ASSIGN_OR_RETURN(Collection base, Eval(*e.children[0], focus));
         ASSIGN_OR_RETURN(Collection idx, Eval(*e.children[1], focus));
         auto i = Singleton(idx);
@@ -909,6 +891,13 @@ class Evaluator {
   }
 
   Result<Collection> Steps(const Expr& e, const Collection& focus) {
+    if (ctx_.options->strict) {
+      for (size_t k = 0; k < e.steps.size(); ++k) {
+        if (e.steps[k]->kind != Expr::Kind::kMember) continue;
+        RETURN_IF_ERROR(
+            CheckStaticMember(k == 0 ? *e.steps_base : *e.steps[k - 1], e.steps[k]->text));
+      }
+    }
     ASSIGN_OR_RETURN(Collection base, Eval(*e.steps_base, focus));
     Collection out;
     for (const Item& item : base) RETURN_IF_ERROR(Walk(item, e.steps, 0, out));
@@ -917,10 +906,59 @@ class Evaluator {
 
   // Strict mode: the name must be an element of the node's type (choices by their stem).
   static Status CheckMember(const Item& item, const std::string& name) {
-    for (const fhir::ElementDef& el : item.type->elements) {
+    return CheckMemberOfType(*item.type, name);
+  }
+  static Status CheckMemberOfType(const fhir::TypeDef& type, const std::string& name) {
+    for (const fhir::ElementDef& el : type.elements) {
       if (el.name == name) return Status::Ok();
     }
-    return Status::Invalid("'" + name + "' is not an element of " + item.type->name);
+    return Status::Invalid("'" + name + "' is not an element of " + type.name);
+  }
+
+  // The FHIR type an expression's items are known to have before evaluation (x as T,
+  // x.as(T), x.ofType(T)), or null. Strict mode checks member names against it even when the
+  // collection turns out empty, as a static type checker would.
+  static const fhir::TypeDef* StaticType(const Expr& e) {
+    std::string type;
+    if (e.kind == Expr::Kind::kTypeOp && e.text == "as") {
+      type = e.type_name;
+    } else if (e.kind == Expr::Kind::kFunction && (e.text == "as" || e.text == "ofType") &&
+               e.children.size() == 2 && e.children[1]) {
+      type = TypeArg(*e.children[1]);
+    } else {
+      return nullptr;
+    }
+    if (type.rfind("System.", 0) == 0) return nullptr;
+    if (type.rfind("FHIR.", 0) == 0) type = type.substr(5);
+    const fhir::TypeDef* t = Model().FindType(type);
+    return t && !t->IsPrimitive() ? t : nullptr;
+  }
+
+  Status CheckStaticMember(const Expr& focus, const std::string& name) {
+    if (!ctx_.options->strict) return Status::Ok();
+    if (const fhir::TypeDef* t = StaticType(focus)) return CheckMemberOfType(*t, name);
+    return Status::Ok();
+  }
+
+  // Whether the order of an expression's items is undefined: children(), descendants(), and
+  // paths and filters over them.
+  static bool Unordered(const Expr& e) {
+    if (e.kind == Expr::Kind::kFunction) {
+      if (e.text == "children" || e.text == "descendants") return true;
+      static const char* kKeeps[] = {"where", "select", "ofType", "distinct", "repeat"};
+      for (const char* k : kKeeps) {
+        if (e.text == k) return e.children[0] && Unordered(*e.children[0]);
+      }
+      return false;
+    }
+    if (e.kind == Expr::Kind::kMember) return Unordered(*e.children[0]);
+    return false;
+  }
+
+  Status CheckOrdered(const Expr* focus, const std::string& what) {
+    if (!ctx_.options->check_ordered_functions || !focus || !Unordered(*focus)) return Status::Ok();
+    return Status::Invalid(what +
+                           " depends on order, but the order of this collection is undefined");
   }
 
   Result<Collection> Binary(const Expr& e, const Collection& focus) {
@@ -1032,20 +1070,29 @@ class Evaluator {
     if (x->kind == Kind::kQuantity || y->kind == Kind::kQuantity) {
       auto qx = ToQuantity(*x), qy = ToQuantity(*y);
       if (qx && qy && (op == "*" || op == "/")) {
-        auto ux = Unit(qx->string), uy = Unit(qy->string);
+        // Units compose as UCUM terms; a second operand in a comparable unit is first expressed
+        // in the first one's (2 'cm' * 3 'm' = 600 'cm2').
+        auto ux = UcumCode(qx->string), uy = UcumCode(qy->string);
+        if (!ux || !uy) return Collection{};
         double vx = qx->decimal, vy = qy->decimal;
-        std::string unit_x = qx->string, unit_y = qy->string;
-        if (ux && uy && std::string(ux->dimension) == uy->dimension) {
-          vx *= ux->factor;
-          vy *= uy->factor;
-          unit_x = unit_y = ux->dimension;
+        std::string unit_y = *uy;
+        if (auto converted = InUnitOf(*qx, *qy)) {
+          vy = *converted;
+          unit_y = *ux;
         }
+        auto wrap = [](const std::string& u) {
+          return u.find_first_of("./") == std::string::npos ? u : "(" + u + ")";
+        };
         if (op == "*") {
-          std::string unit = unit_x == unit_y ? unit_x + "2" : unit_x + "." + unit_y;
+          std::string unit = *ux == unit_y ? wrap(*ux) + "2" : wrap(*ux) + "." + wrap(unit_y);
+          if (*ux == "1") unit = unit_y;
+          if (unit_y == "1") unit = *ux;
           return Collection{Item::Quantity(vx * vy, unit)};
         }
         if (vy == 0) return Collection{};
-        return Collection{Item::Quantity(vx / vy, unit_x == unit_y ? "1" : unit_x + "/" + unit_y)};
+        std::string unit = *ux == unit_y ? "1" : wrap(*ux) + "/" + wrap(unit_y);
+        if (unit_y == "1") unit = *ux;
+        return Collection{Item::Quantity(vx / vy, unit)};
       }
       if (op == "*" && qx && IsNumber(*y))
         return Collection{Item::Quantity(qx->decimal * Num(*y), qx->string)};
@@ -1230,7 +1277,6 @@ std::string DecimalText(double d, int scale = 0) {
   size_t last = s.find_last_not_of('0');
   s.erase(std::max(last + 1, keep));
   if (!s.empty() && s.back() == '.') s.pop_back();
-  if (s.find_first_not_of("-0.") == std::string::npos && s[0] == '-') s.erase(0, 1);  // -0.0
   return s;
 }
 

@@ -26,6 +26,10 @@ struct EvalOptions {
   // have, a choice element by its typed name (valueQuantity), or a resource type that is not the
   // context's, is an error instead of an empty result.
   bool strict = false;
+  // Also refuse order-dependent functions (first, last, tail, skip, take, [n]) on
+  // collections whose order is undefined (children(), descendants() and paths from them): the
+  // suite's checkOrderedFunctions.
+  bool check_ordered_functions = false;
   // Extra environment variables (%name), beyond %resource, %rootResource, %context, %ucum, %sct,
   // %loinc.
   std::map<std::string, Collection> variables;

@@ -69,10 +69,12 @@ struct Item {
     i.integer = v;
     return i;
   }
+  // Arithmetic has no negative zero: -0.0 becomes 0.0 (the boundary functions alone set a
+  // signed zero afterwards).
   static Item Decimal(double v, int scale = 0) {
     Item i;
     i.kind = Kind::kDecimal;
-    i.decimal = v;
+    i.decimal = v == 0 ? 0.0 : v;
     i.scale = scale;
     return i;
   }

@@ -33,19 +33,39 @@ TEST(FhirPathCliTest, UntypedAndErrors) {
   Output bad = RunCli("\"2 + \"");
   EXPECT_EQ(bad.exit_code, 2);
   EXPECT_NE(bad.text.find("position 4"), std::string::npos) << bad.text;
+  // Decimals print as decimal text, not as a double's exponent form.
+  EXPECT_EQ(RunCli("\"1.50 | 0.0\"").text, "[1.50,0.0]\n");
+  EXPECT_EQ(RunCli("\"(-0.0034).lowBoundary(1)\"").text, "[-0.0]\n");
 }
 
 TEST(FhirPathCliTest, BatchWithStrictMode) {
   std::string cmd = "printf '%s\\n' '{\"expression\":\"name.given1\",\"input\":\"" + kPatient +
                     "\",\"mode\":\"strict\"}' '{\"expression\":\"name.given1\",\"input\":\"" +
                     kPatient + "\"}' | " + TAPROOT_BINARY + " fhirpath --batch";
-  FILE* p = popen(cmd.c_str(), "r");
-  char buf[4096];
-  std::string text;
-  size_t n;
-  while ((n = fread(buf, 1, sizeof buf, p)) > 0) text.append(buf, n);
-  pclose(p);
+  std::string text = testing::RunCommand(cmd).text;
   EXPECT_EQ(text, "{\"error\":\"'given1' is not an element of HumanName\"}\n[]\n");
+}
+
+TEST(FhirPathCliTest, BatchChecksStaticTypesAndOrder) {
+  std::string cmd =
+      "printf '%s\\n' "
+      "'{\"expression\":\"(Patient.name.first() as "
+      "Period).start\",\"mode\":\"strict\",\"input\":\"" +
+      kPatient +
+      "\"}' '{\"expression\":\"(Patient.name.first() as Period).unit\",\"mode\":\"strict\","
+      "\"input\":\"" +
+      kPatient +
+      "\"}' '{\"expression\":\"Patient.children().skip(1).count() > 0\","
+      "\"checkOrderedFunctions\":true,\"input\":\"" +
+      kPatient +
+      "\"}' '{\"expression\":\"Patient.children().count() > 1\",\"checkOrderedFunctions\":true,"
+      "\"input\":\"" +
+      kPatient + "\"}' | " + TAPROOT_BINARY + " fhirpath --batch";
+  std::string text = testing::RunCommand(cmd).text;
+  EXPECT_EQ(text,
+            "[]\n{\"error\":\"'unit' is not an element of Period\"}\n"
+            "{\"error\":\"skip() depends on order, but the order of this collection is "
+            "undefined\"}\n[true]\n");
 }
 
 }  // namespace

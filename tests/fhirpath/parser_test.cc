@@ -75,19 +75,23 @@ TEST(FhirPathParserTest, SyntaxErrorsNamePositions) {
   EXPECT_NE(P("2 /* open").find("comment"), std::string::npos);
 }
 
+// The result as comma-separated text, or "error".
+std::string EvalText(const json::value& input, const char* text) {
+  auto c = Compile(text);
+  EXPECT_TRUE(c.ok()) << text;
+  if (!c.ok()) return "error";
+  auto r = (*c)->Evaluate(input);
+  if (!r.ok()) return "error";
+  std::string out;
+  for (const Item& i : *r) out += (out.empty() ? "" : ",") + ItemToString(i);
+  return out;
+}
+
 TEST(FhirPathEngineTest, NavigatesInPlace) {
   json::value patient =
       *ParseJson(R"({"resourceType":"Patient","name":[{"use":"official","given":["Ann","B"]},
       {"given":["Nan"]}],"birthDate":"1970-02-01","_birthDate":{"extension":[{"url":"u","valueString":"x"}]}})");
-  auto eval = [&](const char* text) {
-    auto c = Compile(text);
-    EXPECT_TRUE(c.ok()) << text;
-    auto r = (*c)->Evaluate(patient);
-    EXPECT_TRUE(r.ok()) << text << ": " << r.status().ToString();
-    std::string out;
-    for (const Item& i : *r) out += (out.empty() ? "" : ",") + ItemToString(i);
-    return out;
-  };
+  auto eval = [&](const char* text) { return EvalText(patient, text); };
   EXPECT_EQ(eval("Patient.name.where(use = 'official').given"), "Ann,B");
   EXPECT_EQ(eval("name.given.count()"), "3");
   EXPECT_EQ(eval("birthDate"), "@1970-02-01");
@@ -96,6 +100,25 @@ TEST(FhirPathEngineTest, NavigatesInPlace) {
   EXPECT_EQ(eval("name.given.first() + ' ' + name.given.last()"), "Ann Nan");
   EXPECT_EQ(eval("(1 | 2 | 2).count()"), "2");
   EXPECT_EQ(eval("Observation.status"), "");
+}
+
+// Quantities compare and convert through UCUM (expected values from the UCUM definitions).
+TEST(FhirPathEngineTest, QuantitiesUseUcum) {
+  json::value obs = *ParseJson(R"({"resourceType":"Observation","status":"final",
+      "code":{"text":"glucose"},"valueQuantity":{"value":5.5,"unit":"mmol/L",
+      "system":"http://unitsofmeasure.org","code":"mmol/L"}})");
+  auto eval = [&](const char* text) { return EvalText(obs, text); };
+  EXPECT_EQ(eval("Observation.value > 5000 'umol/L'"), "true");
+  EXPECT_EQ(eval("Observation.value = 5.5 'mmol/L'"), "true");
+  EXPECT_EQ(eval("Observation.value.toQuantity('umol/L')"), "5500 'umol/L'");
+  EXPECT_EQ(eval("Observation.value > 5 'mg/dL'"), "");  // mass and amount: not comparable
+  EXPECT_EQ(eval("120 'mm[Hg]' > 15 'kPa'"), "true");
+  EXPECT_EQ(eval("3 '[ft_i]' = 36 '[in_i]'"), "true");
+  EXPECT_EQ(eval("1 'kg' ~ 1000 'g'"), "true");
+  EXPECT_EQ(eval("2 'cm' * 3 'm' = 0.06 'm2'"), "true");
+  EXPECT_EQ(eval("(10 'mg' / 2 'mL') = 5 'g/L'"), "true");
+  EXPECT_EQ(eval("1 week = 7 'd'"), "true");
+  EXPECT_EQ(eval("1 year = 365 days"), "");  // calendar year: not a fixed number of days
 }
 
 // Inputs the fuzzer found: out-of-range arithmetic is empty, never undefined behaviour.
