@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 
 #include <boost/json.hpp>
+#include <thread>
 
 #include "common/json.h"
 #include "fhirpath/engine.h"
@@ -119,6 +120,25 @@ TEST(FhirPathEngineTest, QuantitiesUseUcum) {
   EXPECT_EQ(eval("(10 'mg' / 2 'mL') = 5 'g/L'"), "true");
   EXPECT_EQ(eval("1 week = 7 'd'"), "true");
   EXPECT_EQ(eval("1 year = 365 days"), "");  // calendar year: not a fixed number of days
+}
+
+// Nesting the parser accepts but that would take more stack than allowed is an error, on a
+// thread with the default stack as on the main one (the fuzzer found an overflow here).
+TEST(FhirPathEngineTest, DeepNestingIsAnErrorNotAnOverflow) {
+  std::string text = "1";
+  for (int i = 0; i < 30; ++i) text += ".combine(1.combine(1";
+  for (int i = 0; i < 30; ++i) text += "))";
+  auto c = Compile(text);
+  ASSERT_TRUE(c.ok()) << c.status().ToString();
+  json::value empty = json::object{{"resourceType", "Patient"}};
+  bool returned = false;
+  std::thread worker([&] {
+    auto r = (*c)->Evaluate(empty);
+    returned = true;
+    if (!r.ok()) EXPECT_NE(r.status().message().find("too deeply"), std::string::npos);
+  });
+  worker.join();
+  EXPECT_TRUE(returned);
 }
 
 // Inputs the fuzzer found: out-of-range arithmetic is empty, never undefined behaviour.
