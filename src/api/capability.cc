@@ -6,6 +6,7 @@
 
 #include "common/clock.h"
 #include "search/indexer.h"
+#include "search/params.h"
 
 namespace taproot::api {
 
@@ -26,11 +27,17 @@ std::string BuildCapabilityStatement(const fhir::Model& model, const std::string
         json::object{{"name", "_lastUpdated"},
                      {"type", "date"},
                      {"definition", "http://hl7.org/fhir/SearchParameter/Resource-lastUpdated"}});
-    if (search::HasTokenParam(model, type, "identifier")) {
-      params.push_back(json::object{{"name", "identifier"}, {"type", "token"}});
-    }
-    if (search::HasTokenParam(model, type, "url")) {
-      params.push_back(json::object{{"name", "url"}, {"type", "uri"}});
+    static const char* kTypeNames[] = {"string",   "token", "reference", "date",   "number",
+                                       "quantity", "uri",   "composite", "special"};
+    for (const search::ParamDef* p : search::R4Params().ForType(type)) {
+      // Only what is indexed and searchable today.
+      if (p->type == search::ParamType::kComposite || p->type == search::ParamType::kSpecial ||
+          p->branches.empty() || p->code == "_id" || p->code == "_lastUpdated") {
+        continue;
+      }
+      params.push_back(json::object{{"name", p->code},
+                                    {"type", kTypeNames[static_cast<int>(p->type)]},
+                                    {"definition", p->url}});
     }
     resources.push_back(json::object{
         {"type", type},

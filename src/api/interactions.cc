@@ -80,7 +80,8 @@ PreparedResource PrepareResource(const fhir::Model& model, std::string type, std
     meta.erase("versionId");
     meta.erase("lastUpdated");
   }
-  json::object out;
+  json::value doc(json::object{});
+  json::object& out = doc.get_object();
   out.reserve(resource.size() + 3);
   out["resourceType"] = type;
   out["id"] = id;
@@ -93,7 +94,7 @@ PreparedResource PrepareResource(const fhir::Model& model, std::string type, std
   PreparedResource p;
   p.text = json::serialize(out);
   p.compressed = ZstdCompress(p.text, 1);
-  p.index = search::ExtractIndex(model, type, out);
+  p.index = search::ExtractIndex(model, type, doc);
   p.type = std::move(type);
   p.id = std::move(id);
   p.body_id = std::string(GetString(resource, "id"));

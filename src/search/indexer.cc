@@ -1,46 +1,261 @@
 #include "search/indexer.h"
 
-#include <boost/json.hpp>
+#include <deque>
+#include <limits>
 
 #include "common/json.h"
+#include "fhir/ucum.h"
+#include "search/normalize.h"
+#include "search/params.h"
 
 namespace taproot::search {
+namespace {
 
-bool HasTokenParam(const fhir::Model& model, std::string_view type, std::string_view param) {
-  const fhir::TypeDef* t = model.FindResource(type);
-  if (!t) return false;
-  if (param == "identifier") {
-    const fhir::TypeDef::Property* p = t->FindProperty("identifier");
-    return p && p->type->name == "Identifier";
-  }
-  if (param == "url") {  // the canonical URL of conformance and knowledge resources
-    const fhir::TypeDef::Property* p = t->FindProperty("url");
-    return p && p->type->name == "uri" && !p->element->is_array;
-  }
-  return false;
+using store::IndexEntry;
+using store::IndexKind;
+
+constexpr std::string_view kUcum = "http://unitsofmeasure.org";
+
+std::string_view Str(const json::object& o, std::string_view key) { return GetString(o, key); }
+
+// `Type/id`, `Type/id/_history/n`, or an absolute URL ending in one: the type and id.
+bool SplitReference(std::string_view ref, std::string_view& type, std::string_view& id) {
+  size_t hist = ref.find("/_history/");
+  if (hist != std::string_view::npos) ref = ref.substr(0, hist);
+  size_t slash = ref.rfind('/');
+  if (slash == std::string_view::npos || slash == 0) return false;
+  size_t prev = ref.rfind('/', slash - 1);
+  type = ref.substr(prev == std::string_view::npos ? 0 : prev + 1,
+                    slash - (prev == std::string_view::npos ? 0 : prev + 1));
+  id = ref.substr(slash + 1);
+  return !id.empty() && fhir::R4().FindResource(type) != nullptr;
 }
 
-std::vector<store::IndexEntry> ExtractIndex(const fhir::Model& model, std::string_view type,
-                                            const json::object& resource) {
-  std::vector<store::IndexEntry> out;
-  if (HasTokenParam(model, type, "url")) {
-    std::string_view url = GetString(resource, "url");
-    if (!url.empty()) out.push_back({"url", "", std::string(url)});
-  }
-  if (!HasTokenParam(model, type, "identifier")) return out;
-  auto* ids = resource.if_contains("identifier");
-  if (!ids) return out;
-  auto add = [&](const json::value& v) {
+class Extractor {
+ public:
+  Extractor(const ParamDef& p, std::vector<IndexEntry>& out) : p_(p), out_(out) {}
+
+  void Add(const fhirpath::Item& item) {
+    if (!item.IsNode()) {  // a System value an expression computed (rare in R4 parameters)
+      if (item.kind == fhirpath::Item::Kind::kString) Primitive(item.string);
+      return;
+    }
+    if (!item.value || !item.type) return;
+    const std::string& t = item.type->name;
+    const json::value& v = *item.value;
+    if (v.is_string()) return Primitive(v.get_string(), t);
+    if (v.is_bool()) return Primitive(v.get_bool() ? "true" : "false", t);
+    if (v.is_number()) return Number(v.to_number<double>());
     if (!v.is_object()) return;
-    std::string_view value = GetString(v.get_object(), "value");
-    if (value.empty()) return;
-    out.push_back(
-        {"identifier", std::string(GetString(v.get_object(), "system")), std::string(value)});
+    const json::object& o = v.get_object();
+    switch (p_.type) {
+      case ParamType::kString:
+        if (t == "HumanName") {
+          Each(o, "given", [&](std::string_view s) { String(s); });
+          Each(o, "prefix", [&](std::string_view s) { String(s); });
+          Each(o, "suffix", [&](std::string_view s) { String(s); });
+          String(Str(o, "family"));
+          String(Str(o, "text"));
+        } else if (t == "Address") {
+          Each(o, "line", [&](std::string_view s) { String(s); });
+          for (const char* k : {"city", "district", "state", "postalCode", "country", "text"}) {
+            String(Str(o, k));
+          }
+        }
+        break;
+      case ParamType::kToken:
+        if (t == "Coding") {
+          Coding(o);
+        } else if (t == "CodeableConcept") {
+          if (const json::value* cs = FindKey(o, "coding"); cs && cs->is_array()) {
+            for (const auto& c : cs->get_array()) {
+              if (c.is_object()) Coding(c.get_object());
+            }
+          }
+          Text(Str(o, "text"));
+        } else if (t == "Identifier") {
+          Token(Str(o, "system"), Str(o, "value"));
+          if (const json::value* type = FindKey(o, "type"); type && type->is_object()) {
+            if (const json::value* tt = FindKey(type->get_object(), "text"); tt && tt->is_string())
+              Text(tt->get_string());
+          }
+        } else if (t == "ContactPoint") {
+          Token("", Str(o, "value"));
+        }
+        break;
+      case ParamType::kReference:
+        if (t == "Reference") {
+          Reference(Str(o, "reference"));
+          if (const json::value* ident = FindKey(o, "identifier"); ident && ident->is_object()) {
+            const json::object& io = ident->get_object();
+            if (!Str(io, "value").empty()) {
+              out_.push_back({p_.code + ":identifier", IndexKind::kToken,
+                              std::string(Str(io, "system")), std::string(Str(io, "value"))});
+            }
+          }
+        }
+        break;
+      case ParamType::kDate:
+        if (t == "Period") {
+          auto s = DateRange(Str(o, "start"));
+          auto e = DateRange(Str(o, "end"));
+          if (!s && !e) break;
+          IndexEntry row{p_.code, IndexKind::kDate};
+          row.start = s ? s->start : std::numeric_limits<int64_t>::min();
+          row.end = e ? e->end : std::numeric_limits<int64_t>::max();
+          out_.push_back(std::move(row));
+        } else if (t == "Timing") {
+          Each(o, "event", [&](std::string_view s) { Date(s); });
+        }
+        break;
+      case ParamType::kQuantity:
+        Quantity(o, t);
+        break;
+      default:
+        break;
+    }
+  }
+
+ private:
+  template <typename F>
+  static void Each(const json::object& o, std::string_view key, F&& f) {
+    const json::value* v = FindKey(o, key);
+    if (!v) return;
+    if (v->is_string()) f(std::string_view(v->get_string()));
+    if (!v->is_array()) return;
+    for (const auto& e : v->get_array()) {
+      if (e.is_string()) f(std::string_view(e.get_string()));
+    }
+  }
+
+  void Primitive(std::string_view s, const std::string& fhir_type = "string") {
+    switch (p_.type) {
+      case ParamType::kString:
+        String(s);
+        break;
+      case ParamType::kToken:
+        Token("", s);
+        break;
+      case ParamType::kUri:
+        if (!s.empty()) out_.push_back({p_.code, IndexKind::kUri, "", std::string(s)});
+        break;
+      case ParamType::kReference:  // canonical and uri elements
+        Reference(s);
+        break;
+      case ParamType::kDate:
+        Date(s);
+        break;
+      case ParamType::kNumber:
+        Number(std::strtod(std::string(s).c_str(), nullptr));
+        break;
+      default:
+        break;
+    }
+    (void)fhir_type;
+  }
+
+  void String(std::string_view s) {
+    if (s.empty()) return;
+    IndexEntry row{p_.code, IndexKind::kString, "", NormalizeText(s)};
+    row.text = std::string(s);
+    out_.push_back(std::move(row));
+  }
+  void Text(std::string_view s) {  // display text of a token, for :text
+    if (s.empty()) return;
+    IndexEntry row{p_.code + ":text", IndexKind::kString, "", NormalizeText(s)};
+    row.text = std::string(s);
+    out_.push_back(std::move(row));
+  }
+  void Token(std::string_view system, std::string_view code) {
+    if (code.empty()) return;
+    out_.push_back({p_.code, IndexKind::kToken, std::string(system), std::string(code)});
+  }
+  void Coding(const json::object& c) {
+    Token(Str(c, "system"), Str(c, "code"));
+    Text(Str(c, "display"));
+  }
+  void Reference(std::string_view ref) {
+    if (ref.empty() || ref[0] == '#') return;  // contained: not searchable by reference
+    std::string_view type, id;
+    if (SplitReference(ref, type, id)) {
+      out_.push_back({p_.code, IndexKind::kReference, std::string(type), std::string(id)});
+    } else {
+      out_.push_back({p_.code, IndexKind::kReference, "", std::string(ref)});
+    }
+  }
+  void Date(std::string_view s) {
+    auto r = DateRange(s);
+    if (!r) return;
+    IndexEntry row{p_.code, IndexKind::kDate};
+    row.start = r->start;
+    row.end = r->end;
+    out_.push_back(std::move(row));
+  }
+  void Number(double d) {
+    IndexEntry row{p_.code,
+                   p_.type == ParamType::kQuantity ? IndexKind::kQuantity : IndexKind::kNumber};
+    if (p_.type != ParamType::kNumber && p_.type != ParamType::kQuantity) return;
+    row.number = d;
+    out_.push_back(std::move(row));
+  }
+  void Quantity(const json::object& o, const std::string& t) {
+    const json::value* value = FindKey(o, "value");
+    if (!value || !value->is_number()) return;
+    double d = value->to_number<double>();
+    std::string system(Str(o, "system"));
+    std::string code(Str(o, "code"));
+    if (t == "Money") code = std::string(Str(o, "currency"));
+    if (code.empty()) code = std::string(Str(o, "unit"));
+    IndexEntry row{p_.code, IndexKind::kQuantity, system, code};
+    row.number = d;
+    out_.push_back(row);
+    // Also in UCUM base units, so 5.5 mmol/L is found by a search in umol/L.
+    if (system == kUcum || system.empty()) {
+      if (auto canonical = fhir::ucum::Parse(code); canonical.ok() && canonical->offset == 0) {
+        IndexEntry base{p_.code, IndexKind::kQuantity, std::string(kUcumCanonicalSystem),
+                        canonical->UnitText()};
+        base.number = d * canonical->factor;
+        out_.push_back(std::move(base));
+      }
+    }
+  }
+
+  const ParamDef& p_;
+  std::vector<IndexEntry>& out_;
+};
+
+}  // namespace
+
+bool HasTokenParam(const fhir::Model& model, std::string_view type, std::string_view param) {
+  (void)model;
+  const ParamDef* p = R4Params().Find(type, param);
+  return p && p->type == ParamType::kToken;
+}
+
+std::vector<IndexEntry> ExtractIndex(const fhir::Model& model, std::string_view type,
+                                     const json::value& resource) {
+  (void)model;
+  std::vector<IndexEntry> out;
+  // resolve() at index time: `subject.where(resolve() is Patient)` needs only the target's type,
+  // which the reference itself names, so a stub {resourceType, id} stands in for it.
+  std::deque<json::value> stubs;
+  fhirpath::EvalOptions options;
+  options.resolve = [&stubs](const std::string& ref) -> const json::value* {
+    std::string_view t, id;
+    if (!SplitReference(ref, t, id)) return nullptr;
+    stubs.push_back(json::object{{"resourceType", t}, {"id", id}});
+    return &stubs.back();
   };
-  if (ids->is_array()) {
-    for (const auto& v : ids->get_array()) add(v);
-  } else {
-    add(*ids);
+  for (const ParamDef* p : R4Params().ForType(type)) {
+    if (p->type == ParamType::kComposite || p->type == ParamType::kSpecial) continue;
+    // _id and _lastUpdated live in the store's own columns.
+    if (p->code == "_id" || p->code == "_lastUpdated") continue;
+    Extractor extractor(*p, out);
+    for (const auto& branch : p->branches) {
+      auto items = branch->Evaluate(resource, options);
+      if (!items.ok()) continue;  // an expression that fails on this resource indexes nothing
+      for (const auto& item : *items) extractor.Add(item);
+    }
   }
   return out;
 }

@@ -1,12 +1,14 @@
-// Search index extraction: which index rows a resource version contributes. This first version
-// indexes the `identifier` token of every resource type that has one (enough for conditional
-// create/update/delete and conditional references) and the canonical `url` of conformance
-// resources (ValueSet?url=..., used by terminology); the search work replaces it with rows
-// computed from every R4 SearchParameter's FHIRPath expression.
-// Pure functions over the immutable model; thread-safe.
+// Search index extraction: which index rows a resource version contributes. Every search
+// parameter of the resource's type (search/params.h) is evaluated with FHIRPath and each value
+// it selects becomes typed rows (store::IndexEntry): strings folded for case- and
+// accent-insensitive matching, tokens as system|code (plus their display text for :text),
+// references as target type and id, dates as the microsecond range they cover, quantities as
+// written and in UCUM base units. Runs outside the store's writer, in parallel.
+//
+// Pure functions over the immutable model and registry; thread-safe.
 #pragma once
 
-#include <boost/json/object.hpp>
+#include <boost/json/value.hpp>
 #include <string_view>
 #include <vector>
 
@@ -16,10 +18,12 @@
 namespace taproot::search {
 
 std::vector<store::IndexEntry> ExtractIndex(const fhir::Model& model, std::string_view type,
-                                            const boost::json::object& resource);
+                                            const boost::json::value& resource);
 
-// True if `param` is indexed for resources of `type` (besides _id and _lastUpdated, which every
-// type has).
+// The system under which quantities are also indexed in UCUM base units.
+inline constexpr std::string_view kUcumCanonicalSystem = "urn:taproot:ucum-canonical";
+
+// True if `param` is a token parameter of `type` (used for conditional operations).
 bool HasTokenParam(const fhir::Model& model, std::string_view type, std::string_view param);
 
 }  // namespace taproot::search

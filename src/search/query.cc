@@ -1,9 +1,15 @@
 #include "search/query.h"
 
+#include <re2/re2.h>
+
 #include <charconv>
+#include <cmath>
 
 #include "common/clock.h"
+#include "fhir/ucum.h"
 #include "search/indexer.h"
+#include "search/normalize.h"
+#include "search/params.h"
 
 namespace taproot::search {
 namespace {
@@ -26,22 +32,44 @@ std::vector<std::string> SplitOr(const std::string& v) {
   return out;
 }
 
-store::TokenValue ParseToken(const std::string& v) {
-  store::TokenValue t;
-  size_t bar = std::string::npos;
+// "system|code", "|code" (no system), "code" (any system); '\|' escapes a bar.
+std::pair<std::optional<std::string>, std::string> SplitToken(const std::string& v) {
   for (size_t i = 0; i < v.size(); ++i) {
-    if (v[i] == '|' && (i == 0 || v[i - 1] != '\\')) {
-      bar = i;
-      break;
+    if (v[i] == '|' && (i == 0 || v[i - 1] != '\\')) return {v.substr(0, i), v.substr(i + 1)};
+  }
+  return {std::nullopt, v};
+}
+
+// A comparison prefix at the start of an ordered value (R4 search 3.1.1.4).
+store::Prefix TakePrefix(std::string& v) {
+  static const std::pair<const char*, store::Prefix> kPrefixes[] = {
+      {"eq", store::Prefix::kEq}, {"ne", store::Prefix::kNe}, {"gt", store::Prefix::kGt},
+      {"lt", store::Prefix::kLt}, {"ge", store::Prefix::kGe}, {"le", store::Prefix::kLe},
+      {"sa", store::Prefix::kSa}, {"eb", store::Prefix::kEb}, {"ap", store::Prefix::kAp}};
+  if (v.size() > 2 && std::isalpha(static_cast<unsigned char>(v[0]))) {
+    for (auto [text, prefix] : kPrefixes) {
+      if (v.compare(0, 2, text) == 0) {
+        v = v.substr(2);
+        return prefix;
+      }
     }
   }
-  if (bar == std::string::npos) {
-    t.code = v;
-  } else {
-    t.system = v.substr(0, bar);
-    t.code = v.substr(bar + 1);
-  }
-  return t;
+  return store::Prefix::kEq;
+}
+
+// A decimal's implicit range: "100" stands for [99.5, 100.5], "1.50" for [1.495, 1.505].
+std::optional<std::pair<double, double>> NumberRange(const std::string& v) {
+  static const RE2 kNumber("[+-]?[0-9]+(\\.[0-9]+)?([eE][+-]?[0-9]+)?");
+  if (!RE2::FullMatch(v, kNumber)) return std::nullopt;
+  double d = std::strtod(v.c_str(), nullptr);
+  size_t dot = v.find('.');
+  size_t exp = v.find_first_of("eE");
+  int scale = dot == std::string::npos
+                  ? 0
+                  : static_cast<int>((exp == std::string::npos ? v.size() : exp) - dot - 1);
+  int e = exp == std::string::npos ? 0 : std::atoi(v.c_str() + exp + 1);
+  double half = 0.5 * std::pow(10.0, e - scale);
+  return std::make_pair(d - half, d + half);
 }
 
 }  // namespace
@@ -134,6 +162,199 @@ Result<Params> ParseQueryString(std::string_view query) {
   return out;
 }
 
+static Result<store::IndexClause> ParseClause(const ParamDef& def, const std::string& modifier,
+                                              const std::string& value) {
+  using store::IndexKind;
+  using Match = store::IndexPredicate::Match;
+  store::IndexClause clause;
+  clause.param = def.code;
+  switch (def.type) {
+    case ParamType::kString:
+      clause.kind = IndexKind::kString;
+      break;
+    case ParamType::kToken:
+      clause.kind = IndexKind::kToken;
+      break;
+    case ParamType::kReference:
+      clause.kind = IndexKind::kReference;
+      break;
+    case ParamType::kDate:
+      clause.kind = IndexKind::kDate;
+      break;
+    case ParamType::kNumber:
+      clause.kind = IndexKind::kNumber;
+      break;
+    case ParamType::kQuantity:
+      clause.kind = IndexKind::kQuantity;
+      break;
+    case ParamType::kUri:
+      clause.kind = IndexKind::kUri;
+      break;
+    default:
+      return Status::Make(StatusCode::kNotImplemented, "this parameter type is not supported yet");
+  }
+  if (modifier == "missing") {
+    if (value != "true" && value != "false") return Status::Invalid(":missing takes true or false");
+    clause.missing = value == "true";
+    return clause;
+  }
+  // Which modifiers each type takes here; the rest are reported, never silently ignored.
+  auto no_modifier = [&]() -> Status {
+    if (modifier.empty()) return Status::Ok();
+    return Status::Make(StatusCode::kNotImplemented,
+                        "the modifier ':" + modifier + "' is not supported for this parameter");
+  };
+  std::optional<std::string> reference_type;
+  if (clause.kind == IndexKind::kReference && !modifier.empty() && modifier != "identifier") {
+    if (!fhir::R4().FindResource(modifier)) {
+      return Status::Make(StatusCode::kNotImplemented,
+                          "the modifier ':" + modifier + "' is not supported for this parameter");
+    }
+    reference_type = modifier;  // subject:Patient=123
+  }
+  if (clause.kind == IndexKind::kReference && modifier == "identifier") {
+    clause.kind = IndexKind::kToken;
+    clause.param = def.code + ":identifier";
+  }
+  for (std::string v : SplitOr(value)) {
+    store::IndexPredicate p;
+    switch (clause.kind) {
+      case IndexKind::kString:
+        if (modifier == "exact") {
+          p.match = Match::kExact;
+          p.value = v;
+        } else if (modifier == "contains") {
+          p.match = Match::kContains;
+          p.value = NormalizeText(v);
+        } else {
+          RETURN_IF_ERROR(no_modifier());
+          p.match = Match::kPrefix;
+          p.value = NormalizeText(v);
+        }
+        break;
+      case IndexKind::kToken: {
+        if (modifier == "text") {
+          p.match = Match::kText;
+          p.value = NormalizeText(v);
+          break;
+        }
+        if (modifier == "not") {
+          clause.negate = true;
+        } else if (!modifier.empty() && modifier != "identifier") {
+          RETURN_IF_ERROR(no_modifier());
+        }
+        auto [system, code] = SplitToken(v);
+        if (code.empty() && system) {
+          return Status::Make(StatusCode::kNotImplemented,
+                              "'system|' (any code of a system) is not supported yet");
+        }
+        p.system = system;
+        p.value = code;
+        break;
+      }
+      case IndexKind::kReference: {
+        std::string_view t, id;
+        // Type/id (relative or absolute), a bare id, or a URL that is not Type/id.
+        size_t slash = v.rfind('/');
+        if (slash != std::string::npos) {
+          std::string before = v.substr(0, slash);
+          std::string after = v.substr(slash + 1);
+          size_t prev = before.rfind('/');
+          std::string rtype = prev == std::string::npos ? before : before.substr(prev + 1);
+          if (fhir::R4().FindResource(rtype) && !after.empty()) {
+            p.system = rtype;
+            p.value = after;
+          } else {
+            p.system = "";
+            p.value = v;
+          }
+        } else {
+          p.value = v;
+          if (reference_type) p.system = reference_type;
+        }
+        (void)t;
+        (void)id;
+        break;
+      }
+      case IndexKind::kDate: {
+        RETURN_IF_ERROR(no_modifier());
+        p.prefix = TakePrefix(v);
+        auto range = DateRange(v);
+        if (!range) return Status::Invalid("'" + v + "' is not a date");
+        p.start = range->start;
+        p.end = range->end;
+        if (p.prefix == store::Prefix::kAp) {
+          // About: widened by a tenth of the distance from now (R4 suggests 10%).
+          int64_t now = NowMicros();
+          int64_t d = std::llabs(now - p.start) / 10;
+          p.start -= d;
+          p.end += d;
+        }
+        break;
+      }
+      case IndexKind::kNumber:
+      case IndexKind::kQuantity: {
+        RETURN_IF_ERROR(no_modifier());
+        p.prefix = TakePrefix(v);
+        std::string number = v, system, code;
+        if (clause.kind == IndexKind::kQuantity) {
+          // value|system|code, value||unit, or value alone.
+          size_t bar = v.find('|');
+          if (bar != std::string::npos) {
+            number = v.substr(0, bar);
+            std::string rest = v.substr(bar + 1);
+            size_t bar2 = rest.find('|');
+            system = bar2 == std::string::npos ? "" : rest.substr(0, bar2);
+            code = bar2 == std::string::npos ? rest : rest.substr(bar2 + 1);
+          }
+        }
+        auto range = NumberRange(number);
+        if (!range) return Status::Invalid("'" + number + "' is not a number");
+        double mid = std::strtod(number.c_str(), nullptr);
+        p.low = range->first;
+        p.high = range->second;
+        if (p.prefix != store::Prefix::kEq && p.prefix != store::Prefix::kNe &&
+            p.prefix != store::Prefix::kAp) {
+          p.low = p.high = mid;  // gt, lt, ge, le, sa, eb compare with the value itself
+        }
+        if (p.prefix == store::Prefix::kAp) {
+          double d = std::fabs(mid) / 10;
+          p.low = mid - d;
+          p.high = mid + d;
+        }
+        if (clause.kind == IndexKind::kQuantity && !code.empty()) {
+          // UCUM units compare in base units, so 5500 umol/L finds 5.5 mmol/L.
+          auto canonical = (system.empty() || system == "http://unitsofmeasure.org")
+                               ? fhir::ucum::Parse(code)
+                               : Result<fhir::ucum::Canonical>(Status::Invalid("not UCUM"));
+          if (canonical.ok() && canonical->offset == 0) {
+            p.system = std::string(kUcumCanonicalSystem);
+            p.value = canonical->UnitText();
+            p.low *= canonical->factor;
+            p.high *= canonical->factor;
+          } else {
+            if (!system.empty()) p.system = system;
+            p.value = code;
+          }
+        }
+        break;
+      }
+      case IndexKind::kUri:
+        if (modifier == "below") {
+          p.match = Match::kPrefix;
+        } else if (modifier == "above") {
+          p.match = Match::kAbove;
+        } else {
+          RETURN_IF_ERROR(no_modifier());
+        }
+        p.value = v;
+        break;
+    }
+    clause.any_of.push_back(std::move(p));
+  }
+  return clause;
+}
+
 Result<ParsedSearch> ParseSearch(const fhir::Model& model, const std::string& type,
                                  const Params& params, bool strict) {
   ParsedSearch out;
@@ -206,18 +427,20 @@ Result<ParsedSearch> ParseSearch(const fhir::Model& model, const std::string& ty
       continue;
     }
     std::string base = name.substr(0, name.find(':'));
-    if (!type.empty() && HasTokenParam(model, type, base)) {
-      if (base != name) {
-        RETURN_IF_ERROR(unsupported(name, "modifiers are not supported yet"));
-        continue;
+    std::string modifier = base == name ? "" : name.substr(base.size() + 1);
+    const ParamDef* def = type.empty() ? nullptr : R4Params().Find(type, base);
+    if (def && def->type != ParamType::kComposite && def->type != ParamType::kSpecial &&
+        !def->branches.empty()) {
+      auto clause = ParseClause(*def, modifier, value);
+      if (!clause.ok()) {
+        if (clause.status().code() == StatusCode::kNotImplemented) {
+          RETURN_IF_ERROR(unsupported(name, clause.status().message()));
+          continue;
+        }
+        return Status::Invalid("search parameter '" + name + "': " + clause.status().message(),
+                               name);
       }
-      store::TokenClause clause;
-      clause.param = base;
-      for (auto& v : SplitOr(value)) {
-        // A uri parameter matches the whole value exactly ('|' belongs to the URL).
-        clause.any_of.push_back(base == "url" ? store::TokenValue{std::nullopt, v} : ParseToken(v));
-      }
-      out.query.clauses.push_back(std::move(clause));
+      out.query.clauses.push_back(std::move(clause).value());
       out.used.emplace_back(name, value);
       continue;
     }

@@ -72,7 +72,12 @@ fhir::Terminology::Loader StoreTerminologyLoader(store::Store& store) {
     std::optional<json::value> found;
     store::SearchQuery q;
     q.type = type;
-    q.clauses.push_back({"url", {store::TokenValue{std::nullopt, url}}});
+    store::IndexClause url_clause;
+    url_clause.param = "url";
+    url_clause.kind = store::IndexKind::kUri;
+    url_clause.any_of.emplace_back();
+    url_clause.any_of.back().value = url;
+    q.clauses.push_back(std::move(url_clause));
     q.count = 1;
     q.want_total = false;
     Status st = store.ReadStatement([&](store::ReadView& view) -> Status {

@@ -45,13 +45,23 @@ struct VersionRecord {
 std::string WithVersionMeta(std::string_view text, int64_t version, int64_t last_updated);
 
 // A search index row. The search module decides the rows; the store keeps them in step with the
-// current version, in the same transaction as the write.
-struct IndexEntry {
-  std::string param;   // search parameter code: "identifier", "_id" ...
-  std::string system;  // token system; empty if none
-  std::string value;   // token code / normalised value
-};
+// current version, in the same transaction as the write. Each kind has its own table (or
+// equivalent) so that lookups use a typed index.
+enum class IndexKind : uint8_t { kToken, kString, kDate, kNumber, kQuantity, kReference, kUri };
 
+struct IndexEntry {
+  std::string param;  // search parameter code: "identifier", "name", "subject" ...
+  IndexKind kind = IndexKind::kToken;
+  // token: the system (empty if none); quantity: the unit system; reference: the target type.
+  std::string system;
+  // token: the code; string: the normalised text (lower case, no accents); reference: the
+  // target id, or the whole URL when it is not "Type/id"; uri: the URI; quantity: the unit code.
+  std::string value;
+  // string: the text as written (for :exact); token: the display text (for :text).
+  std::string text;
+  double number = 0;           // number and quantity: the value
+  int64_t start = 0, end = 0;  // date: the first and last microsecond the value covers (UTC)
+};
 // A new version to write.
 struct WriteRecord {
   VersionRecord version;
@@ -61,21 +71,43 @@ struct WriteRecord {
   std::vector<IndexEntry> index;  // ignored for tombstones (a deleted resource has no rows)
 };
 
-// One token value; an absent system matches any system, an empty one matches "no system".
-struct TokenValue {
+// Comparison prefixes for ordered values (dates, numbers, quantities): R4 search 3.1.1.4.
+enum class Prefix : uint8_t { kEq, kNe, kGt, kLt, kGe, kLe, kSa, kEb, kAp };
+
+// One value a clause accepts (values in a clause are ORed).
+struct IndexPredicate {
+  // token: an absent system matches any system, an empty one "no system"; reference: the target
+  // type, if given. quantity: the unit system, if given.
   std::optional<std::string> system;
-  std::string code;
+  // token: the code; string: the normalised text; reference: the id or URL; uri: the URI;
+  // quantity: the unit code (empty: any unit).
+  std::string value;
+  enum class Match : uint8_t {
+    kEqual,     // token, reference, uri: the whole value
+    kPrefix,    // string (the default): starts with; uri :below: under this path
+    kExact,     // string :exact: as written, case and accents included
+    kContains,  // string :contains
+    kText,      // token :text: the display text starts with
+    kAbove,     // uri :above: the stored URI is a prefix of this one
+  } match = Match::kEqual;
+  Prefix prefix = Prefix::kEq;
+  double low = 0, high = 0;    // number, quantity: the range the search value stands for
+  int64_t start = 0, end = 0;  // date: the first and last microsecond of the search value
 };
-// OR across values; clauses are ANDed.
-struct TokenClause {
+
+// One parameter of a search. Clauses are ANDed.
+struct IndexClause {
   std::string param;
-  std::vector<TokenValue> any_of;
+  IndexKind kind = IndexKind::kToken;
+  bool negate = false;          // token :not: resources without any matching row
+  std::optional<bool> missing;  // :missing=true / false (any_of is then empty)
+  std::vector<IndexPredicate> any_of;
 };
 
 struct SearchQuery {
   std::string type;              // empty: every type
   std::vector<std::string> ids;  // _id (OR)
-  std::vector<TokenClause> clauses;
+  std::vector<IndexClause> clauses;
   std::optional<int64_t> updated_ge, updated_lt;  // _lastUpdated range, microseconds
   int64_t offset = 0;
   int64_t count = 20;

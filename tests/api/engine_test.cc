@@ -283,7 +283,10 @@ TEST_F(EngineTest, CapabilityStatementListsWhatWorks) {
     // Every advertised search parameter is accepted in strict mode.
     for (const auto& p : res.at("searchParam").as_array()) {
       std::string name(p.at("name").as_string());
-      std::string value = name == "_lastUpdated" ? "ge2020-01-01" : "x";
+      std::string type(p.at("type").as_string());
+      std::string value = type == "date"                           ? "ge2020-01-01"
+                          : type == "number" || type == "quantity" ? "5"
+                                                                   : "x";
       FhirResponse s = Do("GET", std::string(res.at("type").as_string()) + "?" + name + "=" + value,
                           "", {{"prefer", "handling=strict"}});
       EXPECT_EQ(s.status, 200) << res.at("type") << " " << name << ": " << s.body;

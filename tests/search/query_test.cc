@@ -53,12 +53,12 @@ TEST(QueryTest, TokensAndUnknownParameters) {
   const auto& any = t.query.clauses[0].any_of;
   ASSERT_EQ(any.size(), 3u);
   EXPECT_EQ(*any[0].system, "s");
-  EXPECT_EQ(any[0].code, "1");
+  EXPECT_EQ(any[0].value, "1");
   EXPECT_EQ(*any[1].system, "");
   EXPECT_FALSE(any[2].system.has_value());
   EXPECT_EQ(t.query.count, 5);
   EXPECT_EQ(t.query.offset, 10);
-  ParsedSearch lenient = Parse("bogus=1&identifier:text=x");
+  ParsedSearch lenient = Parse("bogus=1&identifier:below=x");
   EXPECT_EQ(lenient.ignored.size(), 2u);
   EXPECT_TRUE(lenient.used.empty());
   auto strict = ParseSearch(fhir::R4(), "Patient", {{"bogus", "1"}}, true);

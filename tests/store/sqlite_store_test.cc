@@ -119,15 +119,23 @@ TEST_F(SqliteStoreTest, NestedFailureUndoesOnlyItself) {
 }
 
 TEST_F(SqliteStoreTest, TokenSearchFollowsTheCurrentVersion) {
-  ASSERT_TRUE(Put(Rec("a", 1, "{}", {{"identifier", "sys", "1"}})).ok());
-  ASSERT_TRUE(Put(Rec("b", 1, "{}", {{"identifier", "sys", "2"}, {"identifier", "", "1"}})).ok());
+  using K = IndexKind;
+  ASSERT_TRUE(Put(Rec("a", 1, "{}", {{"identifier", K::kToken, "sys", "1"}})).ok());
+  ASSERT_TRUE(Put(Rec("b", 1, "{}",
+                      {{"identifier", K::kToken, "sys", "2"}, {"identifier", K::kToken, "", "1"}}))
+                  .ok());
   auto find = [&](std::optional<std::string> system, std::string code) {
     std::vector<std::string> ids;
     EXPECT_TRUE(store_
                     ->Read([&](ReadView& v) -> Status {
                       SearchQuery q;
                       q.type = "Patient";
-                      q.clauses.push_back({"identifier", {{system, code}}});
+                      IndexClause clause;
+                      clause.param = "identifier";
+                      clause.any_of.emplace_back();
+                      clause.any_of.back().system = system;
+                      clause.any_of.back().value = code;
+                      q.clauses.push_back(std::move(clause));
                       ASSIGN_OR_RETURN(SearchPage page, v.Search(q));
                       for (auto& r : page.resources) ids.push_back(r.id);
                       EXPECT_EQ(*page.total, static_cast<int64_t>(ids.size()));
@@ -140,7 +148,7 @@ TEST_F(SqliteStoreTest, TokenSearchFollowsTheCurrentVersion) {
   EXPECT_EQ(find("sys", "1"), (std::vector<std::string>{"a"}));
   EXPECT_EQ(find("", "1"), (std::vector<std::string>{"b"}));
   // A new version replaces the index rows; a tombstone removes them.
-  ASSERT_TRUE(Put(Rec("a", 2, "{}", {{"identifier", "sys", "9"}})).ok());
+  ASSERT_TRUE(Put(Rec("a", 2, "{}", {{"identifier", K::kToken, "sys", "9"}})).ok());
   EXPECT_EQ(find("sys", "1"), (std::vector<std::string>{}));
   EXPECT_EQ(find("sys", "9"), (std::vector<std::string>{"a"}));
   WriteRecord del = Rec("a", 3, "");

@@ -22,7 +22,9 @@
 namespace taproot::store {
 namespace {
 
-constexpr int kSchemaVersion = 1;
+// 2: typed search index tables (string, date, number, quantity, reference, uri). A version 1
+// store is upgraded in place; its resources need a $reindex to be found by the new parameters.
+constexpr int kSchemaVersion = 2;
 
 const char* kSchema = R"sql(
 CREATE TABLE IF NOT EXISTS meta(key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -57,6 +59,39 @@ CREATE TABLE IF NOT EXISTS token_idx(
   id TEXT NOT NULL);
 CREATE INDEX IF NOT EXISTS token_lookup ON token_idx(type, param, code, system);
 CREATE INDEX IF NOT EXISTS token_by_resource ON token_idx(type, id);
+-- String rows: lower-cased, accent-free text for the default starts-with match, and as written.
+CREATE TABLE IF NOT EXISTS string_idx(
+  type TEXT NOT NULL, param TEXT NOT NULL, norm TEXT NOT NULL, exact TEXT NOT NULL,
+  id TEXT NOT NULL);
+CREATE INDEX IF NOT EXISTS string_lookup ON string_idx(type, param, norm);
+CREATE INDEX IF NOT EXISTS string_by_resource ON string_idx(type, id);
+-- Date rows: the first and last microsecond (UTC) the value covers.
+CREATE TABLE IF NOT EXISTS date_idx(
+  type TEXT NOT NULL, param TEXT NOT NULL, start INTEGER NOT NULL, end INTEGER NOT NULL,
+  id TEXT NOT NULL);
+CREATE INDEX IF NOT EXISTS date_lookup ON date_idx(type, param, start, end);
+CREATE INDEX IF NOT EXISTS date_by_resource ON date_idx(type, id);
+CREATE TABLE IF NOT EXISTS number_idx(
+  type TEXT NOT NULL, param TEXT NOT NULL, value REAL NOT NULL, id TEXT NOT NULL);
+CREATE INDEX IF NOT EXISTS number_lookup ON number_idx(type, param, value);
+CREATE INDEX IF NOT EXISTS number_by_resource ON number_idx(type, id);
+-- Quantity rows, as written and (system urn:taproot:ucum) in UCUM base units.
+CREATE TABLE IF NOT EXISTS quantity_idx(
+  type TEXT NOT NULL, param TEXT NOT NULL, system TEXT NOT NULL, code TEXT NOT NULL,
+  value REAL NOT NULL, id TEXT NOT NULL);
+CREATE INDEX IF NOT EXISTS quantity_lookup ON quantity_idx(type, param, code, value);
+CREATE INDEX IF NOT EXISTS quantity_by_resource ON quantity_idx(type, id);
+-- Reference rows: the target's type and id, or the whole URL (target_type empty).
+CREATE TABLE IF NOT EXISTS ref_idx(
+  type TEXT NOT NULL, param TEXT NOT NULL, target_type TEXT NOT NULL, target TEXT NOT NULL,
+  id TEXT NOT NULL);
+CREATE INDEX IF NOT EXISTS ref_lookup ON ref_idx(type, param, target, target_type);
+CREATE INDEX IF NOT EXISTS ref_by_target ON ref_idx(target_type, target);
+CREATE INDEX IF NOT EXISTS ref_by_resource ON ref_idx(type, id);
+CREATE TABLE IF NOT EXISTS uri_idx(
+  type TEXT NOT NULL, param TEXT NOT NULL, uri TEXT NOT NULL, id TEXT NOT NULL);
+CREATE INDEX IF NOT EXISTS uri_lookup ON uri_idx(type, param, uri);
+CREATE INDEX IF NOT EXISTS uri_by_resource ON uri_idx(type, id);
 -- Applied write requests by X-Request-ID, so a retry is answered, not re-applied.
 CREATE TABLE IF NOT EXISTS requests(
   request_id TEXT PRIMARY KEY,
@@ -111,7 +146,166 @@ struct Binder {
     sqlite3_bind_int64(s, i++, v);
     return *this;
   }
+  Binder& Real(double v) {
+    sqlite3_bind_double(s, i++, v);
+    return *this;
+  }
 };
+
+const char* const kIndexTables[] = {"token_idx",    "string_idx", "date_idx", "number_idx",
+                                    "quantity_idx", "ref_idx",    "uri_idx"};
+
+const char* TableOf(IndexKind kind) {
+  switch (kind) {
+    case IndexKind::kToken:
+      return "token_idx";
+    case IndexKind::kString:
+      return "string_idx";
+    case IndexKind::kDate:
+      return "date_idx";
+    case IndexKind::kNumber:
+      return "number_idx";
+    case IndexKind::kQuantity:
+      return "quantity_idx";
+    case IndexKind::kReference:
+      return "ref_idx";
+    case IndexKind::kUri:
+      return "uri_idx";
+  }
+  return "token_idx";
+}
+
+// A bound value of a search query: text, integer or real.
+struct SqlArg {
+  enum { kText, kInt, kReal } kind;
+  std::string text;
+  int64_t i = 0;
+  double d = 0;
+};
+
+// Upper bound for "starts with" over a binary-collated TEXT column: 0xFF never occurs in UTF-8.
+std::string PrefixEnd(const std::string& prefix) { return prefix + "\xff"; }
+
+// The SQL that selects the ids of `type` resources with a row matching one predicate. Only fixed
+// fragments enter the SQL; every value is bound (appended to args).
+std::string PredicateSql(const std::string& type, const IndexClause& c, const IndexPredicate& p,
+                         std::vector<SqlArg>& args) {
+  auto text = [&](std::string v) { args.push_back({SqlArg::kText, std::move(v)}); };
+  auto integer = [&](int64_t v) { args.push_back({SqlArg::kInt, {}, v}); };
+  auto real = [&](double v) { args.push_back({SqlArg::kReal, {}, 0, v}); };
+  std::string sql = std::string("SELECT id FROM ") +
+                    TableOf(p.match == IndexPredicate::Match::kText ? IndexKind::kString : c.kind) +
+                    " WHERE type=? AND param=?";
+  text(type);
+  text(p.match == IndexPredicate::Match::kText ? c.param + ":text" : c.param);
+  // Ranges of ordered values (R4 search 3.1.1.4): [s, e] the search value, [rs, re] the row.
+  auto ranges = [&](const char* rs, const char* re, auto bind_s, auto bind_e) {
+    std::string RS(rs), RE(re);
+    switch (p.prefix) {
+      case Prefix::kEq:
+        sql += " AND " + RS + ">=? AND " + RE + "<=?";
+        bind_s(), bind_e();
+        break;
+      case Prefix::kNe:
+        sql += " AND NOT (" + RS + ">=? AND " + RE + "<=?)";
+        bind_s(), bind_e();
+        break;
+      case Prefix::kGt:
+        sql += " AND " + RE + ">?";
+        bind_e();
+        break;
+      case Prefix::kLt:
+        sql += " AND " + RS + "<?";
+        bind_s();
+        break;
+      case Prefix::kGe:
+        sql += " AND (" + RE + ">? OR (" + RS + ">=? AND " + RE + "<=?))";
+        bind_e(), bind_s(), bind_e();
+        break;
+      case Prefix::kLe:
+        sql += " AND (" + RS + "<? OR (" + RS + ">=? AND " + RE + "<=?))";
+        bind_s(), bind_s(), bind_e();
+        break;
+      case Prefix::kSa:
+        sql += " AND " + RS + ">?";
+        bind_e();
+        break;
+      case Prefix::kEb:
+        sql += " AND " + RE + "<?";
+        bind_s();
+        break;
+      case Prefix::kAp:  // start and end already widened by the parser
+        sql += " AND " + RS + "<=? AND " + RE + ">=?";
+        bind_e(), bind_s();
+        break;
+    }
+  };
+  switch (p.match == IndexPredicate::Match::kText ? IndexKind::kString : c.kind) {
+    case IndexKind::kToken:
+      sql += " AND code=?";
+      text(p.value);
+      if (p.system) {
+        sql += " AND system=?";
+        text(*p.system);
+      }
+      break;
+    case IndexKind::kString:
+      if (p.match == IndexPredicate::Match::kExact) {
+        sql += " AND exact=?";
+        text(p.value);
+      } else if (p.match == IndexPredicate::Match::kContains) {
+        sql += " AND instr(norm, ?) > 0";
+        text(p.value);
+      } else {
+        sql += " AND norm>=? AND norm<?";
+        text(p.value);
+        text(PrefixEnd(p.value));
+      }
+      break;
+    case IndexKind::kDate:
+      ranges(
+          "start", "end", [&] { integer(p.start); }, [&] { integer(p.end); });
+      break;
+    case IndexKind::kNumber:
+    case IndexKind::kQuantity:
+      if (c.kind == IndexKind::kQuantity) {
+        if (!p.value.empty()) {
+          sql += " AND code=?";
+          text(p.value);
+        }
+        if (p.system) {
+          sql += " AND system=?";
+          text(*p.system);
+        }
+      }
+      // A stored value is a point: [value, value].
+      ranges(
+          "value", "value", [&] { real(p.low); }, [&] { real(p.high); });
+      break;
+    case IndexKind::kReference:
+      sql += " AND target=?";
+      text(p.value);
+      if (p.system) {
+        sql += " AND target_type=?";
+        text(*p.system);
+      }
+      break;
+    case IndexKind::kUri:
+      if (p.match == IndexPredicate::Match::kPrefix) {
+        sql += " AND uri>=? AND uri<?";
+        text(p.value);
+        text(PrefixEnd(p.value));
+      } else if (p.match == IndexPredicate::Match::kAbove) {
+        sql += " AND instr(?, uri) = 1";
+        text(p.value);
+      } else {
+        sql += " AND uri=?";
+        text(p.value);
+      }
+      break;
+  }
+  return sql;
+}
 
 std::string ColText(sqlite3_stmt* s, int col) {
   const auto* p = reinterpret_cast<const char*>(sqlite3_column_text(s, col));
@@ -270,36 +464,53 @@ class SqliteView : public virtual ReadView {
 
   Result<SearchPage> Search(const SearchQuery& q) override {
     // Built from fixed fragments with bound values only; no caller text enters the SQL.
+    std::vector<SqlArg> args;
     std::string where = " WHERE c.deleted=0";
-    if (!q.type.empty()) where += " AND c.type=?";
+    if (!q.type.empty()) {
+      where += " AND c.type=?";
+      args.push_back({SqlArg::kText, q.type});
+    }
     if (!q.ids.empty()) {
       where += " AND c.id IN (";
-      for (size_t i = 0; i < q.ids.size(); ++i) where += i ? ",?" : "?";
+      for (size_t i = 0; i < q.ids.size(); ++i) {
+        where += i ? ",?" : "?";
+        args.push_back({SqlArg::kText, q.ids[i]});
+      }
       where += ")";
     }
-    if (q.updated_ge) where += " AND c.ts>=?";
-    if (q.updated_lt) where += " AND c.ts<?";
-    for (const TokenClause& clause : q.clauses) {
-      // Driven from the token index: the lookup index finds the few matching ids directly.
-      where += " AND c.id IN (";
+    if (q.updated_ge) {
+      where += " AND c.ts>=?";
+      args.push_back({SqlArg::kInt, {}, *q.updated_ge});
+    }
+    if (q.updated_lt) {
+      where += " AND c.ts<?";
+      args.push_back({SqlArg::kInt, {}, *q.updated_lt});
+    }
+    for (const IndexClause& clause : q.clauses) {
+      if (q.type.empty()) return Status::Invalid("search parameters need a resource type");
+      // Each clause is driven from its index: the lookup index finds the matching ids directly.
+      if (clause.missing) {
+        where += *clause.missing ? " AND c.id NOT IN (" : " AND c.id IN (";
+        where +=
+            std::string("SELECT id FROM ") + TableOf(clause.kind) + " WHERE type=? AND param=?)";
+        args.push_back({SqlArg::kText, q.type});
+        args.push_back({SqlArg::kText, clause.param});
+        continue;
+      }
+      where += clause.negate ? " AND c.id NOT IN (" : " AND c.id IN (";
       for (size_t i = 0; i < clause.any_of.size(); ++i) {
         if (i) where += " UNION ";
-        where += "SELECT t.id FROM token_idx t WHERE t.type=? AND t.param=? AND t.code=?";
-        if (clause.any_of[i].system) where += " AND t.system=?";
+        where += PredicateSql(q.type, clause, clause.any_of[i], args);
       }
+      if (clause.any_of.empty()) where += "SELECT NULL WHERE 0";
       where += ")";
     }
     auto bind = [&](sqlite3_stmt* s) {
       Binder b{s};
-      if (!q.type.empty()) b.Text(q.type);
-      for (const auto& id : q.ids) b.Text(id);
-      if (q.updated_ge) b.Int(*q.updated_ge);
-      if (q.updated_lt) b.Int(*q.updated_lt);
-      for (const TokenClause& clause : q.clauses) {
-        for (const TokenValue& v : clause.any_of) {
-          b.Text(q.type).Text(clause.param).Text(v.code);
-          if (v.system) b.Text(*v.system);
-        }
+      for (const SqlArg& a : args) {
+        if (a.kind == SqlArg::kText) b.Text(a.text);
+        if (a.kind == SqlArg::kInt) b.Int(a.i);
+        if (a.kind == SqlArg::kReal) b.Real(a.d);
       }
       return b;
     };
@@ -484,21 +695,73 @@ class SqliteWriteTxn : public SqliteView, public WriteTxn {
       RETURN_IF_ERROR(Run(c_, s, "update current"));
     }
     if (v.version > 1) {
-      ASSIGN_OR_RETURN(sqlite3_stmt * s, c_.Prepare("DELETE FROM token_idx WHERE type=? AND id=?"));
-      Binder{s}.Text(v.type).Text(v.id);
-      RETURN_IF_ERROR(Run(c_, s, "delete index"));
+      for (const char* table : kIndexTables) {
+        ASSIGN_OR_RETURN(sqlite3_stmt * s, c_.Prepare(std::string("DELETE FROM ") + table +
+                                                      " WHERE type=? AND id=?"));
+        Binder{s}.Text(v.type).Text(v.id);
+        RETURN_IF_ERROR(Run(c_, s, "delete index"));
+      }
     }
     if (!v.deleted) {
-      ASSIGN_OR_RETURN(sqlite3_stmt * s,
-                       c_.Prepare("INSERT INTO token_idx(type, param, code, system, id) "
-                                  "VALUES(?,?,?,?,?)"));
-      for (const IndexEntry& e : rec.index) {
-        Binder{s}.Text(v.type).Text(e.param).Text(e.value).Text(e.system).Text(v.id);
-        RETURN_IF_ERROR(Run(c_, s, "insert index"));
-      }
+      for (const IndexEntry& e : rec.index) RETURN_IF_ERROR(InsertIndex(v, e));
     }
     pending_->emplace_back(v.type, v.id);
     return Status::Ok();
+  }
+
+  Status InsertIndex(const VersionRecord& v, const IndexEntry& e) {
+    const char* sql = nullptr;
+    switch (e.kind) {
+      case IndexKind::kToken:
+        sql = "INSERT INTO token_idx(type, param, code, system, id) VALUES(?,?,?,?,?)";
+        break;
+      case IndexKind::kString:
+        sql = "INSERT INTO string_idx(type, param, norm, exact, id) VALUES(?,?,?,?,?)";
+        break;
+      case IndexKind::kDate:
+        sql = "INSERT INTO date_idx(type, param, start, end, id) VALUES(?,?,?,?,?)";
+        break;
+      case IndexKind::kNumber:
+        sql = "INSERT INTO number_idx(type, param, value, id) VALUES(?,?,?,?)";
+        break;
+      case IndexKind::kQuantity:
+        sql = "INSERT INTO quantity_idx(type, param, system, code, value, id) VALUES(?,?,?,?,?,?)";
+        break;
+      case IndexKind::kReference:
+        sql = "INSERT INTO ref_idx(type, param, target_type, target, id) VALUES(?,?,?,?,?)";
+        break;
+      case IndexKind::kUri:
+        sql = "INSERT INTO uri_idx(type, param, uri, id) VALUES(?,?,?,?)";
+        break;
+    }
+    ASSIGN_OR_RETURN(sqlite3_stmt * s, c_.Prepare(sql));
+    Binder b{s};
+    b.Text(v.type).Text(e.param);
+    switch (e.kind) {
+      case IndexKind::kToken:
+        b.Text(e.value).Text(e.system);
+        break;
+      case IndexKind::kString:
+        b.Text(e.value).Text(e.text);
+        break;
+      case IndexKind::kDate:
+        b.Int(e.start).Int(e.end);
+        break;
+      case IndexKind::kNumber:
+        b.Real(e.number);
+        break;
+      case IndexKind::kQuantity:
+        b.Text(e.system).Text(e.value).Real(e.number);
+        break;
+      case IndexKind::kReference:
+        b.Text(e.system).Text(e.value);
+        break;
+      case IndexKind::kUri:
+        b.Text(e.value);
+        break;
+    }
+    b.Text(v.id);
+    return Run(c_, s, "insert index");
   }
 
   Status Nested(const std::function<Status(WriteTxn&)>& fn) override {
@@ -685,6 +948,13 @@ class SqliteStore : public Store {
     if (rc == SQLITE_ROW) {
       int v = std::stoi(ColText(s, 0));
       sqlite3_reset(s);
+      if (v == 1) {  // the new tables were just created by kSchema
+        ASSIGN_OR_RETURN(
+            sqlite3_stmt * up,
+            writer_conn_->Prepare("UPDATE meta SET value=? WHERE key='schema_version'"));
+        Binder{up}.Text(std::to_string(kSchemaVersion));
+        return Run(*writer_conn_, up, "schema version");
+      }
       if (v != kSchemaVersion) {
         return Status::Unavailable("store schema version " + std::to_string(v) +
                                    " is not supported by this build (expects " +

@@ -1,0 +1,196 @@
+#include "search/params.h"
+
+#include <algorithm>
+
+#include "common/compress.h"
+#include "common/embedded.h"
+#include "common/json.h"
+#include "common/log.h"
+
+namespace taproot::search {
+namespace {
+
+ParamType TypeOf(std::string_view t) {
+  if (t == "string") return ParamType::kString;
+  if (t == "token") return ParamType::kToken;
+  if (t == "reference") return ParamType::kReference;
+  if (t == "date") return ParamType::kDate;
+  if (t == "number") return ParamType::kNumber;
+  if (t == "quantity") return ParamType::kQuantity;
+  if (t == "uri") return ParamType::kUri;
+  if (t == "composite") return ParamType::kComposite;
+  return ParamType::kSpecial;
+}
+
+std::string_view Trim(std::string_view s) {
+  while (!s.empty() && std::isspace(static_cast<unsigned char>(s.front()))) s.remove_prefix(1);
+  while (!s.empty() && std::isspace(static_cast<unsigned char>(s.back()))) s.remove_suffix(1);
+  return s;
+}
+
+// The resource type a branch starts from ("Observation" of "(Observation.value as Quantity)"),
+// or empty if it does not start with a name.
+std::string_view LeadingName(std::string_view branch) {
+  while (!branch.empty() && (branch.front() == '(' || branch.front() == ' ')) {
+    branch.remove_prefix(1);
+  }
+  size_t n = 0;
+  while (n < branch.size() && std::isalnum(static_cast<unsigned char>(branch[n]))) ++n;
+  return branch.substr(0, n);
+}
+
+std::vector<std::string> StringArray(const json::object& o, std::string_view key) {
+  std::vector<std::string> out;
+  const json::value* v = FindKey(o, key);
+  if (!v || !v->is_array()) return out;
+  for (const auto& e : v->get_array()) {
+    if (e.is_string()) out.emplace_back(e.get_string());
+  }
+  return out;
+}
+
+}  // namespace
+
+std::vector<std::string> SplitUnion(std::string_view expression) {
+  std::vector<std::string> out;
+  int depth = 0;
+  char quote = 0;
+  size_t start = 0;
+  for (size_t i = 0; i < expression.size(); ++i) {
+    char c = expression[i];
+    if (quote) {
+      if (c == '\\') {
+        ++i;
+      } else if (c == quote) {
+        quote = 0;
+      }
+      continue;
+    }
+    if (c == '\'' || c == '`' || c == '"') {
+      quote = c;
+    } else if (c == '(' || c == '[' || c == '{') {
+      ++depth;
+    } else if (c == ')' || c == ']' || c == '}') {
+      --depth;
+    } else if (c == '|' && depth == 0) {
+      out.emplace_back(Trim(expression.substr(start, i - start)));
+      start = i + 1;
+    }
+  }
+  out.emplace_back(Trim(expression.substr(start)));
+  out.erase(std::remove(out.begin(), out.end(), std::string()), out.end());
+  return out;
+}
+
+Result<std::unique_ptr<ParamRegistry>> ParamRegistry::Build(const fhir::Model& model,
+                                                            std::string_view bundle_json) {
+  ASSIGN_OR_RETURN(json::value bundle, ParseJson(bundle_json));
+  auto reg = std::make_unique<ParamRegistry>();
+  const json::value* entries = FindKey(bundle.as_object(), "entry");
+  if (!entries || !entries->is_array()) return Status::Invalid("no SearchParameter entries");
+  std::unordered_map<std::string, const ParamDef*> by_type_url;  // "Type|url"
+  for (const auto& e : entries->get_array()) {
+    const json::value* r = e.is_object() ? FindKey(e.get_object(), "resource") : nullptr;
+    if (!r || !r->is_object()) continue;
+    const json::object& sp = r->get_object();
+    std::string code(GetString(sp, "code"));
+    std::string expression(GetString(sp, "expression"));
+    std::vector<std::string> bases;
+    for (const auto& b : StringArray(sp, "base")) {
+      if (b == "Resource" || b == "DomainResource") {
+        for (const auto& t : model.ResourceTypes()) {
+          if (b == "DomainResource" && (t == "Bundle" || t == "Binary" || t == "Parameters")) {
+            continue;
+          }
+          bases.push_back(t);
+        }
+      } else {
+        bases.push_back(b);
+      }
+    }
+    std::vector<std::string> branches = SplitUnion(expression);
+    for (const auto& type : bases) {
+      if (reg->by_type_code_.count(type + "|" + code)) continue;  // first definition wins
+      auto def = std::make_unique<ParamDef>();
+      def->code = code;
+      def->url = std::string(GetString(sp, "url"));
+      def->type = TypeOf(GetString(sp, "type"));
+      def->targets = StringArray(sp, "target");
+      for (const auto& branch : branches) {
+        std::string_view lead = LeadingName(branch);
+        bool generic = lead == "Resource" || lead == "DomainResource" || !model.FindResource(lead);
+        if (!generic && lead != type) continue;
+        auto compiled = fhirpath::Compile(branch);
+        if (!compiled.ok()) {
+          LogWarn("search parameter " + def->url + ": cannot compile '" + branch +
+                  "': " + compiled.status().message());
+          continue;
+        }
+        def->expression += (def->expression.empty() ? "" : " | ") + branch;
+        def->branches.push_back(std::move(compiled).value());
+      }
+      if (def->type == ParamType::kComposite) {
+        if (const json::value* comps = FindKey(sp, "component"); comps && comps->is_array()) {
+          for (const auto& c : comps->get_array()) {
+            if (!c.is_object()) continue;
+            def->composite_of.emplace_back(GetString(c.get_object(), "definition"));
+            ParamDef::Component comp;
+            auto compiled = fhirpath::Compile(GetString(c.get_object(), "expression"));
+            if (compiled.ok()) comp.expression = std::move(compiled).value();
+            def->components.push_back(std::move(comp));
+          }
+        }
+      }
+      // A parameter with an expression none of whose branches apply to this type is left out.
+      if (!expression.empty() && def->branches.empty()) continue;
+      const ParamDef* p = def.get();
+      reg->by_type_code_[type + "|" + code] = p;
+      by_type_url[type + "|" + def->url] = p;
+      reg->by_type_[type].push_back(p);
+      reg->owned_.push_back(std::move(def));
+    }
+  }
+  // Resolve the components of composite parameters to the same type's parameters.
+  for (auto& [type, params] : reg->by_type_) {
+    for (const ParamDef* p : params) {
+      auto* def = const_cast<ParamDef*>(p);
+      for (size_t i = 0; i < def->composite_of.size() && i < def->components.size(); ++i) {
+        auto it = by_type_url.find(type + "|" + def->composite_of[i]);
+        if (it != by_type_url.end()) def->components[i].param = it->second;
+      }
+    }
+    std::sort(params.begin(), params.end(),
+              [](const ParamDef* a, const ParamDef* b) { return a->code < b->code; });
+  }
+  return reg;
+}
+
+const ParamDef* ParamRegistry::Find(std::string_view type, std::string_view code) const {
+  std::string key(type);
+  key += '|';
+  key += code;
+  auto it = by_type_code_.find(key);
+  return it == by_type_code_.end() ? nullptr : it->second;
+}
+
+const std::vector<const ParamDef*>& ParamRegistry::ForType(std::string_view type) const {
+  static const std::vector<const ParamDef*> kNone;
+  auto it = by_type_.find(std::string(type));
+  return it == by_type_.end() ? kNone : it->second;
+}
+
+const ParamRegistry& R4Params() {
+  static const ParamRegistry* registry = [] {
+    auto text = ZstdDecompress(EmbeddedFile("r4/search-parameters.json.zst"));
+    auto reg = text.ok() ? ParamRegistry::Build(fhir::R4(), *text)
+                         : Result<std::unique_ptr<ParamRegistry>>(text.status());
+    if (!reg.ok()) {
+      LogError("embedded R4 search parameters are unreadable: " + reg.status().message());
+      std::abort();
+    }
+    return reg->release();
+  }();
+  return *registry;
+}
+
+}  // namespace taproot::search
