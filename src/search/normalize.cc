@@ -29,7 +29,7 @@ std::string NormalizeText(std::string_view text) {
         utf8proc_map(reinterpret_cast<const utf8proc_uint8_t*>(text.data()),
                      static_cast<utf8proc_ssize_t>(text.size()), &out,
                      static_cast<utf8proc_option_t>(UTF8PROC_DECOMPOSE | UTF8PROC_CASEFOLD |
-                                                    UTF8PROC_STRIPMARK | UTF8PROC_COMPOSE));
+                                                    UTF8PROC_STRIPMARK));
     if (n < 0) {  // not valid UTF-8 (cannot happen for parsed JSON): keep the bytes
       folded.assign(text);
     } else {

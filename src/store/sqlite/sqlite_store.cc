@@ -278,9 +278,25 @@ std::string PredicateSql(const std::string& type, const IndexClause& c, const In
           text(*p.system);
         }
       }
-      // A stored value is a point: [value, value].
-      ranges(
-          "value", "value", [&] { real(p.low); }, [&] { real(p.high); });
+      // A stored value is a point. eq: it lies in the search value's precision range
+      // [low, high) (R4: "100" searches [99.5, 100.5)); the other prefixes compare values.
+      switch (p.prefix) {
+        case Prefix::kEq:
+          sql += " AND value>=? AND value<?";
+          real(p.low), real(p.high);
+          break;
+        case Prefix::kNe:
+          sql += " AND NOT (value>=? AND value<?)";
+          real(p.low), real(p.high);
+          break;
+        case Prefix::kAp:
+          sql += " AND value>=? AND value<=?";
+          real(p.low), real(p.high);
+          break;
+        default:
+          ranges(
+              "value", "value", [&] { real(p.low); }, [&] { real(p.high); });
+      }
       break;
     case IndexKind::kReference:
       sql += " AND target=?";

@@ -1,0 +1,204 @@
+// Search over the REST API: every parameter type with its modifiers and prefixes. Each test
+// writes a handful of resources whose expected matches follow from how they were written (the
+// comment by each case says why), never from the code under test.
+#include <set>
+
+#include "api/engine_fixture.h"
+
+namespace taproot::api {
+namespace {
+
+class SearchTest : public EngineTest {
+ protected:
+  void Put(const std::string& type, const std::string& id, const std::string& body) {
+    FhirResponse r = Do("PUT", "/" + type + "/" + id, body);
+    ASSERT_TRUE(r.status == 200 || r.status == 201) << r.body;
+  }
+  // The ids a search returns (all pages' worth: _count is raised), sorted.
+  std::set<std::string> Ids(const std::string& query) {
+    FhirResponse r =
+        Do("GET", "/" + query + (query.find('?') == std::string::npos ? "?" : "&") + "_count=1000",
+           "", {{"prefer", "handling=strict"}});
+    std::set<std::string> out;
+    EXPECT_EQ(r.status, 200) << query << ": " << r.body;
+    if (r.status != 200) return {"error"};
+    json::value b = Body(r);
+    if (auto* e = b.as_object().if_contains("entry")) {
+      for (const auto& x : e->as_array()) {
+        out.insert(std::string(x.at("resource").at("id").as_string()));
+      }
+    }
+    EXPECT_EQ(b.at("total").as_int64(), static_cast<int64_t>(out.size())) << query;
+    return out;
+  }
+  int Status(const std::string& query) {
+    return Do("GET", "/" + query, "", {{"prefer", "handling=strict"}}).status;
+  }
+};
+
+using Set = std::set<std::string>;
+
+TEST_F(SearchTest, StringsMatchPrefixCaseAndAccentInsensitively) {
+  Put("Patient", "a",
+      R"({"resourceType":"Patient","id":"a","name":[{"family":"Müller","given":["Anna"]}]})");
+  Put("Patient", "b",
+      R"({"resourceType":"Patient","id":"b","name":[{"family":"Mull","given":["Bob"]}],
+      "address":[{"line":["1 High Street"],"city":"Leeds","postalCode":"LS1 4AB"}]})");
+  Put("Patient", "c", R"({"resourceType":"Patient","id":"c","name":[{"text":"Carl Smith"}]})");
+  EXPECT_EQ(Ids("Patient?family=mul"), (Set{"a", "b"}));    // starts with, folded
+  EXPECT_EQ(Ids("Patient?family=MULLER"), (Set{"a"}));      // ü matches u
+  EXPECT_EQ(Ids("Patient?family:exact=Mull"), (Set{"b"}));  // exact: as written
+  EXPECT_EQ(Ids("Patient?family:exact=mull"), (Set{}));
+  EXPECT_EQ(Ids("Patient?name:contains=mit"), (Set{"c"}));  // name covers text
+  EXPECT_EQ(Ids("Patient?name=anna"), (Set{"a"}));          // and given
+  EXPECT_EQ(Ids("Patient?address=1 high"), (Set{"b"}));
+  EXPECT_EQ(Ids("Patient?address=high"), (Set{}));  // the start of a field, not of a word
+  EXPECT_EQ(Ids("Patient?address-city=leeds"), (Set{"b"}));
+  EXPECT_EQ(Ids("Patient?address-postalcode=LS1"), (Set{"b"}));
+  EXPECT_EQ(Ids("Patient?family=zz,mull"), (Set{"a", "b"}));   // OR within a parameter
+  EXPECT_EQ(Ids("Patient?family=mul&given=bob"), (Set{"b"}));  // AND across parameters
+  EXPECT_EQ(Ids("Patient?address:missing=true"), (Set{"a", "c"}));
+  EXPECT_EQ(Ids("Patient?address:missing=false"), (Set{"b"}));
+}
+
+TEST_F(SearchTest, TokensBySystemCodeTextAndNot) {
+  Put("Observation", "o1", R"({"resourceType":"Observation","id":"o1","status":"final",
+      "code":{"coding":[{"system":"http://loinc.org","code":"8867-4","display":"Heart rate"}]}})");
+  Put("Observation", "o2", R"({"resourceType":"Observation","id":"o2","status":"amended",
+      "code":{"coding":[{"system":"http://snomed.info/sct","code":"8867-4"}],"text":"Pulse"}})");
+  Put("Observation", "o3", R"({"resourceType":"Observation","id":"o3","status":"final",
+      "code":{"coding":[{"code":"8867-4"}]}})");
+  EXPECT_EQ(Ids("Observation?code=8867-4"), (Set{"o1", "o2", "o3"}));  // any system
+  EXPECT_EQ(Ids("Observation?code=http://loinc.org|8867-4"), (Set{"o1"}));
+  EXPECT_EQ(Ids("Observation?code=|8867-4"), (Set{"o3"}));     // no system
+  EXPECT_EQ(Ids("Observation?code:text=heart"), (Set{"o1"}));  // display
+  EXPECT_EQ(Ids("Observation?code:text=puls"), (Set{"o2"}));   // CodeableConcept.text
+  EXPECT_EQ(Ids("Observation?status=final"), (Set{"o1", "o3"}));
+  EXPECT_EQ(Ids("Observation?status:not=final"), (Set{"o2"}));
+  EXPECT_EQ(Ids("Observation?_id=o1,o2&status=final"), (Set{"o1"}));
+  Put("Patient", "p", R"({"resourceType":"Patient","id":"p","gender":"female","active":true,
+      "identifier":[{"system":"https://fhir.nhs.uk/Id/nhs-number","value":"9000000009"}],
+      "telecom":[{"system":"phone","value":"0113 496 0000"}]})");
+  EXPECT_EQ(Ids("Patient?identifier=https://fhir.nhs.uk/Id/nhs-number|9000000009"), (Set{"p"}));
+  EXPECT_EQ(Ids("Patient?gender=female&active=true"), (Set{"p"}));
+  EXPECT_EQ(Ids("Patient?active=false"), (Set{}));
+  EXPECT_EQ(Ids("Patient?phone=0113 496 0000"), (Set{"p"}));
+}
+
+TEST_F(SearchTest, ReferencesByTypeIdUrlAndIdentifier) {
+  Put("Patient", "p1", R"({"resourceType":"Patient","id":"p1"})");
+  Put("Group", "g1", R"({"resourceType":"Group","id":"g1","type":"person","actual":true})");
+  Put("Observation", "o1", R"({"resourceType":"Observation","id":"o1","status":"final",
+      "code":{"text":"x"},"subject":{"reference":"Patient/p1"}})");
+  Put("Observation", "o2", R"({"resourceType":"Observation","id":"o2","status":"final",
+      "code":{"text":"x"},"subject":{"reference":"Group/g1"}})");
+  Put("Observation", "o3", R"({"resourceType":"Observation","id":"o3","status":"final",
+      "code":{"text":"x"},"subject":{"identifier":{"system":"urn:s","value":"42"}}})");
+  EXPECT_EQ(Ids("Observation?subject=Patient/p1"), (Set{"o1"}));
+  EXPECT_EQ(Ids("Observation?subject=p1"), (Set{"o1"}));
+  EXPECT_EQ(Ids("Observation?subject:Group=g1"), (Set{"o2"}));
+  EXPECT_EQ(Ids("Observation?subject=http://test/fhir/Patient/p1"), (Set{"o1"}));
+  // patient is subject.where(resolve() is Patient): the Group subject is not a patient.
+  EXPECT_EQ(Ids("Observation?patient=p1"), (Set{"o1"}));
+  EXPECT_EQ(Ids("Observation?patient=g1"), (Set{}));
+  EXPECT_EQ(Ids("Observation?subject:identifier=urn:s|42"), (Set{"o3"}));
+  EXPECT_EQ(Ids("Observation?subject:missing=true"), (Set{"o3"}));
+}
+
+TEST_F(SearchTest, DatesWithEveryPrefixAndPrecision) {
+  // e1: all of 2020-03-10 (a date); e2: an instant in 2021; e3: a period from 2019 to 2022.
+  Put("Encounter", "e1", R"({"resourceType":"Encounter","id":"e1","status":"finished",
+      "class":{"code":"AMB"},"period":{"start":"2020-03-10","end":"2020-03-10"}})");
+  Put("Encounter", "e2", R"({"resourceType":"Encounter","id":"e2","status":"finished",
+      "class":{"code":"AMB"},"period":{"start":"2021-06-01T10:00:00Z","end":"2021-06-01T11:00:00Z"}})");
+  Put("Encounter", "e3", R"({"resourceType":"Encounter","id":"e3","status":"finished",
+      "class":{"code":"AMB"},"period":{"start":"2019-01-01","end":"2022-12-31"}})");
+  Put("Encounter", "e4", R"({"resourceType":"Encounter","id":"e4","status":"planned",
+      "class":{"code":"AMB"},"period":{"start":"2030-01-01"}})");  // open-ended
+  EXPECT_EQ(Ids("Encounter?date=2020"), (Set{"e1"}));              // e3 is not within 2020
+  EXPECT_EQ(Ids("Encounter?date=2020-03-10"), (Set{"e1"}));
+  EXPECT_EQ(Ids("Encounter?date=eq2021-06-01"), (Set{"e2"}));
+  EXPECT_EQ(Ids("Encounter?date=ne2020"), (Set{"e2", "e3", "e4"}));
+  EXPECT_EQ(Ids("Encounter?date=gt2021"), (Set{"e3", "e4"}));  // ends after 2021
+  EXPECT_EQ(Ids("Encounter?date=lt2020"), (Set{"e3"}));        // starts before 2020
+  EXPECT_EQ(Ids("Encounter?date=ge2021-06-01"), (Set{"e2", "e3", "e4"}));
+  EXPECT_EQ(Ids("Encounter?date=le2020-03-10"), (Set{"e1", "e3"}));
+  EXPECT_EQ(Ids("Encounter?date=sa2022"), (Set{"e4"}));  // starts after 2022
+  EXPECT_EQ(Ids("Encounter?date=eb2020"), (Set{}));      // none ends before 2020
+  EXPECT_EQ(Ids("Encounter?date=eb2021"), (Set{"e1"}));
+  EXPECT_EQ(Ids("Encounter?date=gt2021-06-01T10:30&date=lt2021-06-01T10:30"), (Set{"e2", "e3"}));
+  EXPECT_EQ(Status("Encounter?date=soon"), 400);
+}
+
+TEST_F(SearchTest, NumbersAndQuantitiesWithUnits) {
+  Put("Observation", "g1", R"({"resourceType":"Observation","id":"g1","status":"final",
+      "code":{"text":"glucose"},"valueQuantity":{"value":5.5,"system":"http://unitsofmeasure.org","code":"mmol/L"}})");
+  Put("Observation", "g2", R"({"resourceType":"Observation","id":"g2","status":"final",
+      "code":{"text":"glucose"},"valueQuantity":{"value":7.2,"system":"http://unitsofmeasure.org","code":"mmol/L"}})");
+  Put("Observation", "w1", R"({"resourceType":"Observation","id":"w1","status":"final",
+      "code":{"text":"weight"},"valueQuantity":{"value":72000,"system":"http://unitsofmeasure.org","code":"g"}})");
+  EXPECT_EQ(Ids("Observation?value-quantity=5.5"), (Set{"g1"}));
+  EXPECT_EQ(Ids("Observation?value-quantity=gt6||mmol/L"), (Set{"g2"}));
+  // UCUM: 5500 umol/L is 5.5 mmol/L; 72 kg is 72000 g.
+  EXPECT_EQ(Ids("Observation?value-quantity=5500|http://unitsofmeasure.org|umol/L"), (Set{"g1"}));
+  EXPECT_EQ(Ids("Observation?value-quantity=ge70|http://unitsofmeasure.org|kg"), (Set{"w1"}));
+  EXPECT_EQ(Ids("Observation?value-quantity=lt8|http://unitsofmeasure.org|mmol/L"),
+            (Set{"g1", "g2"}));
+  EXPECT_EQ(Ids("Observation?value-quantity=ap7|http://unitsofmeasure.org|mmol/L"), (Set{"g2"}));
+  // A search value stands for its precision range, lower bound included: 6 is [5.5, 6.5),
+  // 5 is [4.5, 5.5), 5.50 is [5.495, 5.505).
+  EXPECT_EQ(Ids("Observation?value-quantity=6||mmol/L"), (Set{"g1"}));
+  EXPECT_EQ(Ids("Observation?value-quantity=5||mmol/L"), (Set{}));
+  EXPECT_EQ(Ids("Observation?value-quantity=5.50||mmol/L"), (Set{"g1"}));
+  EXPECT_EQ(Ids("Observation?value-quantity=ne5.5||mmol/L"), (Set{"g2"}));
+  Put("RiskAssessment", "r1", R"({"resourceType":"RiskAssessment","id":"r1","status":"final",
+      "subject":{"reference":"Patient/x"},"prediction":[{"probabilityDecimal":0.8}]})");
+  Put("RiskAssessment", "r2", R"({"resourceType":"RiskAssessment","id":"r2","status":"final",
+      "subject":{"reference":"Patient/x"},"prediction":[{"probabilityDecimal":0.25}]})");
+  EXPECT_EQ(Ids("RiskAssessment?probability=gt0.5"), (Set{"r1"}));
+  EXPECT_EQ(Ids("RiskAssessment?probability=0.8"), (Set{"r1"}));
+  EXPECT_EQ(Ids("RiskAssessment?probability=le0.25"), (Set{"r2"}));
+  EXPECT_EQ(Status("RiskAssessment?probability=high"), 400);
+}
+
+TEST_F(SearchTest, UrisAboveAndBelow) {
+  Put("ValueSet", "v1", R"({"resourceType":"ValueSet","id":"v1","status":"active",
+      "url":"http://example.org/fhir/ValueSet/colours"})");
+  Put("ValueSet", "v2", R"({"resourceType":"ValueSet","id":"v2","status":"active",
+      "url":"http://example.org/fhir/ValueSet/colours/warm"})");
+  EXPECT_EQ(Ids("ValueSet?url=http://example.org/fhir/ValueSet/colours"), (Set{"v1"}));
+  EXPECT_EQ(Ids("ValueSet?url:below=http://example.org/fhir/ValueSet/colours"), (Set{"v1", "v2"}));
+  EXPECT_EQ(Ids("ValueSet?url:above=http://example.org/fhir/ValueSet/colours/warm/x"),
+            (Set{"v1", "v2"}));
+}
+
+TEST_F(SearchTest, MetaParametersAndUpdatesReplaceRows) {
+  Put("Patient", "m", R"({"resourceType":"Patient","id":"m","meta":{
+      "profile":["https://fhir.hl7.org.uk/StructureDefinition/UKCore-Patient"],
+      "tag":[{"system":"urn:t","code":"demo"}],"security":[{"code":"R"}],"source":"urn:src"},
+      "name":[{"family":"Old"}]})");
+  EXPECT_EQ(Ids("Patient?_profile=https://fhir.hl7.org.uk/StructureDefinition/UKCore-Patient"),
+            (Set{"m"}));
+  EXPECT_EQ(Ids("Patient?_tag=urn:t|demo"), (Set{"m"}));
+  EXPECT_EQ(Ids("Patient?_security=R"), (Set{"m"}));
+  EXPECT_EQ(Ids("Patient?_source=urn:src"), (Set{"m"}));
+  Put("Patient", "m", R"({"resourceType":"Patient","id":"m","name":[{"family":"New"}]})");
+  EXPECT_EQ(Ids("Patient?family=old"), (Set{}));
+  EXPECT_EQ(Ids("Patient?family=new"), (Set{"m"}));
+  EXPECT_EQ(Ids("Patient?_tag=demo"), (Set{}));
+  ASSERT_EQ(Do("DELETE", "/Patient/m").status, 204);
+  EXPECT_EQ(Ids("Patient?family=new"), (Set{}));
+}
+
+TEST_F(SearchTest, BadAndUnsupportedParameters) {
+  EXPECT_EQ(Status("Patient?family:fuzzy=x"), 400);  // unknown modifier, strict
+  EXPECT_EQ(Status("Patient?nonsense=x"), 400);
+  EXPECT_EQ(Status("Patient?address:missing=maybe"), 400);
+  // Lenient (the default): ignored, and said so in an OperationOutcome entry.
+  FhirResponse r = Do("GET", "/Patient?family:fuzzy=x");
+  EXPECT_EQ(r.status, 200);
+  EXPECT_NE(r.body.find("family:fuzzy"), std::string::npos);
+}
+
+}  // namespace
+}  // namespace taproot::api
