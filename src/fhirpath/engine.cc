@@ -348,7 +348,7 @@ const fhir::ElementDef* ForEachChild(const Item& item, std::string_view name, Em
     std::string_view k = kv.key();
     bool underscore = !k.empty() && k[0] == '_';
     std::string_view base = underscore ? k.substr(1) : k;
-    if (base.size() <= name.size() || base.substr(0, name.size()) != name) continue;
+    if (base.size() <= name.size() || !SameText(base.substr(0, name.size()), name)) continue;
     const fhir::TypeDef::Property* p = type->FindProperty(base);
     if (!p || !p->element->choice || p->element->name != name) continue;
     if (underscore) {
