@@ -50,48 +50,35 @@ CREATE TABLE IF NOT EXISTS current(
   deleted INTEGER NOT NULL,
   ts INTEGER NOT NULL,
   PRIMARY KEY(type, id)) WITHOUT ROWID;
--- Token search index rows of current, non-deleted versions.
-CREATE TABLE IF NOT EXISTS token_idx(
-  type TEXT NOT NULL,
-  param TEXT NOT NULL,
-  code TEXT NOT NULL,
-  system TEXT NOT NULL,
-  id TEXT NOT NULL);
-CREATE INDEX IF NOT EXISTS token_lookup ON token_idx(type, param, code, system);
-CREATE INDEX IF NOT EXISTS token_by_resource ON token_idx(type, id);
+-- Search index rows, one table per kind. Each row carries the seq of the version that produced
+-- it, and a search matches current.seq: rows of earlier versions never match, so a write only
+-- inserts (no delete) and each table is a single B-tree keyed for its lookups.
+CREATE TABLE IF NOT EXISTS idx_token(
+  type TEXT NOT NULL, param TEXT NOT NULL, code TEXT NOT NULL, system TEXT NOT NULL,
+  seq INTEGER NOT NULL, PRIMARY KEY(type, param, code, system, seq)) WITHOUT ROWID;
 -- String rows: lower-cased, accent-free text for the default starts-with match, and as written.
-CREATE TABLE IF NOT EXISTS string_idx(
+CREATE TABLE IF NOT EXISTS idx_string(
   type TEXT NOT NULL, param TEXT NOT NULL, norm TEXT NOT NULL, exact TEXT NOT NULL,
-  id TEXT NOT NULL);
-CREATE INDEX IF NOT EXISTS string_lookup ON string_idx(type, param, norm);
-CREATE INDEX IF NOT EXISTS string_by_resource ON string_idx(type, id);
+  seq INTEGER NOT NULL, PRIMARY KEY(type, param, norm, exact, seq)) WITHOUT ROWID;
 -- Date rows: the first and last microsecond (UTC) the value covers.
-CREATE TABLE IF NOT EXISTS date_idx(
+CREATE TABLE IF NOT EXISTS idx_date(
   type TEXT NOT NULL, param TEXT NOT NULL, start INTEGER NOT NULL, end INTEGER NOT NULL,
-  id TEXT NOT NULL);
-CREATE INDEX IF NOT EXISTS date_lookup ON date_idx(type, param, start, end);
-CREATE INDEX IF NOT EXISTS date_by_resource ON date_idx(type, id);
-CREATE TABLE IF NOT EXISTS number_idx(
-  type TEXT NOT NULL, param TEXT NOT NULL, value REAL NOT NULL, id TEXT NOT NULL);
-CREATE INDEX IF NOT EXISTS number_lookup ON number_idx(type, param, value);
-CREATE INDEX IF NOT EXISTS number_by_resource ON number_idx(type, id);
--- Quantity rows, as written and (system urn:taproot:ucum) in UCUM base units.
-CREATE TABLE IF NOT EXISTS quantity_idx(
-  type TEXT NOT NULL, param TEXT NOT NULL, system TEXT NOT NULL, code TEXT NOT NULL,
-  value REAL NOT NULL, id TEXT NOT NULL);
-CREATE INDEX IF NOT EXISTS quantity_lookup ON quantity_idx(type, param, code, value);
-CREATE INDEX IF NOT EXISTS quantity_by_resource ON quantity_idx(type, id);
+  seq INTEGER NOT NULL, PRIMARY KEY(type, param, start, end, seq)) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS idx_number(
+  type TEXT NOT NULL, param TEXT NOT NULL, value REAL NOT NULL, seq INTEGER NOT NULL,
+  PRIMARY KEY(type, param, value, seq)) WITHOUT ROWID;
+-- Quantity rows, as written and (system urn:taproot:ucum-canonical) in UCUM base units.
+CREATE TABLE IF NOT EXISTS idx_quantity(
+  type TEXT NOT NULL, param TEXT NOT NULL, code TEXT NOT NULL, system TEXT NOT NULL,
+  value REAL NOT NULL, seq INTEGER NOT NULL,
+  PRIMARY KEY(type, param, code, system, value, seq)) WITHOUT ROWID;
 -- Reference rows: the target's type and id, or the whole URL (target_type empty).
-CREATE TABLE IF NOT EXISTS ref_idx(
-  type TEXT NOT NULL, param TEXT NOT NULL, target_type TEXT NOT NULL, target TEXT NOT NULL,
-  id TEXT NOT NULL);
-CREATE INDEX IF NOT EXISTS ref_lookup ON ref_idx(type, param, target, target_type);
-CREATE INDEX IF NOT EXISTS ref_by_target ON ref_idx(target_type, target);
-CREATE INDEX IF NOT EXISTS ref_by_resource ON ref_idx(type, id);
-CREATE TABLE IF NOT EXISTS uri_idx(
-  type TEXT NOT NULL, param TEXT NOT NULL, uri TEXT NOT NULL, id TEXT NOT NULL);
-CREATE INDEX IF NOT EXISTS uri_lookup ON uri_idx(type, param, uri);
-CREATE INDEX IF NOT EXISTS uri_by_resource ON uri_idx(type, id);
+CREATE TABLE IF NOT EXISTS idx_ref(
+  type TEXT NOT NULL, param TEXT NOT NULL, target TEXT NOT NULL, target_type TEXT NOT NULL,
+  seq INTEGER NOT NULL, PRIMARY KEY(type, param, target, target_type, seq)) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS idx_uri(
+  type TEXT NOT NULL, param TEXT NOT NULL, uri TEXT NOT NULL, seq INTEGER NOT NULL,
+  PRIMARY KEY(type, param, uri, seq)) WITHOUT ROWID;
 -- Applied write requests by X-Request-ID, so a retry is answered, not re-applied.
 CREATE TABLE IF NOT EXISTS requests(
   request_id TEXT PRIMARY KEY,
@@ -152,27 +139,25 @@ struct Binder {
   }
 };
 
-const char* const kIndexTables[] = {"token_idx",    "string_idx", "date_idx", "number_idx",
-                                    "quantity_idx", "ref_idx",    "uri_idx"};
 
 const char* TableOf(IndexKind kind) {
   switch (kind) {
     case IndexKind::kToken:
-      return "token_idx";
+      return "idx_token";
     case IndexKind::kString:
-      return "string_idx";
+      return "idx_string";
     case IndexKind::kDate:
-      return "date_idx";
+      return "idx_date";
     case IndexKind::kNumber:
-      return "number_idx";
+      return "idx_number";
     case IndexKind::kQuantity:
-      return "quantity_idx";
+      return "idx_quantity";
     case IndexKind::kReference:
-      return "ref_idx";
+      return "idx_ref";
     case IndexKind::kUri:
-      return "uri_idx";
+      return "idx_uri";
   }
-  return "token_idx";
+  return "idx_token";
 }
 
 // A bound value of a search query: text, integer or real.
@@ -186,14 +171,14 @@ struct SqlArg {
 // Upper bound for "starts with" over a binary-collated TEXT column: 0xFF never occurs in UTF-8.
 std::string PrefixEnd(const std::string& prefix) { return prefix + "\xff"; }
 
-// The SQL that selects the ids of `type` resources with a row matching one predicate. Only fixed
+// The SQL that selects the versions (seq) of `type` resources with a row matching one predicate. Only fixed
 // fragments enter the SQL; every value is bound (appended to args).
 std::string PredicateSql(const std::string& type, const IndexClause& c, const IndexPredicate& p,
                          std::vector<SqlArg>& args) {
   auto text = [&](std::string v) { args.push_back({SqlArg::kText, std::move(v)}); };
   auto integer = [&](int64_t v) { args.push_back({SqlArg::kInt, {}, v}); };
   auto real = [&](double v) { args.push_back({SqlArg::kReal, {}, 0, v}); };
-  std::string sql = std::string("SELECT id FROM ") +
+  std::string sql = std::string("SELECT seq FROM ") +
                     TableOf(p.match == IndexPredicate::Match::kText ? IndexKind::kString : c.kind) +
                     " WHERE type=? AND param=?";
   text(type);
@@ -504,16 +489,17 @@ class SqliteView : public virtual ReadView {
     }
     for (const IndexClause& clause : q.clauses) {
       if (q.type.empty()) return Status::Invalid("search parameters need a resource type");
-      // Each clause is driven from its index: the lookup index finds the matching ids directly.
+      // Each clause is driven from its index, which finds the matching versions (seq) directly;
+      // rows of earlier versions do not match current.seq.
       if (clause.missing) {
-        where += *clause.missing ? " AND c.id NOT IN (" : " AND c.id IN (";
+        where += *clause.missing ? " AND c.seq NOT IN (" : " AND c.seq IN (";
         where +=
-            std::string("SELECT id FROM ") + TableOf(clause.kind) + " WHERE type=? AND param=?)";
+            std::string("SELECT seq FROM ") + TableOf(clause.kind) + " WHERE type=? AND param=?)";
         args.push_back({SqlArg::kText, q.type});
         args.push_back({SqlArg::kText, clause.param});
         continue;
       }
-      where += clause.negate ? " AND c.id NOT IN (" : " AND c.id IN (";
+      where += clause.negate ? " AND c.seq NOT IN (" : " AND c.seq IN (";
       for (size_t i = 0; i < clause.any_of.size(); ++i) {
         if (i) where += " UNION ";
         where += PredicateSql(q.type, clause, clause.any_of[i], args);
@@ -710,44 +696,36 @@ class SqliteWriteTxn : public SqliteView, public WriteTxn {
           .Int(v.last_updated);
       RETURN_IF_ERROR(Run(c_, s, "update current"));
     }
-    if (v.version > 1) {
-      for (const char* table : kIndexTables) {
-        ASSIGN_OR_RETURN(sqlite3_stmt * s, c_.Prepare(std::string("DELETE FROM ") + table +
-                                                      " WHERE type=? AND id=?"));
-        Binder{s}.Text(v.type).Text(v.id);
-        RETURN_IF_ERROR(Run(c_, s, "delete index"));
-      }
-    }
     if (!v.deleted) {
-      for (const IndexEntry& e : rec.index) RETURN_IF_ERROR(InsertIndex(v, e));
+      for (const IndexEntry& e : rec.index) RETURN_IF_ERROR(InsertIndex(v, seq, e));
     }
     pending_->emplace_back(v.type, v.id);
     return Status::Ok();
   }
 
-  Status InsertIndex(const VersionRecord& v, const IndexEntry& e) {
+  Status InsertIndex(const VersionRecord& v, int64_t seq, const IndexEntry& e) {
     const char* sql = nullptr;
     switch (e.kind) {
       case IndexKind::kToken:
-        sql = "INSERT INTO token_idx(type, param, code, system, id) VALUES(?,?,?,?,?)";
+        sql = "INSERT OR IGNORE INTO idx_token(type, param, code, system, seq) VALUES(?,?,?,?,?)";
         break;
       case IndexKind::kString:
-        sql = "INSERT INTO string_idx(type, param, norm, exact, id) VALUES(?,?,?,?,?)";
+        sql = "INSERT OR IGNORE INTO idx_string(type, param, norm, exact, seq) VALUES(?,?,?,?,?)";
         break;
       case IndexKind::kDate:
-        sql = "INSERT INTO date_idx(type, param, start, end, id) VALUES(?,?,?,?,?)";
+        sql = "INSERT OR IGNORE INTO idx_date(type, param, start, end, seq) VALUES(?,?,?,?,?)";
         break;
       case IndexKind::kNumber:
-        sql = "INSERT INTO number_idx(type, param, value, id) VALUES(?,?,?,?)";
+        sql = "INSERT OR IGNORE INTO idx_number(type, param, value, seq) VALUES(?,?,?,?)";
         break;
       case IndexKind::kQuantity:
-        sql = "INSERT INTO quantity_idx(type, param, system, code, value, id) VALUES(?,?,?,?,?,?)";
+        sql = "INSERT OR IGNORE INTO idx_quantity(type, param, system, code, value, seq) VALUES(?,?,?,?,?,?)";
         break;
       case IndexKind::kReference:
-        sql = "INSERT INTO ref_idx(type, param, target_type, target, id) VALUES(?,?,?,?,?)";
+        sql = "INSERT OR IGNORE INTO idx_ref(type, param, target_type, target, seq) VALUES(?,?,?,?,?)";
         break;
       case IndexKind::kUri:
-        sql = "INSERT INTO uri_idx(type, param, uri, id) VALUES(?,?,?,?)";
+        sql = "INSERT OR IGNORE INTO idx_uri(type, param, uri, seq) VALUES(?,?,?,?)";
         break;
     }
     ASSIGN_OR_RETURN(sqlite3_stmt * s, c_.Prepare(sql));
@@ -776,7 +754,7 @@ class SqliteWriteTxn : public SqliteView, public WriteTxn {
         b.Text(e.value);
         break;
     }
-    b.Text(v.id);
+    b.Int(seq);
     return Run(c_, s, "insert index");
   }
 
@@ -964,7 +942,13 @@ class SqliteStore : public Store {
     if (rc == SQLITE_ROW) {
       int v = std::stoi(ColText(s, 0));
       sqlite3_reset(s);
-      if (v == 1) {  // the new tables were just created by kSchema
+      if (v == 1) {
+        // The typed tables were just created by kSchema; carry the v1 token rows over (they
+        // serve conditional operations) and drop the old table. Other parameters need a reindex.
+        RETURN_IF_ERROR(writer_conn_->Exec(
+            "INSERT OR IGNORE INTO idx_token(type, param, code, system, seq) "
+            "SELECT t.type, t.param, t.code, t.system, c.seq FROM token_idx t "
+            "JOIN current c ON c.type=t.type AND c.id=t.id; DROP TABLE token_idx"));
         ASSIGN_OR_RETURN(
             sqlite3_stmt * up,
             writer_conn_->Prepare("UPDATE meta SET value=? WHERE key='schema_version'"));
