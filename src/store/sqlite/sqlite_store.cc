@@ -139,7 +139,6 @@ struct Binder {
   }
 };
 
-
 const char* TableOf(IndexKind kind) {
   switch (kind) {
     case IndexKind::kToken:
@@ -171,8 +170,8 @@ struct SqlArg {
 // Upper bound for "starts with" over a binary-collated TEXT column: 0xFF never occurs in UTF-8.
 std::string PrefixEnd(const std::string& prefix) { return prefix + "\xff"; }
 
-// The SQL that selects the versions (seq) of `type` resources with a row matching one predicate. Only fixed
-// fragments enter the SQL; every value is bound (appended to args).
+// The SQL that selects the versions (seq) of `type` resources with a row matching one predicate.
+// Only fixed fragments enter the SQL; every value is bound (appended to args).
 std::string PredicateSql(const std::string& type, const IndexClause& c, const IndexPredicate& p,
                          std::vector<SqlArg>& args) {
   auto text = [&](std::string v) { args.push_back({SqlArg::kText, std::move(v)}); };
@@ -697,65 +696,99 @@ class SqliteWriteTxn : public SqliteView, public WriteTxn {
       RETURN_IF_ERROR(Run(c_, s, "update current"));
     }
     if (!v.deleted) {
-      for (const IndexEntry& e : rec.index) RETURN_IF_ERROR(InsertIndex(v, seq, e));
+      RETURN_IF_ERROR(InsertIndex(v, seq, rec.index));
     }
     pending_->emplace_back(v.type, v.id);
     return Status::Ok();
   }
 
-  Status InsertIndex(const VersionRecord& v, int64_t seq, const IndexEntry& e) {
-    const char* sql = nullptr;
-    switch (e.kind) {
-      case IndexKind::kToken:
-        sql = "INSERT OR IGNORE INTO idx_token(type, param, code, system, seq) VALUES(?,?,?,?,?)";
-        break;
-      case IndexKind::kString:
-        sql = "INSERT OR IGNORE INTO idx_string(type, param, norm, exact, seq) VALUES(?,?,?,?,?)";
-        break;
-      case IndexKind::kDate:
-        sql = "INSERT OR IGNORE INTO idx_date(type, param, start, end, seq) VALUES(?,?,?,?,?)";
-        break;
-      case IndexKind::kNumber:
-        sql = "INSERT OR IGNORE INTO idx_number(type, param, value, seq) VALUES(?,?,?,?)";
-        break;
-      case IndexKind::kQuantity:
-        sql = "INSERT OR IGNORE INTO idx_quantity(type, param, system, code, value, seq) VALUES(?,?,?,?,?,?)";
-        break;
-      case IndexKind::kReference:
-        sql = "INSERT OR IGNORE INTO idx_ref(type, param, target_type, target, seq) VALUES(?,?,?,?,?)";
-        break;
-      case IndexKind::kUri:
-        sql = "INSERT OR IGNORE INTO idx_uri(type, param, uri, seq) VALUES(?,?,?,?)";
-        break;
+  // Inserts a version's index rows, several rows per statement (one statement per table and
+  // up to kRowsPerInsert rows): per-statement overhead, not the B-tree, dominates row by row.
+  Status InsertIndex(const VersionRecord& v, int64_t seq, const std::vector<IndexEntry>& rows) {
+    static constexpr size_t kRowsPerInsert = 16;
+    static constexpr IndexKind kKinds[] = {
+        IndexKind::kToken,    IndexKind::kString,    IndexKind::kDate, IndexKind::kNumber,
+        IndexKind::kQuantity, IndexKind::kReference, IndexKind::kUri};
+    std::vector<const IndexEntry*> of_kind;
+    for (IndexKind kind : kKinds) {
+      of_kind.clear();
+      for (const IndexEntry& e : rows) {
+        if (e.kind == kind) of_kind.push_back(&e);
+      }
+      for (size_t start = 0; start < of_kind.size(); start += kRowsPerInsert) {
+        size_t n = std::min(kRowsPerInsert, of_kind.size() - start);
+        const char* head = nullptr;
+        const char* tuple = nullptr;
+        switch (kind) {
+          case IndexKind::kToken:
+            head = "INSERT OR IGNORE INTO idx_token(type, param, code, system, seq) VALUES";
+            tuple = "(?,?,?,?,?)";
+            break;
+          case IndexKind::kString:
+            head = "INSERT OR IGNORE INTO idx_string(type, param, norm, exact, seq) VALUES";
+            tuple = "(?,?,?,?,?)";
+            break;
+          case IndexKind::kDate:
+            head = "INSERT OR IGNORE INTO idx_date(type, param, start, end, seq) VALUES";
+            tuple = "(?,?,?,?,?)";
+            break;
+          case IndexKind::kNumber:
+            head = "INSERT OR IGNORE INTO idx_number(type, param, value, seq) VALUES";
+            tuple = "(?,?,?,?)";
+            break;
+          case IndexKind::kQuantity:
+            head =
+                "INSERT OR IGNORE INTO idx_quantity(type, param, system, code, value, seq) VALUES";
+            tuple = "(?,?,?,?,?,?)";
+            break;
+          case IndexKind::kReference:
+            head = "INSERT OR IGNORE INTO idx_ref(type, param, target_type, target, seq) VALUES";
+            tuple = "(?,?,?,?,?)";
+            break;
+          case IndexKind::kUri:
+            head = "INSERT OR IGNORE INTO idx_uri(type, param, uri, seq) VALUES";
+            tuple = "(?,?,?,?)";
+            break;
+        }
+        std::string sql = head;
+        for (size_t i = 0; i < n; ++i) {
+          if (i) sql += ',';
+          sql += tuple;
+        }
+        ASSIGN_OR_RETURN(sqlite3_stmt * s, c_.Prepare(sql));
+        Binder b{s};
+        for (size_t i = 0; i < n; ++i) {
+          const IndexEntry& e = *of_kind[start + i];
+          b.Text(v.type).Text(e.param);
+          switch (kind) {
+            case IndexKind::kToken:
+              b.Text(e.value).Text(e.system);
+              break;
+            case IndexKind::kString:
+              b.Text(e.value).Text(e.text);
+              break;
+            case IndexKind::kDate:
+              b.Int(e.start).Int(e.end);
+              break;
+            case IndexKind::kNumber:
+              b.Real(e.number);
+              break;
+            case IndexKind::kQuantity:
+              b.Text(e.system).Text(e.value).Real(e.number);
+              break;
+            case IndexKind::kReference:
+              b.Text(e.system).Text(e.value);
+              break;
+            case IndexKind::kUri:
+              b.Text(e.value);
+              break;
+          }
+          b.Int(seq);
+        }
+        RETURN_IF_ERROR(Run(c_, s, "insert index"));
+      }
     }
-    ASSIGN_OR_RETURN(sqlite3_stmt * s, c_.Prepare(sql));
-    Binder b{s};
-    b.Text(v.type).Text(e.param);
-    switch (e.kind) {
-      case IndexKind::kToken:
-        b.Text(e.value).Text(e.system);
-        break;
-      case IndexKind::kString:
-        b.Text(e.value).Text(e.text);
-        break;
-      case IndexKind::kDate:
-        b.Int(e.start).Int(e.end);
-        break;
-      case IndexKind::kNumber:
-        b.Real(e.number);
-        break;
-      case IndexKind::kQuantity:
-        b.Text(e.system).Text(e.value).Real(e.number);
-        break;
-      case IndexKind::kReference:
-        b.Text(e.system).Text(e.value);
-        break;
-      case IndexKind::kUri:
-        b.Text(e.value);
-        break;
-    }
-    b.Int(seq);
-    return Run(c_, s, "insert index");
+    return Status::Ok();
   }
 
   Status Nested(const std::function<Status(WriteTxn&)>& fn) override {
