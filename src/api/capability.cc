@@ -29,6 +29,12 @@ std::string BuildCapabilityStatement(const fhir::Model& model, const std::string
                      {"definition", "http://hl7.org/fhir/SearchParameter/Resource-lastUpdated"}});
     static const char* kTypeNames[] = {"string",   "token", "reference", "date",   "number",
                                        "quantity", "uri",   "composite", "special"};
+    json::array includes{"*"};
+    for (const search::ParamDef* p : search::R4Params().ForType(type)) {
+      if (p->type == search::ParamType::kReference && !p->branches.empty()) {
+        includes.push_back(json::string(type + ":" + p->code));
+      }
+    }
     for (const search::ParamDef* p : search::R4Params().ForType(type)) {
       // Only what is indexed and searchable today.
       if (p->type == search::ParamType::kComposite || p->type == search::ParamType::kSpecial ||
@@ -50,6 +56,7 @@ std::string BuildCapabilityStatement(const fhir::Model& model, const std::string
         {"conditionalRead", "not-supported"},
         {"conditionalUpdate", true},
         {"conditionalDelete", "single"},
+        {"searchInclude", std::move(includes)},
         {"searchParam", std::move(params)},
     });
   }

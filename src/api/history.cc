@@ -5,10 +5,15 @@
 #include <boost/url/encode.hpp>
 #include <boost/url/rfc/unreserved_chars.hpp>
 #include <charconv>
+#include <deque>
+#include <map>
+#include <set>
 
 #include "api/bundle_writer.h"
 #include "api/outcome.h"
 #include "common/clock.h"
+#include "search/indexer.h"
+#include "search/params.h"
 #include "search/query.h"
 
 namespace taproot::api::internal {
@@ -155,6 +160,103 @@ Result<std::string> HistoryBundle(store::ReadView& view, const RequestContext& c
   return w.Finish();
 }
 
+namespace {
+
+constexpr size_t kMaxIncluded = 1000;
+constexpr int kMaxIterations = 4;
+
+struct Included {
+  std::deque<store::VersionRecord> resources;
+  bool truncated = false;
+};
+
+// _include and _revinclude: each round answers every include with one query per target type
+// (forward) or per chunk of up to 200 matched resources (reverse), never one per result row;
+// :iterate repeats on what the previous round added, up to kMaxIterations rounds.
+Result<Included> FindIncluded(store::ReadView& view, const fhir::Model& model,
+                              const std::vector<search::Include>& includes,
+                              const std::vector<store::VersionRecord>& matches) {
+  Included out;
+  std::set<std::string> seen;
+  std::vector<const store::VersionRecord*> frontier;
+  for (const auto& m : matches) {
+    seen.insert(m.type + "/" + m.id);
+    frontier.push_back(&m);
+  }
+  auto add = [&](store::VersionRecord r, std::vector<const store::VersionRecord*>& next) {
+    if (!seen.insert(r.type + "/" + r.id).second) return;
+    if (out.resources.size() >= kMaxIncluded) {
+      out.truncated = true;
+      return;
+    }
+    out.resources.push_back(std::move(r));
+    next.push_back(&out.resources.back());
+  };
+  for (int round = 0; round < kMaxIterations && !frontier.empty(); ++round) {
+    std::vector<const store::VersionRecord*> next;
+    for (const search::Include& inc : includes) {
+      if (round > 0 && !inc.iterate) continue;
+      if (!inc.reverse) {
+        std::map<std::string, std::vector<std::string>> ids_by_type;
+        for (const store::VersionRecord* r : frontier) {
+          if (!inc.source_type.empty() && r->type != inc.source_type) continue;
+          auto doc = ParseJson(r->json);
+          if (!doc.ok()) continue;
+          for (const search::ParamDef* p : search::R4Params().ForType(r->type)) {
+            if (p->type != search::ParamType::kReference) continue;
+            if (!inc.param.empty() && p->code != inc.param) continue;
+            for (const store::IndexEntry& e : search::ExtractParam(*p, *doc)) {
+              if (e.system.empty()) continue;  // not a reference to a resource here
+              if (!inc.target_type.empty() && e.system != inc.target_type) continue;
+              if (!seen.count(e.system + "/" + e.value)) ids_by_type[e.system].push_back(e.value);
+            }
+          }
+        }
+        for (auto& [type, ids] : ids_by_type) {
+          for (size_t start = 0; start < ids.size(); start += 500) {
+            store::SearchQuery q;
+            q.type = type;
+            q.ids.assign(
+                ids.begin() + static_cast<std::ptrdiff_t>(start),
+                ids.begin() + static_cast<std::ptrdiff_t>(std::min(ids.size(), start + 500)));
+            q.count = static_cast<int64_t>(kMaxIncluded) + 1;
+            q.want_total = false;
+            ASSIGN_OR_RETURN(store::SearchPage page, view.Search(q));
+            for (auto& r : page.resources) add(std::move(r), next);
+          }
+        }
+      } else {
+        std::vector<const store::VersionRecord*> targets;
+        for (const store::VersionRecord* r : frontier) {
+          if (inc.target_type.empty() || r->type == inc.target_type) targets.push_back(r);
+        }
+        for (size_t start = 0; start < targets.size(); start += 200) {
+          store::IndexClause clause;
+          clause.param = inc.param;
+          clause.kind = store::IndexKind::kReference;
+          for (size_t i = start; i < std::min(targets.size(), start + 200); ++i) {
+            clause.any_of.emplace_back();
+            clause.any_of.back().system = targets[i]->type;
+            clause.any_of.back().value = targets[i]->id;
+          }
+          store::SearchQuery q;
+          q.type = inc.source_type;
+          q.clauses.push_back(std::move(clause));
+          q.count = static_cast<int64_t>(kMaxIncluded) + 1;
+          q.want_total = false;
+          ASSIGN_OR_RETURN(store::SearchPage page, view.Search(q));
+          for (auto& r : page.resources) add(std::move(r), next);
+        }
+      }
+    }
+    frontier = std::move(next);
+  }
+  (void)model;
+  return out;
+}
+
+}  // namespace
+
 Result<std::string> SearchBundle(store::ReadView& view, const fhir::Model& model,
                                  const RequestContext& ctx, const FhirRequest& req,
                                  const std::string& type, const Params& params) {
@@ -193,6 +295,18 @@ Result<std::string> SearchBundle(store::ReadView& view, const fhir::Model& model
     w.Entry(ctx.base_url + "/" + v.type + "/" + v.id,
             WithVersionMeta(v.json, v.version, v.last_updated),
             json::object{{"search", json::object{{"mode", "match"}}}});
+  }
+  if (!parsed.includes.empty() && !count_only) {
+    ASSIGN_OR_RETURN(Included inc, FindIncluded(view, model, parsed.includes, page.resources));
+    for (const store::VersionRecord& v : inc.resources) {
+      w.Entry(ctx.base_url + "/" + v.type + "/" + v.id,
+              WithVersionMeta(v.json, v.version, v.last_updated),
+              json::object{{"search", json::object{{"mode", "include"}}}});
+    }
+    if (inc.truncated) {
+      parsed.ignored.push_back("_include: more than " + std::to_string(kMaxIncluded) +
+                               " resources to include; the rest were left out");
+    }
   }
   if (!parsed.ignored.empty()) {
     std::vector<Issue> issues;

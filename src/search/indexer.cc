@@ -232,10 +232,10 @@ bool HasTokenParam(const fhir::Model& model, std::string_view type, std::string_
   return p && p->type == ParamType::kToken;
 }
 
-std::vector<IndexEntry> ExtractIndex(const fhir::Model& model, std::string_view type,
-                                     const json::value& resource) {
-  (void)model;
-  std::vector<IndexEntry> out;
+namespace {
+
+// Evaluates one parameter over a resource and appends its rows.
+void ExtractOne(const ParamDef& p, const json::value& resource, std::vector<IndexEntry>& out) {
   // resolve() at index time: `subject.where(resolve() is Patient)` needs only the target's type,
   // which the reference itself names, so a stub {resourceType, id} stands in for it.
   std::deque<json::value> stubs;
@@ -246,17 +246,32 @@ std::vector<IndexEntry> ExtractIndex(const fhir::Model& model, std::string_view 
     stubs.push_back(json::object{{"resourceType", t}, {"id", id}});
     return &stubs.back();
   };
+  Extractor extractor(p, out);
+  for (const auto& branch : p.branches) {
+    auto items = branch->Evaluate(resource, options);
+    if (!items.ok()) continue;  // an expression that fails on this resource indexes nothing
+    for (const auto& item : *items) extractor.Add(item);
+  }
+}
+
+}  // namespace
+
+std::vector<IndexEntry> ExtractIndex(const fhir::Model& model, std::string_view type,
+                                     const json::value& resource) {
+  (void)model;
+  std::vector<IndexEntry> out;
   for (const ParamDef* p : R4Params().ForType(type)) {
     if (p->type == ParamType::kComposite || p->type == ParamType::kSpecial) continue;
     // _id and _lastUpdated live in the store's own columns.
     if (p->code == "_id" || p->code == "_lastUpdated") continue;
-    Extractor extractor(*p, out);
-    for (const auto& branch : p->branches) {
-      auto items = branch->Evaluate(resource, options);
-      if (!items.ok()) continue;  // an expression that fails on this resource indexes nothing
-      for (const auto& item : *items) extractor.Add(item);
-    }
+    ExtractOne(*p, resource, out);
   }
+  return out;
+}
+
+std::vector<IndexEntry> ExtractParam(const ParamDef& param, const json::value& resource) {
+  std::vector<IndexEntry> out;
+  ExtractOne(param, resource, out);
   return out;
 }
 

@@ -20,6 +20,11 @@ namespace taproot::search {
 std::vector<store::IndexEntry> ExtractIndex(const fhir::Model& model, std::string_view type,
                                             const boost::json::value& resource);
 
+struct ParamDef;
+// The rows of one parameter (for _include: a reference parameter's targets).
+std::vector<store::IndexEntry> ExtractParam(const ParamDef& param,
+                                            const boost::json::value& resource);
+
 // The system under which quantities are also indexed in UCUM base units.
 inline constexpr std::string_view kUcumCanonicalSystem = "urn:taproot:ucum-canonical";
 

@@ -387,6 +387,64 @@ Result<ParsedSearch> ParseSearch(const fhir::Model& model, const std::string& ty
       RETURN_IF_ERROR(unsupported(name, "has an empty value"));
       continue;
     }
+    if (name == "_include" || name == "_revinclude" || name == "_include:iterate" ||
+        name == "_revinclude:iterate") {
+      // SourceType:param[:TargetType], or * for every reference parameter.
+      Include inc;
+      inc.reverse = name.rfind("_revinclude", 0) == 0;
+      inc.iterate = name.find(":iterate") != std::string::npos;
+      if (value == "*") {
+        inc.source_type = inc.reverse ? "" : type;
+      } else {
+        size_t c1 = value.find(':');
+        size_t c2 = c1 == std::string::npos ? std::string::npos : value.find(':', c1 + 1);
+        inc.source_type = value.substr(0, c1);
+        if (c1 != std::string::npos) inc.param = value.substr(c1 + 1, c2 - c1 - 1);
+        if (c2 != std::string::npos) inc.target_type = value.substr(c2 + 1);
+        const ParamDef* def = R4Params().Find(inc.source_type, inc.param);
+        bool ok = def && def->type == ParamType::kReference &&
+                  (inc.target_type.empty() || model.FindResource(inc.target_type));
+        if (!ok) {
+          RETURN_IF_ERROR(unsupported(
+              name, "'" + value + "' is not SourceType:referenceParameter[:TargetType]"));
+          continue;
+        }
+      }
+      if (inc.reverse && inc.source_type.empty()) {
+        RETURN_IF_ERROR(unsupported(name, "'*' is not supported for _revinclude"));
+        continue;
+      }
+      out.includes.push_back(std::move(inc));
+      out.used.emplace_back(name, value);
+      continue;
+    }
+    if (name == "_sort") {
+      // _sort=a,-b: keys in order, '-' for descending.
+      for (std::string key : SplitOr(value)) {
+        store::SortKey k;
+        if (!key.empty() && key[0] == '-') {
+          k.descending = true;
+          key = key.substr(1);
+        }
+        k.param = key;
+        if (key != "_id" && key != "_lastUpdated") {
+          const ParamDef* def = type.empty() ? nullptr : R4Params().Find(type, key);
+          static const store::IndexKind kKinds[] = {
+              store::IndexKind::kString, store::IndexKind::kToken,  store::IndexKind::kReference,
+              store::IndexKind::kDate,   store::IndexKind::kNumber, store::IndexKind::kQuantity,
+              store::IndexKind::kUri};
+          if (!def || static_cast<size_t>(def->type) >= std::size(kKinds) ||
+              def->branches.empty()) {
+            RETURN_IF_ERROR(unsupported(name, "'" + key + "' is not a sortable parameter"));
+            continue;
+          }
+          k.kind = kKinds[static_cast<size_t>(def->type)];
+        }
+        out.query.sort.push_back(std::move(k));
+      }
+      out.used.emplace_back(name, value);
+      continue;
+    }
     if (name == "_id") {
       for (auto& id : SplitOr(value)) out.query.ids.push_back(id);
       out.used.emplace_back(name, value);

@@ -17,8 +17,20 @@ namespace taproot::search {
 
 using Params = std::vector<std::pair<std::string, std::string>>;
 
+// _include (reverse = false) or _revinclude (reverse = true): resources of `source_type` that
+// reference through `param` (every reference parameter when empty, for "*"), optionally only
+// those of `target_type`; with iterate, applied again to what it included.
+struct Include {
+  bool reverse = false;
+  bool iterate = false;
+  std::string source_type;
+  std::string param;
+  std::string target_type;
+};
+
 struct ParsedSearch {
   store::SearchQuery query;
+  std::vector<Include> includes;
   Params used;                       // the parameters applied, in order, for the self link
   std::vector<std::string> ignored;  // "name: why" for lenient handling
 };

@@ -104,10 +104,20 @@ struct IndexClause {
   std::vector<IndexPredicate> any_of;
 };
 
+// One _sort key: a search parameter (by its index kind), or "_id" / "_lastUpdated".
+struct SortKey {
+  std::string param;
+  IndexKind kind = IndexKind::kString;
+  bool descending = false;
+};
+
 struct SearchQuery {
   std::string type;              // empty: every type
   std::vector<std::string> ids;  // _id (OR)
   std::vector<IndexClause> clauses;
+  // Sort keys, most significant first; resources without a value for a key sort after those
+  // with one. Ties, and no keys, order by type and id.
+  std::vector<SortKey> sort;
   std::optional<int64_t> updated_ge, updated_lt;  // _lastUpdated range, microseconds
   int64_t offset = 0;
   int64_t count = 20;

@@ -1,6 +1,7 @@
 // Search over the REST API: every parameter type with its modifiers and prefixes. Each test
 // writes a handful of resources whose expected matches follow from how they were written (the
 // comment by each case says why), never from the code under test.
+#include <map>
 #include <set>
 
 #include "api/engine_fixture.h"
@@ -188,6 +189,85 @@ TEST_F(SearchTest, MetaParametersAndUpdatesReplaceRows) {
   EXPECT_EQ(Ids("Patient?_tag=demo"), (Set{}));
   ASSERT_EQ(Do("DELETE", "/Patient/m").status, 204);
   EXPECT_EQ(Ids("Patient?family=new"), (Set{}));
+}
+
+TEST_F(SearchTest, IncludeAndRevinclude) {
+  Put("Organization", "org", R"({"resourceType":"Organization","id":"org","name":"Leeds GP"})");
+  Put("Practitioner", "dr", R"({"resourceType":"Practitioner","id":"dr"})");
+  Put("Patient", "p1",
+      R"({"resourceType":"Patient","id":"p1","managingOrganization":{"reference":"Organization/org"},
+      "generalPractitioner":[{"reference":"Practitioner/dr"}]})");
+  Put("Patient", "p2", R"({"resourceType":"Patient","id":"p2"})");
+  Put("Encounter", "e1", R"({"resourceType":"Encounter","id":"e1","status":"finished",
+      "class":{"code":"AMB"},"subject":{"reference":"Patient/p1"}})");
+  Put("Observation", "o1", R"({"resourceType":"Observation","id":"o1","status":"final",
+      "code":{"text":"x"},"subject":{"reference":"Patient/p1"},"encounter":{"reference":"Encounter/e1"}})");
+  Put("Observation", "o2", R"({"resourceType":"Observation","id":"o2","status":"final",
+      "code":{"text":"x"},"subject":{"reference":"Patient/p2"}})");
+  // Entries by search mode; the ids of the included ones.
+  auto entries = [&](const std::string& query) {
+    std::map<std::string, Set> by_mode;
+    json::value b = Body(Do("GET", "/" + query, "", {{"prefer", "handling=strict"}}));
+    if (auto* e = b.as_object().if_contains("entry")) {
+      for (const auto& x : e->as_array()) {
+        by_mode[std::string(x.at("search").at("mode").as_string())].insert(
+            std::string(x.at("resource").at("resourceType").as_string()) + "/" +
+            std::string(x.at("resource").at("id").as_string()));
+      }
+    }
+    return by_mode;
+  };
+  auto r = entries("Observation?_id=o1&_include=Observation:subject");
+  EXPECT_EQ(r["match"], (Set{"Observation/o1"}));
+  EXPECT_EQ(r["include"], (Set{"Patient/p1"}));
+  // Two matches referring to two patients: included once each, with one query per type.
+  r = entries(
+      "Observation?code:text=x&_include=Observation:subject&_include=Observation:encounter");
+  EXPECT_EQ(r["include"], (Set{"Patient/p1", "Patient/p2", "Encounter/e1"}));
+  // A target type narrows; * takes every reference parameter.
+  r = entries("Observation?_id=o1&_include=Observation:subject:Group");
+  EXPECT_EQ(r["include"], (Set{}));
+  r = entries("Patient?_id=p1&_include=*");
+  EXPECT_EQ(r["include"], (Set{"Organization/org", "Practitioner/dr"}));
+  // Reverse: what refers to the matches.
+  r = entries("Patient?_id=p1&_revinclude=Observation:subject&_revinclude=Encounter:subject");
+  EXPECT_EQ(r["include"], (Set{"Observation/o1", "Encounter/e1"}));
+  // :iterate follows from what was included: the patient's observations, then their encounters.
+  r = entries(
+      "Patient?_id=p1&_revinclude=Observation:patient&_include:iterate=Observation:encounter");
+  EXPECT_EQ(r["include"], (Set{"Observation/o1", "Encounter/e1"}));
+  r = entries("Patient?_id=p1&_revinclude=Observation:patient&_include=Observation:encounter");
+  EXPECT_EQ(r["include"], (Set{"Observation/o1"}));  // without :iterate it stops at one step
+  EXPECT_EQ(Status("Observation?_include=Observation:code"), 400);  // not a reference
+  EXPECT_EQ(Status("Observation?_include=Nope:subject"), 400);
+}
+
+TEST_F(SearchTest, SortByAnyParameterAndSeveralKeys) {
+  Put("Patient", "a",
+      R"({"resourceType":"Patient","id":"a","name":[{"family":"Brown"}],"birthDate":"1990-05-01"})");
+  Put("Patient", "b",
+      R"({"resourceType":"Patient","id":"b","name":[{"family":"adams"}],"birthDate":"1980"})");
+  Put("Patient", "c",
+      R"({"resourceType":"Patient","id":"c","name":[{"family":"Brown"}],"birthDate":"1975-01-01"})");
+  Put("Patient", "d", R"({"resourceType":"Patient","id":"d"})");  // no name, no birth date
+  auto order = [&](const std::string& query) {
+    std::vector<std::string> ids;
+    json::value b = Body(Do("GET", "/" + query, "", {{"prefer", "handling=strict"}}));
+    if (auto* e = b.as_object().if_contains("entry")) {
+      for (const auto& x : e->as_array()) ids.emplace_back(x.at("resource").at("id").as_string());
+    }
+    return ids;
+  };
+  using V = std::vector<std::string>;
+  // Case-insensitive by family; ties by id; missing values last.
+  EXPECT_EQ(order("Patient?_sort=family"), (V{"b", "a", "c", "d"}));
+  EXPECT_EQ(order("Patient?_sort=-family"), (V{"a", "c", "b", "d"}));
+  EXPECT_EQ(order("Patient?_sort=birthdate"), (V{"c", "b", "a", "d"}));
+  EXPECT_EQ(order("Patient?_sort=family,-birthdate"), (V{"b", "a", "c", "d"}));
+  EXPECT_EQ(order("Patient?_sort=-_id"), (V{"d", "c", "b", "a"}));
+  // Paging keeps the order.
+  EXPECT_EQ(order("Patient?_sort=birthdate&_count=2&_offset=2"), (V{"a", "d"}));
+  EXPECT_EQ(Status("Patient?_sort=nonsense"), 400);
 }
 
 TEST_F(SearchTest, BadAndUnsupportedParameters) {

@@ -524,11 +524,65 @@ class SqliteView : public virtual ReadView {
       sqlite3_reset(s);
     }
     if (q.count > 0) {
-      ASSIGN_OR_RETURN(sqlite3_stmt * s,
-                       c_.Prepare("SELECT v.type, v.id, v.version, v.ts, v.deleted, v.method, "
-                                  "v.body, v.seq FROM current c JOIN versions v ON v.seq=c.seq" +
-                                  where + " ORDER BY c.type, c.id LIMIT ? OFFSET ?"));
-      bind(s).Int(q.count + 1).Int(q.offset);
+      // Each sort key joins its index once, grouped per version (min for ascending, max for
+      // descending: a resource sorts by its first or last value), so sorting costs one scan of
+      // the parameter's rows, not a lookup per result.
+      std::string joins, order;
+      std::vector<SqlArg> sort_args;
+      for (size_t i = 0; i < q.sort.size(); ++i) {
+        const SortKey& k = q.sort[i];
+        const char* dir = k.descending ? " DESC" : "";
+        if (k.param == "_id") {
+          order += std::string("c.id") + dir + ", ";
+          continue;
+        }
+        if (k.param == "_lastUpdated") {
+          order += std::string("c.ts") + dir + ", ";
+          continue;
+        }
+        const char* column = "norm";
+        switch (k.kind) {
+          case IndexKind::kToken:
+            column = "code";
+            break;
+          case IndexKind::kString:
+            column = "norm";
+            break;
+          case IndexKind::kDate:
+            column = k.descending ? "end" : "start";
+            break;
+          case IndexKind::kNumber:
+          case IndexKind::kQuantity:
+            column = "value";
+            break;
+          case IndexKind::kReference:
+            column = "target";
+            break;
+          case IndexKind::kUri:
+            column = "uri";
+            break;
+        }
+        std::string alias = "s" + std::to_string(i);
+        joins += std::string(" LEFT JOIN (SELECT seq, ") + (k.descending ? "max(" : "min(") +
+                 column + ") AS k FROM " + TableOf(k.kind) +
+                 " WHERE type=? AND param=? GROUP BY seq) " + alias + " ON " + alias + ".seq=c.seq";
+        sort_args.push_back({SqlArg::kText, q.type});
+        sort_args.push_back({SqlArg::kText, k.param});
+        order += alias + ".k IS NULL, " + alias + ".k" + dir + ", ";
+      }
+      ASSIGN_OR_RETURN(
+          sqlite3_stmt * s,
+          c_.Prepare("SELECT v.type, v.id, v.version, v.ts, v.deleted, v.method, "
+                     "v.body, v.seq FROM current c JOIN versions v ON v.seq=c.seq" +
+                     joins + where + " ORDER BY " + order + "c.type, c.id LIMIT ? OFFSET ?"));
+      Binder b{s};
+      for (const SqlArg& a : sort_args) b.Text(a.text);
+      for (const SqlArg& a : args) {
+        if (a.kind == SqlArg::kText) b.Text(a.text);
+        if (a.kind == SqlArg::kInt) b.Int(a.i);
+        if (a.kind == SqlArg::kReal) b.Real(a.d);
+      }
+      b.Int(q.count + 1).Int(q.offset);
       ASSIGN_OR_RETURN(page.resources, All(s));
       if (static_cast<int64_t>(page.resources.size()) > q.count) {
         page.has_more = true;
