@@ -355,6 +355,87 @@ static Result<store::IndexClause> ParseClause(const ParamDef& def, const std::st
   return clause;
 }
 
+// A parameter name with its chains: `subject:Patient.name` (forward, any depth) and
+// `_has:Observation:patient:code` (reverse, nestable). NotFound if the name is not a parameter
+// of `type`; NotImplemented for what is known but not supported.
+static Result<store::IndexClause> ParseNamed(const fhir::Model& model, const std::string& type,
+                                             const std::string& name, const std::string& value,
+                                             int depth) {
+  if (depth > 4) return Status::Make(StatusCode::kNotImplemented, "chains deeper than 4 levels");
+  auto reference_param = [&](const std::string& t, const std::string& code) -> const ParamDef* {
+    const ParamDef* d = R4Params().Find(t, code);
+    return d && d->type == ParamType::kReference && !d->branches.empty() ? d : nullptr;
+  };
+  if (name.rfind("_has:", 0) == 0) {
+    // _has:Type:referenceParam:rest
+    std::string rest = name.substr(5);
+    size_t c1 = rest.find(':');
+    size_t c2 = c1 == std::string::npos ? std::string::npos : rest.find(':', c1 + 1);
+    if (c2 == std::string::npos) {
+      return Status::Invalid("_has takes _has:Type:referenceParameter:parameter");
+    }
+    std::string has_type = rest.substr(0, c1);
+    std::string ref = rest.substr(c1 + 1, c2 - c1 - 1);
+    if (!model.FindResource(has_type) || !reference_param(has_type, ref)) {
+      return Status::Invalid("'" + has_type + ":" + ref + "' is not a reference parameter");
+    }
+    store::IndexClause clause;
+    clause.param = ref;
+    clause.kind = store::IndexKind::kReference;
+    clause.has_type = has_type;
+    auto inner = ParseNamed(model, has_type, rest.substr(c2 + 1), value, depth + 1);
+    if (!inner.ok()) {
+      if (inner.status().code() == StatusCode::kNotFound) {
+        return Status::Invalid("'" + rest.substr(c2 + 1) + "' is not a parameter of " + has_type);
+      }
+      return inner.status();
+    }
+    clause.has = std::make_shared<const store::IndexClause>(std::move(inner).value());
+    return clause;
+  }
+  size_t dot = name.find('.');
+  if (dot != std::string::npos) {
+    std::string left = name.substr(0, dot), right = name.substr(dot + 1);
+    std::string base = left.substr(0, left.find(':'));
+    std::string type_modifier = base == left ? "" : left.substr(base.size() + 1);
+    const ParamDef* def = reference_param(type, base);
+    if (!def) {
+      if (!R4Params().Find(type, base)) return Status::NotFound("not a parameter");
+      return Status::Invalid("'" + base + "' is not a reference parameter, so it cannot chain");
+    }
+    std::vector<std::string> targets = def->targets;
+    if (!type_modifier.empty()) {
+      if (!model.FindResource(type_modifier)) {
+        return Status::Invalid("'" + type_modifier + "' is not a resource type");
+      }
+      targets = {type_modifier};
+    }
+    std::string next_base = right.substr(0, right.find_first_of(":."));
+    store::IndexClause clause;
+    clause.param = base;
+    clause.kind = store::IndexKind::kReference;
+    for (const std::string& t : targets) {
+      if (!R4Params().Find(t, next_base) && next_base != "_has") continue;
+      ASSIGN_OR_RETURN(store::IndexClause next, ParseNamed(model, t, right, value, depth + 1));
+      clause.chain.emplace_back(t, std::make_shared<const store::IndexClause>(std::move(next)));
+    }
+    if (clause.chain.empty()) {
+      return Status::Invalid("'" + next_base + "' is not a parameter of what '" + base +
+                             "' refers to");
+    }
+    return clause;
+  }
+  std::string base = name.substr(0, name.find(':'));
+  std::string modifier = base == name ? "" : name.substr(base.size() + 1);
+  const ParamDef* def = R4Params().Find(type, base);
+  if (!def) return Status::NotFound("not a parameter");
+  if (def->type == ParamType::kComposite || def->type == ParamType::kSpecial ||
+      def->branches.empty()) {
+    return Status::Make(StatusCode::kNotImplemented, "this parameter is not supported yet");
+  }
+  return ParseClause(*def, modifier, value);
+}
+
 Result<ParsedSearch> ParseSearch(const fhir::Model& model, const std::string& type,
                                  const Params& params, bool strict) {
   ParsedSearch out;
@@ -484,23 +565,21 @@ Result<ParsedSearch> ParseSearch(const fhir::Model& model, const std::string& ty
       out.used.emplace_back(name, value);
       continue;
     }
-    std::string base = name.substr(0, name.find(':'));
-    std::string modifier = base == name ? "" : name.substr(base.size() + 1);
-    const ParamDef* def = type.empty() ? nullptr : R4Params().Find(type, base);
-    if (def && def->type != ParamType::kComposite && def->type != ParamType::kSpecial &&
-        !def->branches.empty()) {
-      auto clause = ParseClause(*def, modifier, value);
-      if (!clause.ok()) {
-        if (clause.status().code() == StatusCode::kNotImplemented) {
-          RETURN_IF_ERROR(unsupported(name, clause.status().message()));
-          continue;
-        }
+    if (!type.empty()) {
+      auto clause = ParseNamed(model, type, name, value, 0);
+      if (clause.ok()) {
+        out.query.clauses.push_back(std::move(clause).value());
+        out.used.emplace_back(name, value);
+        continue;
+      }
+      if (clause.status().code() == StatusCode::kNotImplemented) {
+        RETURN_IF_ERROR(unsupported(name, clause.status().message()));
+        continue;
+      }
+      if (clause.status().code() != StatusCode::kNotFound) {
         return Status::Invalid("search parameter '" + name + "': " + clause.status().message(),
                                name);
       }
-      out.query.clauses.push_back(std::move(clause).value());
-      out.used.emplace_back(name, value);
-      continue;
     }
     RETURN_IF_ERROR(unsupported(name, type.empty()
                                           ? "is not supported for whole-system search"

@@ -102,6 +102,14 @@ struct IndexClause {
   bool negate = false;          // token :not: resources without any matching row
   std::optional<bool> missing;  // :missing=true / false (any_of is then empty)
   std::vector<IndexPredicate> any_of;
+  // A chain (subject:Patient.name=x): `param` is a reference parameter, and the clause matches
+  // resources referring through it to a resource of one of these types that matches the paired
+  // clause (evaluated on that type). any_of is then empty.
+  std::vector<std::pair<std::string, std::shared_ptr<const IndexClause>>> chain;
+  // A reverse chain (_has:Observation:patient:code=x): resources that resources of `has_type`
+  // refer to through their reference parameter `param`, where those match `has`.
+  std::string has_type;
+  std::shared_ptr<const IndexClause> has;
 };
 
 // One _sort key: a search parameter (by its index kind), or "_id" / "_lastUpdated".

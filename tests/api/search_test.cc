@@ -242,6 +242,52 @@ TEST_F(SearchTest, IncludeAndRevinclude) {
   EXPECT_EQ(Status("Observation?_include=Nope:subject"), 400);
 }
 
+TEST_F(SearchTest, ChainsAndReverseChains) {
+  Put("Organization", "leeds",
+      R"({"resourceType":"Organization","id":"leeds","name":"Leeds Practice"})");
+  Put("Organization", "york",
+      R"({"resourceType":"Organization","id":"york","name":"York Practice"})");
+  Put("Practitioner", "dr1",
+      R"({"resourceType":"Practitioner","id":"dr1","name":[{"family":"Khan"}]})");
+  Put("Patient", "p1", R"({"resourceType":"Patient","id":"p1","name":[{"family":"Ash"}],
+      "managingOrganization":{"reference":"Organization/leeds"},
+      "generalPractitioner":[{"reference":"Practitioner/dr1"}]})");
+  Put("Patient", "p2", R"({"resourceType":"Patient","id":"p2","name":[{"family":"Birch"}],
+      "managingOrganization":{"reference":"Organization/york"}})");
+  Put("Group", "g", R"({"resourceType":"Group","id":"g","type":"person","actual":true,
+      "identifier":[{"system":"urn:x","value":"ash"}]})");
+  Put("Observation", "o1", R"({"resourceType":"Observation","id":"o1","status":"final",
+      "code":{"coding":[{"system":"http://loinc.org","code":"8867-4"}]},"subject":{"reference":"Patient/p1"}})");
+  Put("Observation", "o2", R"({"resourceType":"Observation","id":"o2","status":"final",
+      "code":{"coding":[{"system":"http://loinc.org","code":"1234-5"}]},"subject":{"reference":"Patient/p2"}})");
+  Put("Observation", "o3", R"({"resourceType":"Observation","id":"o3","status":"final",
+      "code":{"coding":[{"system":"http://loinc.org","code":"8867-4"}]},"subject":{"reference":"Group/g"}})");
+  // Forward: by the subject's name (R4 Group has no name parameter, so only patients match);
+  // identifier exists on both target types; the type modifier narrows.
+  EXPECT_EQ(Ids("Observation?subject.name=ash"), (Set{"o1"}));
+  EXPECT_EQ(Ids("Observation?subject.identifier=urn:x|ash"), (Set{"o3"}));
+  EXPECT_EQ(Ids("Observation?subject:Group.identifier=ash"), (Set{"o3"}));
+  EXPECT_EQ(Ids("Observation?subject:Patient.identifier=ash"), (Set{}));
+  // Two levels: the patient's GP's family name, the managing organisation's name.
+  EXPECT_EQ(Ids("Observation?subject:Patient.general-practitioner.family=khan"), (Set{"o1"}));
+  EXPECT_EQ(Ids("Observation?subject:Patient.organization.name=york"), (Set{"o2"}));
+  EXPECT_EQ(Ids("Observation?subject:Patient.organization.name=york,leeds"), (Set{"o1", "o2"}));
+  // Reverse: patients with an observation of a code; nested: organisations with such patients.
+  EXPECT_EQ(Ids("Patient?_has:Observation:patient:code=8867-4"), (Set{"p1"}));
+  EXPECT_EQ(Ids("Patient?_has:Observation:subject:code=http://loinc.org|1234-5"), (Set{"p2"}));
+  EXPECT_EQ(Ids("Organization?_has:Patient:organization:_has:Observation:patient:code=8867-4"),
+            (Set{"leeds"}));
+  // A chain and a reverse chain combine with plain parameters (AND).
+  EXPECT_EQ(Ids("Patient?_has:Observation:patient:status=final&family=birch"), (Set{"p2"}));
+  // An updated observation stops matching under its old code.
+  Put("Observation", "o1", R"({"resourceType":"Observation","id":"o1","status":"final",
+      "code":{"coding":[{"system":"http://loinc.org","code":"9999-9"}]},"subject":{"reference":"Patient/p1"}})");
+  EXPECT_EQ(Ids("Patient?_has:Observation:patient:code=8867-4"), (Set{}));
+  EXPECT_EQ(Status("Observation?code.name=x"), 400);  // not a reference: cannot chain
+  EXPECT_EQ(Status("Observation?subject.nonsense=x"), 400);
+  EXPECT_EQ(Status("Patient?_has:Observation:code:status=final"), 400);  // code is no reference
+}
+
 TEST_F(SearchTest, SortByAnyParameterAndSeveralKeys) {
   Put("Patient", "a",
       R"({"resourceType":"Patient","id":"a","name":[{"family":"Brown"}],"birthDate":"1990-05-01"})");

@@ -412,6 +412,67 @@ Result<VersionRecord> RowToVersion(sqlite3_stmt* s, int first = 0) {
   return r;
 }
 
+// Appends the condition that `<alias>` (a row of `current`, of `type`) matches `clause`. Each
+// clause is driven from its index, which finds the matching versions (seq) directly; rows of
+// earlier versions do not match current.seq. Chains and reverse chains nest, one alias per
+// level (bounded by the parser).
+Status ClauseCondition(const std::string& type, const IndexClause& clause, const std::string& alias,
+                       int depth, std::string& sql, std::vector<SqlArg>& args) {
+  if (depth > 8) return Status::Invalid("search chains nest too deeply");
+  auto text = [&](std::string v) { args.push_back({SqlArg::kText, std::move(v)}); };
+  std::string inner = "c" + std::to_string(depth + 1);
+  std::string ref = "r" + std::to_string(depth + 1);
+  if (!clause.chain.empty()) {
+    sql += alias + ".seq IN (SELECT " + ref + ".seq FROM idx_ref " + ref + " WHERE " + ref +
+           ".type=? AND " + ref + ".param=? AND (";
+    text(type);
+    text(clause.param);
+    for (size_t i = 0; i < clause.chain.size(); ++i) {
+      const auto& [target_type, next] = clause.chain[i];
+      if (i) sql += " OR ";
+      sql += "(" + ref + ".target_type=? AND " + ref + ".target IN (SELECT " + inner +
+             ".id FROM current " + inner + " WHERE " + inner + ".type=? AND " + inner +
+             ".deleted=0 AND ";
+      text(target_type);
+      text(target_type);
+      RETURN_IF_ERROR(ClauseCondition(target_type, *next, inner, depth + 1, sql, args));
+      sql += "))";
+    }
+    sql += "))";
+    return Status::Ok();
+  }
+  if (clause.has) {
+    // The referring resource's row must be its current version: versions by seq, then current.
+    std::string v = "v" + std::to_string(depth + 1);
+    sql += alias + ".id IN (SELECT " + ref + ".target FROM idx_ref " + ref + " JOIN versions " + v +
+           " ON " + v + ".seq=" + ref + ".seq JOIN current " + inner + " ON " + inner +
+           ".type=" + v + ".type AND " + inner + ".id=" + v + ".id AND " + inner + ".seq=" + ref +
+           ".seq AND " + inner + ".deleted=0 WHERE " + ref + ".type=? AND " + ref +
+           ".param=? AND " + ref + ".target_type=? AND ";
+    text(clause.has_type);
+    text(clause.param);
+    text(type);
+    RETURN_IF_ERROR(ClauseCondition(clause.has_type, *clause.has, inner, depth + 1, sql, args));
+    sql += ")";
+    return Status::Ok();
+  }
+  if (clause.missing) {
+    sql += alias + (*clause.missing ? ".seq NOT IN (" : ".seq IN (");
+    sql += std::string("SELECT seq FROM ") + TableOf(clause.kind) + " WHERE type=? AND param=?)";
+    text(type);
+    text(clause.param);
+    return Status::Ok();
+  }
+  sql += alias + (clause.negate ? ".seq NOT IN (" : ".seq IN (");
+  for (size_t i = 0; i < clause.any_of.size(); ++i) {
+    if (i) sql += " UNION ";
+    sql += PredicateSql(type, clause, clause.any_of[i], args);
+  }
+  if (clause.any_of.empty()) sql += "SELECT NULL WHERE 0";
+  sql += ")";
+  return Status::Ok();
+}
+
 // Reads shared by the read snapshot and the write transaction.
 class SqliteView : public virtual ReadView {
  public:
@@ -488,23 +549,8 @@ class SqliteView : public virtual ReadView {
     }
     for (const IndexClause& clause : q.clauses) {
       if (q.type.empty()) return Status::Invalid("search parameters need a resource type");
-      // Each clause is driven from its index, which finds the matching versions (seq) directly;
-      // rows of earlier versions do not match current.seq.
-      if (clause.missing) {
-        where += *clause.missing ? " AND c.seq NOT IN (" : " AND c.seq IN (";
-        where +=
-            std::string("SELECT seq FROM ") + TableOf(clause.kind) + " WHERE type=? AND param=?)";
-        args.push_back({SqlArg::kText, q.type});
-        args.push_back({SqlArg::kText, clause.param});
-        continue;
-      }
-      where += clause.negate ? " AND c.seq NOT IN (" : " AND c.seq IN (";
-      for (size_t i = 0; i < clause.any_of.size(); ++i) {
-        if (i) where += " UNION ";
-        where += PredicateSql(q.type, clause, clause.any_of[i], args);
-      }
-      if (clause.any_of.empty()) where += "SELECT NULL WHERE 0";
-      where += ")";
+      where += " AND ";
+      RETURN_IF_ERROR(ClauseCondition(q.type, clause, "c", 0, where, args));
     }
     auto bind = [&](sqlite3_stmt* s) {
       Binder b{s};
