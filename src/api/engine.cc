@@ -10,6 +10,7 @@
 #include "common/clock.h"
 #include "common/ids.h"
 #include "fhir/primitives.h"
+#include "search/compartments.h"
 #include "search/query.h"
 
 namespace taproot::api {
@@ -165,6 +166,19 @@ class Engine::Impl {
     if (n == 2 && parts[1] == "_history") return History(view, ctx, req, type, "");
     if (n == 2) return ReadResponse(req, ops_.Read(view, type, parts[1]));
     if (n == 3 && parts[2] == "_history") return History(view, ctx, req, type, parts[1]);
+    if (n == 3 && type == "Patient" && parts[2] == "$everything") {
+      auto bundle = internal::EverythingBundle(view, ctx, req, parts[1], req.query);
+      if (!bundle.ok()) return ErrorResponse(bundle.status());
+      return JsonResponse(200, std::move(bundle).value());
+    }
+    if (n == 3 && search::IsCompartment(type)) {  // compartment search: Patient/123/Observation
+      if (Status st = CheckType(parts[2]); !st.ok()) return ErrorResponse(st);
+      internal::Compartment compartment{type, parts[1]};
+      auto bundle =
+          internal::SearchBundle(view, model_, ctx, req, parts[2], req.query, &compartment);
+      if (!bundle.ok()) return ErrorResponse(bundle.status());
+      return JsonResponse(200, std::move(bundle).value());
+    }
     if (n == 4 && parts[2] == "_history") {
       auto v = internal::ParseETagVersion(parts[3]);
       if (!v.ok()) return ErrorResponse(Status::NotFound("'" + parts[3] + "' is not a version"));

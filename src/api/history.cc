@@ -1,6 +1,7 @@
 // History and search: Bundles of type history and searchset, with paging links.
 #include "api/history.h"
 
+#include <algorithm>
 #include <boost/json.hpp>
 #include <boost/url/encode.hpp>
 #include <boost/url/rfc/unreserved_chars.hpp>
@@ -12,6 +13,7 @@
 #include "api/bundle_writer.h"
 #include "api/outcome.h"
 #include "common/clock.h"
+#include "search/compartments.h"
 #include "search/indexer.h"
 #include "search/params.h"
 #include "search/query.h"
@@ -255,13 +257,142 @@ Result<Included> FindIncluded(store::ReadView& view, const fhir::Model& model,
   return out;
 }
 
+// The clause that keeps a search of `type` within a compartment, or nullopt for the
+// compartment's own type (which matches by id).
+Result<std::optional<store::IndexClause>> CompartmentClause(const Compartment& c,
+                                                            const std::string& type) {
+  if (type == c.type) return std::optional<store::IndexClause>();
+  const std::vector<std::string>& params = search::CompartmentParams(c.type, type);
+  if (params.empty()) {
+    return Status::Invalid(type + " resources are not in the " + c.type + " compartment");
+  }
+  store::IndexClause clause;
+  clause.param = params.front();
+  clause.kind = store::IndexKind::kReference;
+  clause.any_param = params;
+  clause.any_of.emplace_back();
+  clause.any_of.back().system = c.type;
+  clause.any_of.back().value = c.id;
+  return std::optional<store::IndexClause>(std::move(clause));
+}
+
 }  // namespace
+
+Result<std::string> EverythingBundle(store::ReadView& view, const RequestContext& ctx,
+                                     const FhirRequest& req, const std::string& patient_id,
+                                     const Params& params) {
+  (void)req;
+  Compartment patient{"Patient", patient_id};
+  ASSIGN_OR_RETURN(auto subject, view.ReadCurrent("Patient", patient_id));
+  if (!subject || subject->deleted) {
+    return Status::NotFound("Patient/" + patient_id + " is not known");
+  }
+  int64_t count = 50, offset = 0;
+  std::optional<int64_t> since;
+  std::set<std::string> only_types;
+  Params used;
+  for (const auto& [k, v] : params) {
+    if (k == "_count") {
+      ASSIGN_OR_RETURN(count, search::ParseNonNegative(k, v));
+      count = std::min(count, search::kMaxCount);
+    } else if (k == "_offset") {
+      ASSIGN_OR_RETURN(offset, search::ParseNonNegative(k, v));
+    } else if (k == "_since") {
+      auto t = ParseFhirDateTime(v);
+      if (!t.ok()) return Status::Invalid("_since: " + t.status().message(), "_since");
+      since = *t;
+      used.emplace_back(k, v);
+    } else if (k == "_type") {
+      for (size_t start = 0;;) {
+        size_t comma = v.find(',', start);
+        only_types.insert(v.substr(start, comma - start));
+        if (comma == std::string::npos) break;
+        start = comma + 1;
+      }
+      used.emplace_back(k, v);
+    } else if (k == "start" || k == "end") {
+      return Status::Make(StatusCode::kNotImplemented,
+                          "$everything does not support '" + k + "' yet", {}, "not-supported");
+    } else if (k != "_format" && k != "_pretty") {
+      return Status::Invalid("$everything does not take '" + k + "'", k);
+    }
+  }
+  // Per type in order (the patient first), one count and, where the page falls, one fetch.
+  std::vector<std::string> types{"Patient"};
+  for (const auto& t : search::CompartmentTypes("Patient")) {
+    if (t != "Patient") types.push_back(t);
+  }
+  std::vector<store::VersionRecord> page;
+  int64_t seen = 0, total = 0;
+  for (const std::string& t : types) {
+    if (!only_types.empty() && !only_types.count(t)) continue;
+    store::SearchQuery q;
+    q.type = t;
+    ASSIGN_OR_RETURN(auto clause, CompartmentClause(patient, t));
+    if (clause) {
+      q.clauses.push_back(std::move(*clause));
+    } else {
+      q.ids = {patient_id};
+    }
+    if (since) q.updated_ge = *since;
+    q.count = 0;
+    q.want_total = true;
+    ASSIGN_OR_RETURN(store::SearchPage counted, view.Search(q));
+    int64_t n = counted.total.value_or(0);
+    total += n;
+    // The slice of this type's results that falls within [offset, offset + count).
+    int64_t from = std::max<int64_t>(0, offset - seen);
+    int64_t want = offset + count - std::max(offset, seen);
+    if (n > from && want > 0 && static_cast<int64_t>(page.size()) < count) {
+      q.count = std::min(want, n - from);
+      q.offset = from;
+      q.want_total = false;
+      ASSIGN_OR_RETURN(store::SearchPage got, view.Search(q));
+      for (auto& r : got.resources) page.push_back(std::move(r));
+    }
+    seen += n;
+  }
+  std::string path = ctx.base_url + "/Patient/" + patient_id + "/$everything";
+  BundleWriter w("searchset", total);
+  Params self = used;
+  self.emplace_back("_count", std::to_string(count));
+  if (offset) self.emplace_back("_offset", std::to_string(offset));
+  w.Link("self", path + QueryString(self));
+  if (offset + count < total) {
+    Params next = used;
+    next.emplace_back("_count", std::to_string(count));
+    next.emplace_back("_offset", std::to_string(offset + count));
+    w.Link("next", path + QueryString(next));
+  }
+  for (const store::VersionRecord& v : page) {
+    w.Entry(ctx.base_url + "/" + v.type + "/" + v.id,
+            WithVersionMeta(v.json, v.version, v.last_updated),
+            json::object{{"search", json::object{{"mode", "match"}}}});
+  }
+  return w.Finish();
+}
 
 Result<std::string> SearchBundle(store::ReadView& view, const fhir::Model& model,
                                  const RequestContext& ctx, const FhirRequest& req,
-                                 const std::string& type, const Params& params) {
+                                 const std::string& type, const Params& params,
+                                 const Compartment* compartment) {
   bool strict = req.Header("prefer").find("handling=strict") != std::string::npos;
   ASSIGN_OR_RETURN(search::ParsedSearch parsed, search::ParseSearch(model, type, params, strict));
+  if (compartment) {
+    ASSIGN_OR_RETURN(auto clause, CompartmentClause(*compartment, type));
+    if (clause) {
+      parsed.query.clauses.push_back(std::move(*clause));
+    } else {  // the compartment's own resource
+      std::vector<std::string> ids;
+      if (parsed.query.ids.empty() ||
+          std::count(parsed.query.ids.begin(), parsed.query.ids.end(), compartment->id)) {
+        ids.push_back(compartment->id);
+      } else {
+        ids.push_back("");  // asked for other ids: nothing in the compartment matches
+      }
+      parsed.query.ids = std::move(ids);
+    }
+  }
   bool count_only = false;
   for (const auto& [k, v] : params) {
     if (k == "_summary" && v == "count") count_only = true;
@@ -271,7 +402,9 @@ Result<std::string> SearchBundle(store::ReadView& view, const fhir::Model& model
     parsed.query.want_total = true;
   }
   ASSIGN_OR_RETURN(store::SearchPage page, view.Search(parsed.query));
-  std::string path = ctx.base_url + "/" + (type.empty() ? std::string() : type);
+  std::string path = ctx.base_url + "/" +
+                     (compartment ? compartment->type + "/" + compartment->id + "/" : "") +
+                     (type.empty() ? std::string() : type);
   Params self = parsed.used;
   if (!count_only) self.emplace_back("_count", std::to_string(parsed.query.count));
   if (count_only) self.emplace_back("_summary", "count");

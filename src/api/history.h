@@ -13,9 +13,23 @@ Result<std::string> HistoryBundle(store::ReadView& view, const RequestContext& c
                                   const FhirRequest& req, const std::string& type,
                                   const std::string& id);
 
+// A compartment a search is limited to: Patient/123 in GET /Patient/123/Observation.
+struct Compartment {
+  std::string type;
+  std::string id;
+};
+
 // A searchset Bundle; `params` are the decoded search parameters (from the URL or a form body).
+// With a compartment, only resources in it match (and `type` must be able to be in it).
 Result<std::string> SearchBundle(store::ReadView& view, const fhir::Model& model,
                                  const RequestContext& ctx, const FhirRequest& req,
-                                 const std::string& type, const Params& params);
+                                 const std::string& type, const Params& params,
+                                 const Compartment* compartment = nullptr);
+
+// Patient/123/$everything: the patient and every resource in its compartment, newest types in
+// type order, with _type, _since, _count and paging.
+Result<std::string> EverythingBundle(store::ReadView& view, const RequestContext& ctx,
+                                     const FhirRequest& req, const std::string& patient_id,
+                                     const Params& params);
 
 }  // namespace taproot::api::internal

@@ -102,6 +102,9 @@ struct IndexClause {
   bool negate = false;          // token :not: resources without any matching row
   std::optional<bool> missing;  // :missing=true / false (any_of is then empty)
   std::vector<IndexPredicate> any_of;
+  // When not empty, rows of any of these parameters match (instead of `param` alone): how a
+  // compartment's links (Observation: subject or performer) are searched.
+  std::vector<std::string> any_param;
   // A chain (subject:Patient.name=x): `param` is a reference parameter, and the clause matches
   // resources referring through it to a resource of one of these types that matches the paired
   // clause (evaluated on that type). any_of is then empty.

@@ -288,6 +288,61 @@ TEST_F(SearchTest, ChainsAndReverseChains) {
   EXPECT_EQ(Status("Patient?_has:Observation:code:status=final"), 400);  // code is no reference
 }
 
+TEST_F(SearchTest, CompartmentsAndEverything) {
+  Put("Patient", "p1", R"({"resourceType":"Patient","id":"p1"})");
+  Put("Patient", "p2", R"({"resourceType":"Patient","id":"p2"})");
+  Put("Practitioner", "dr", R"({"resourceType":"Practitioner","id":"dr"})");
+  // o1: p1 is the subject; o2: p1 is a performer (also a link of the Patient compartment);
+  // o3: p2's. c1: p1's condition; e1: p1's encounter.
+  Put("Observation", "o1", R"({"resourceType":"Observation","id":"o1","status":"final",
+      "code":{"text":"x"},"subject":{"reference":"Patient/p1"}})");
+  Put("Observation", "o2", R"({"resourceType":"Observation","id":"o2","status":"amended",
+      "code":{"text":"x"},"subject":{"reference":"Patient/p2"},"performer":[{"reference":"Patient/p1"}]})");
+  Put("Observation", "o3", R"({"resourceType":"Observation","id":"o3","status":"final",
+      "code":{"text":"x"},"subject":{"reference":"Patient/p2"}})");
+  Put("Condition", "c1",
+      R"({"resourceType":"Condition","id":"c1","subject":{"reference":"Patient/p1"}})");
+  Put("Encounter", "e1", R"({"resourceType":"Encounter","id":"e1","status":"finished",
+      "class":{"code":"AMB"},"subject":{"reference":"Patient/p1"}})");
+  EXPECT_EQ(Ids("Patient/p1/Observation"), (Set{"o1", "o2"}));
+  EXPECT_EQ(Ids("Patient/p1/Observation?status=final"), (Set{"o1"}));
+  EXPECT_EQ(Ids("Patient/p2/Observation"), (Set{"o2", "o3"}));
+  EXPECT_EQ(Ids("Patient/p1/Condition"), (Set{"c1"}));
+  EXPECT_EQ(Ids("Patient/p1/Patient"), (Set{"p1"}));
+  EXPECT_EQ(Status("Patient/p1/Practitioner"), 400);  // not in the Patient compartment
+  // $everything: the patient, then its compartment by type, paged.
+  auto everything = [&](const std::string& query) {
+    Set ids;
+    FhirResponse r = Do("GET", "/Patient/p1/$everything" + query);
+    EXPECT_EQ(r.status, 200) << r.body;
+    json::value b = Body(r);
+    if (auto* e = b.as_object().if_contains("entry")) {
+      for (const auto& x : e->as_array()) {
+        ids.insert(std::string(x.at("resource").at("resourceType").as_string()) + "/" +
+                   std::string(x.at("resource").at("id").as_string()));
+      }
+    }
+    return std::make_pair(b.at("total").as_int64(), ids);
+  };
+  auto [total, all] = everything("");
+  EXPECT_EQ(total, 5);
+  EXPECT_EQ(
+      all, (Set{"Patient/p1", "Observation/o1", "Observation/o2", "Condition/c1", "Encounter/e1"}));
+  // Two pages of 3 cover the same five, each once.
+  auto [t1, first] = everything("?_count=3");
+  auto [t2, second] = everything("?_count=3&_offset=3");
+  EXPECT_EQ(first.size(), 3u);
+  EXPECT_EQ(second.size(), 2u);
+  Set both = first;
+  both.insert(second.begin(), second.end());
+  EXPECT_EQ(both, all);
+  EXPECT_EQ(everything("?_type=Observation,Condition").second,
+            (Set{"Observation/o1", "Observation/o2", "Condition/c1"}));
+  EXPECT_EQ(everything("?_since=2999-01-01").first, 0);  // nothing changed since then
+  EXPECT_EQ(everything("?_since=2000-01-01").first, 5);
+  EXPECT_EQ(Do("GET", "/Patient/nobody/$everything").status, 404);
+}
+
 TEST_F(SearchTest, SortByAnyParameterAndSeveralKeys) {
   Put("Patient", "a",
       R"({"resourceType":"Patient","id":"a","name":[{"family":"Brown"}],"birthDate":"1990-05-01"})");

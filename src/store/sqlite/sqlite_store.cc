@@ -179,9 +179,19 @@ std::string PredicateSql(const std::string& type, const IndexClause& c, const In
   auto real = [&](double v) { args.push_back({SqlArg::kReal, {}, 0, v}); };
   std::string sql = std::string("SELECT seq FROM ") +
                     TableOf(p.match == IndexPredicate::Match::kText ? IndexKind::kString : c.kind) +
-                    " WHERE type=? AND param=?";
+                    " WHERE type=?";
   text(type);
-  text(p.match == IndexPredicate::Match::kText ? c.param + ":text" : c.param);
+  if (c.any_param.empty()) {
+    sql += " AND param=?";
+    text(p.match == IndexPredicate::Match::kText ? c.param + ":text" : c.param);
+  } else {  // any of several parameters (a compartment's links)
+    sql += " AND param IN (";
+    for (size_t i = 0; i < c.any_param.size(); ++i) {
+      sql += i ? ",?" : "?";
+      text(c.any_param[i]);
+    }
+    sql += ")";
+  }
   // Ranges of ordered values (R4 search 3.1.1.4): [s, e] the search value, [rs, re] the row.
   auto ranges = [&](const char* rs, const char* re, auto bind_s, auto bind_e) {
     std::string RS(rs), RE(re);

@@ -1,0 +1,77 @@
+#include "search/compartments.h"
+
+#include <algorithm>
+#include <map>
+
+#include "common/compress.h"
+#include "common/embedded.h"
+#include "common/json.h"
+#include "common/log.h"
+
+namespace taproot::search {
+namespace {
+
+struct Compartments {
+  // compartment -> type -> params
+  std::map<std::string, std::map<std::string, std::vector<std::string>, std::less<>>, std::less<>>
+      params;
+  std::map<std::string, std::vector<std::string>, std::less<>> types;
+};
+
+const Compartments& Get() {
+  static const Compartments* c = [] {
+    auto* out = new Compartments();
+    auto text = ZstdDecompress(EmbeddedFile("r4/profiles-resources.json.zst"));
+    auto bundle = text.ok() ? ParseJson(*text) : Result<json::value>(text.status());
+    if (!bundle.ok() || !bundle->is_object()) {
+      LogError("embedded R4 definitions are unreadable");
+      std::abort();
+    }
+    const json::value* entries = FindKey(bundle->get_object(), "entry");
+    for (const auto& e : entries && entries->is_array() ? entries->get_array() : json::array()) {
+      const json::value* r = e.is_object() ? FindKey(e.get_object(), "resource") : nullptr;
+      if (!r || !r->is_object() ||
+          GetString(r->get_object(), "resourceType") != "CompartmentDefinition") {
+        continue;
+      }
+      std::string code(GetString(r->get_object(), "code"));
+      const json::value* resources = FindKey(r->get_object(), "resource");
+      if (!resources || !resources->is_array()) continue;
+      for (const auto& res : resources->get_array()) {
+        if (!res.is_object()) continue;
+        const json::value* params = FindKey(res.get_object(), "param");
+        if (!params || !params->is_array() || params->get_array().empty()) continue;
+        std::string type(GetString(res.get_object(), "code"));
+        auto& list = out->params[code][type];
+        for (const auto& p : params->get_array()) {
+          if (p.is_string()) list.emplace_back(p.get_string());
+        }
+        out->types[code].push_back(type);
+      }
+      std::sort(out->types[code].begin(), out->types[code].end());
+    }
+    return out;
+  }();
+  return *c;
+}
+
+}  // namespace
+
+bool IsCompartment(std::string_view type) { return Get().params.count(type) > 0; }
+
+const std::vector<std::string>& CompartmentParams(std::string_view compartment,
+                                                  std::string_view type) {
+  static const std::vector<std::string> kNone;
+  auto c = Get().params.find(compartment);
+  if (c == Get().params.end()) return kNone;
+  auto t = c->second.find(type);
+  return t == c->second.end() ? kNone : t->second;
+}
+
+const std::vector<std::string>& CompartmentTypes(std::string_view compartment) {
+  static const std::vector<std::string> kNone;
+  auto c = Get().types.find(compartment);
+  return c == Get().types.end() ? kNone : c->second;
+}
+
+}  // namespace taproot::search

@@ -1,0 +1,28 @@
+// Compartments (R4 CompartmentDefinitions for Patient, Encounter, RelatedPerson, Practitioner
+// and Device, read from the compiled-in definitions): which search parameters put a resource of
+// a given type in a compartment. Used by compartment search (Patient/123/Observation) and
+// Patient/$everything, and later by access control ("everything about this patient").
+//
+// Built on first use (it parses the resource definitions once, about a third of a second);
+// immutable and shared between threads afterwards.
+#pragma once
+
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace taproot::search {
+
+// True if `type` ("Patient") names a compartment.
+bool IsCompartment(std::string_view type);
+
+// The parameters of resource type `type` that link it to a `compartment` compartment; empty if
+// resources of that type are never in it. The compartment's own type links by its id, given as
+// the single parameter "{def}".
+const std::vector<std::string>& CompartmentParams(std::string_view compartment,
+                                                  std::string_view type);
+
+// The resource types that can be in the compartment, sorted.
+const std::vector<std::string>& CompartmentTypes(std::string_view compartment);
+
+}  // namespace taproot::search
