@@ -17,6 +17,7 @@
 #include "search/indexer.h"
 #include "search/params.h"
 #include "search/query.h"
+#include "search/resolver.h"
 
 namespace taproot::api::internal {
 
@@ -377,7 +378,10 @@ Result<std::string> SearchBundle(store::ReadView& view, const fhir::Model& model
                                  const std::string& type, const Params& params,
                                  const Compartment* compartment) {
   bool strict = req.Header("prefer").find("handling=strict") != std::string::npos;
-  ASSIGN_OR_RETURN(search::ParsedSearch parsed, search::ParseSearch(model, type, params, strict));
+  // Token :in and friends see the server's own ValueSets and CodeSystems over the R4 ones.
+  fhir::Terminology terms(&fhir::R4Terminology(), search::ViewTerminologyLoader(view));
+  ASSIGN_OR_RETURN(search::ParsedSearch parsed,
+                   search::ParseSearch(model, type, params, strict, &terms));
   if (compartment) {
     ASSIGN_OR_RETURN(auto clause, CompartmentClause(*compartment, type));
     if (clause) {

@@ -2,6 +2,8 @@
 
 #include <re2/re2.h>
 
+#include <algorithm>
+
 #include "common/compress.h"
 #include "common/embedded.h"
 #include "common/json.h"
@@ -310,6 +312,43 @@ Result<bool> Terminology::ContainsCode(const std::string& valueset_url,
   ASSIGN_OR_RETURN(auto e, Expand(StripVersion(valueset_url), 0));
   if (e->systems.size() != 1) return false;
   return e->members.count(Key(*e->systems.begin(), code)) > 0;
+}
+
+Result<std::vector<std::pair<std::string, std::string>>> Terminology::Members(
+    const std::string& valueset_url) const {
+  ASSIGN_OR_RETURN(auto e, Expand(StripVersion(valueset_url), 0));
+  std::vector<std::pair<std::string, std::string>> out;
+  out.reserve(e->members.size());
+  for (const auto& key : e->members) {
+    size_t bar = key.rfind('|');
+    out.emplace_back(key.substr(0, bar), key.substr(bar + 1));
+  }
+  std::sort(out.begin(), out.end());
+  return out;
+}
+
+Result<std::vector<std::string>> Terminology::Below(const std::string& system,
+                                                    const std::string& code) const {
+  auto cs = FindCodeSystem(system);
+  if (!cs) return Status::NotFound("the code system " + system + " is not known to this server");
+  std::vector<std::string> out;
+  for (const auto& c : cs->codes) {
+    if (IsA(*cs, c, code)) out.push_back(c);
+  }
+  if (out.empty()) out.push_back(code);
+  return out;
+}
+
+Result<std::vector<std::string>> Terminology::Above(const std::string& system,
+                                                    const std::string& code) const {
+  auto cs = FindCodeSystem(system);
+  if (!cs) return Status::NotFound("the code system " + system + " is not known to this server");
+  std::vector<std::string> out;
+  for (const auto& c : cs->codes) {
+    if (IsA(*cs, code, c)) out.push_back(c);
+  }
+  if (out.empty()) out.push_back(code);
+  return out;
 }
 
 Result<bool> Terminology::Subsumes(const std::string& system, const std::string& a,

@@ -58,6 +58,15 @@ class Terminology {
 
   // Whether code a subsumes code b in the code system (a == b counts). NotFound if the code
   // system is unknown.
+  // Every system|code in the value set (its expansion), as (system, code) pairs, sorted.
+  Result<std::vector<std::pair<std::string, std::string>>> Members(
+      const std::string& valueset_url) const;
+
+  // The codes a code subsumes (itself and its descendants) or is subsumed by (itself and its
+  // ancestors) in the code system. NotFound if the code system is unknown.
+  Result<std::vector<std::string>> Below(const std::string& system, const std::string& code) const;
+  Result<std::vector<std::string>> Above(const std::string& system, const std::string& code) const;
+
   Result<bool> Subsumes(const std::string& system, const std::string& a,
                         const std::string& b) const;
 

@@ -163,7 +163,8 @@ Result<Params> ParseQueryString(std::string_view query) {
 }
 
 static Result<store::IndexClause> ParseClause(const ParamDef& def, const std::string& modifier,
-                                              const std::string& value) {
+                                              const std::string& value,
+                                              const fhir::Terminology& terms) {
   using store::IndexKind;
   using Match = store::IndexPredicate::Match;
   store::IndexClause clause;
@@ -236,6 +237,37 @@ static Result<store::IndexClause> ParseClause(const ParamDef& def, const std::st
         if (modifier == "text") {
           p.match = Match::kText;
           p.value = NormalizeText(v);
+          break;
+        }
+        if (modifier == "in" || modifier == "not-in") {
+          // The value set's codes, from its expansion or compose.
+          auto members = terms.Members(v);
+          if (!members.ok()) {
+            return Status::Make(members.status().code() == StatusCode::kNotImplemented
+                                    ? StatusCode::kNotImplemented
+                                    : StatusCode::kInvalid,
+                                members.status().message());
+          }
+          if (members->size() > 10000) {
+            return Status::Make(StatusCode::kNotImplemented,
+                                "the value set " + v + " has more than 10,000 codes");
+          }
+          clause.negate = modifier == "not-in";
+          p.match = Match::kIn;
+          p.codes = std::move(members).value();
+          break;
+        }
+        if (modifier == "below" || modifier == "above") {
+          auto [system, code] = SplitToken(v);
+          if (!system || system->empty()) {
+            return Status::Invalid(":" + modifier + " needs system|code");
+          }
+          auto codes =
+              modifier == "below" ? terms.Below(*system, code) : terms.Above(*system, code);
+          if (!codes.ok())
+            return Status::Make(StatusCode::kNotImplemented, codes.status().message());
+          p.match = Match::kIn;
+          for (auto& c : *codes) p.codes.emplace_back(*system, std::move(c));
           break;
         }
         if (modifier == "not") {
@@ -360,7 +392,7 @@ static Result<store::IndexClause> ParseClause(const ParamDef& def, const std::st
 // of `type`; NotImplemented for what is known but not supported.
 static Result<store::IndexClause> ParseNamed(const fhir::Model& model, const std::string& type,
                                              const std::string& name, const std::string& value,
-                                             int depth) {
+                                             int depth, const fhir::Terminology& terms) {
   if (depth > 4) return Status::Make(StatusCode::kNotImplemented, "chains deeper than 4 levels");
   auto reference_param = [&](const std::string& t, const std::string& code) -> const ParamDef* {
     const ParamDef* d = R4Params().Find(t, code);
@@ -383,7 +415,7 @@ static Result<store::IndexClause> ParseNamed(const fhir::Model& model, const std
     clause.param = ref;
     clause.kind = store::IndexKind::kReference;
     clause.has_type = has_type;
-    auto inner = ParseNamed(model, has_type, rest.substr(c2 + 1), value, depth + 1);
+    auto inner = ParseNamed(model, has_type, rest.substr(c2 + 1), value, depth + 1, terms);
     if (!inner.ok()) {
       if (inner.status().code() == StatusCode::kNotFound) {
         return Status::Invalid("'" + rest.substr(c2 + 1) + "' is not a parameter of " + has_type);
@@ -416,7 +448,8 @@ static Result<store::IndexClause> ParseNamed(const fhir::Model& model, const std
     clause.kind = store::IndexKind::kReference;
     for (const std::string& t : targets) {
       if (!R4Params().Find(t, next_base) && next_base != "_has") continue;
-      ASSIGN_OR_RETURN(store::IndexClause next, ParseNamed(model, t, right, value, depth + 1));
+      ASSIGN_OR_RETURN(store::IndexClause next,
+                       ParseNamed(model, t, right, value, depth + 1, terms));
       clause.chain.emplace_back(t, std::make_shared<const store::IndexClause>(std::move(next)));
     }
     if (clause.chain.empty()) {
@@ -433,11 +466,13 @@ static Result<store::IndexClause> ParseNamed(const fhir::Model& model, const std
       def->branches.empty()) {
     return Status::Make(StatusCode::kNotImplemented, "this parameter is not supported yet");
   }
-  return ParseClause(*def, modifier, value);
+  return ParseClause(*def, modifier, value, terms);
 }
 
 Result<ParsedSearch> ParseSearch(const fhir::Model& model, const std::string& type,
-                                 const Params& params, bool strict) {
+                                 const Params& params, bool strict,
+                                 const fhir::Terminology* terms) {
+  const fhir::Terminology& terminology = terms ? *terms : fhir::R4Terminology();
   ParsedSearch out;
   out.query.type = type;
   out.query.count = kDefaultCount;
@@ -566,7 +601,7 @@ Result<ParsedSearch> ParseSearch(const fhir::Model& model, const std::string& ty
       continue;
     }
     if (!type.empty()) {
-      auto clause = ParseNamed(model, type, name, value, 0);
+      auto clause = ParseNamed(model, type, name, value, 0, terminology);
       if (clause.ok()) {
         out.query.clauses.push_back(std::move(clause).value());
         out.used.emplace_back(name, value);

@@ -11,6 +11,7 @@
 
 #include "common/status.h"
 #include "fhir/model.h"
+#include "fhir/terminology.h"
 #include "store/store.h"
 
 namespace taproot::search {
@@ -40,8 +41,11 @@ constexpr int64_t kMaxCount = 1000;
 
 // `type` may be empty for a whole-system search. With strict = true any unknown or unsupported
 // parameter is a kInvalid error naming it.
+// `terms` answers token :in, :not-in, :below and :above (the R4 value sets and code systems when
+// null; the server passes one that also reads its own).
 Result<ParsedSearch> ParseSearch(const fhir::Model& model, const std::string& type,
-                                 const Params& params, bool strict);
+                                 const Params& params, bool strict,
+                                 const fhir::Terminology* terms = nullptr);
 
 // Parses a non-negative integer parameter value (_count, _offset, paging cursors).
 Result<int64_t> ParseNonNegative(const std::string& name, const std::string& value);

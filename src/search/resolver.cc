@@ -67,28 +67,45 @@ const json::value* StoreResolver::Resolve(const std::string& reference) {
   return found;
 }
 
+namespace {
+
+// The current resource of `type` with canonical `url`, through the url index.
+Result<std::optional<json::value>> FindCanonical(store::ReadView& view, const std::string& type,
+                                                 const std::string& url) {
+  store::SearchQuery q;
+  q.type = type;
+  store::IndexClause url_clause;
+  url_clause.param = "url";
+  url_clause.kind = store::IndexKind::kUri;
+  url_clause.any_of.emplace_back();
+  url_clause.any_of.back().value = url;
+  q.clauses.push_back(std::move(url_clause));
+  q.count = 1;
+  q.want_total = false;
+  ASSIGN_OR_RETURN(store::SearchPage page, view.Search(q));
+  if (page.resources.empty()) return std::optional<json::value>();
+  ASSIGN_OR_RETURN(json::value v, ParseJson(page.resources.front().json));
+  return std::optional<json::value>(std::move(v));
+}
+
+}  // namespace
+
 fhir::Terminology::Loader StoreTerminologyLoader(store::Store& store) {
   return [&store](const std::string& type, const std::string& url) -> std::optional<json::value> {
     std::optional<json::value> found;
-    store::SearchQuery q;
-    q.type = type;
-    store::IndexClause url_clause;
-    url_clause.param = "url";
-    url_clause.kind = store::IndexKind::kUri;
-    url_clause.any_of.emplace_back();
-    url_clause.any_of.back().value = url;
-    q.clauses.push_back(std::move(url_clause));
-    q.count = 1;
-    q.want_total = false;
     Status st = store.ReadStatement([&](store::ReadView& view) -> Status {
-      ASSIGN_OR_RETURN(store::SearchPage page, view.Search(q));
-      if (page.resources.empty()) return Status::Ok();
-      ASSIGN_OR_RETURN(json::value v, ParseJson(page.resources.front().json));
-      found = std::move(v);
+      ASSIGN_OR_RETURN(found, FindCanonical(view, type, url));
       return Status::Ok();
     });
     if (!st.ok()) return std::nullopt;
     return found;
+  };
+}
+
+fhir::Terminology::Loader ViewTerminologyLoader(store::ReadView& view) {
+  return [&view](const std::string& type, const std::string& url) -> std::optional<json::value> {
+    auto found = FindCanonical(view, type, url);
+    return found.ok() ? std::move(found).value() : std::nullopt;
   };
 }
 

@@ -44,5 +44,7 @@ class StoreResolver {
 // fhir::R4Terminology() and call Invalidate() on the Terminology when such resources change.
 // The store must outlive the loader.
 fhir::Terminology::Loader StoreTerminologyLoader(store::Store& store);
+// The same within a snapshot the caller holds (a search's view); the view must outlive it.
+fhir::Terminology::Loader ViewTerminologyLoader(store::ReadView& view);
 
 }  // namespace taproot::search

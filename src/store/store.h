@@ -89,7 +89,9 @@ struct IndexPredicate {
     kContains,  // string :contains
     kText,      // token :text: the display text starts with
     kAbove,     // uri :above: the stored URI is a prefix of this one
+    kIn,        // token :in, :below, :above: any of `codes`
   } match = Match::kEqual;
+  std::vector<std::pair<std::string, std::string>> codes;  // kIn: (system, code) pairs
   Prefix prefix = Prefix::kEq;
   double low = 0, high = 0;    // number, quantity: the range the search value stands for
   int64_t start = 0, end = 0;  // date: the first and last microsecond of the search value

@@ -86,6 +86,39 @@ TEST_F(SearchTest, TokensBySystemCodeTextAndNot) {
   EXPECT_EQ(Ids("Patient?phone=0113 496 0000"), (Set{"p"}));
 }
 
+TEST_F(SearchTest, TokensInValueSetsAndHierarchies) {
+  // R4's data-absent-reason: asked-unknown and temp-unknown are below unknown; masked is not.
+  const char* dar = "http://terminology.hl7.org/CodeSystem/data-absent-reason";
+  auto obs = [&](const std::string& id, const std::string& code) {
+    Put("Observation", id,
+        R"({"resourceType":"Observation","id":")" + id +
+            R"(","status":"final","code":{"text":"x"},"dataAbsentReason":{"coding":[{"system":")" +
+            dar + R"(","code":")" + code + R"("}]}})");
+  };
+  obs("a", "asked-unknown");
+  obs("m", "masked");
+  obs("u", "unknown");
+  EXPECT_EQ(Ids(std::string("Observation?data-absent-reason:below=") + dar + "|unknown"),
+            (Set{"a", "u"}));
+  EXPECT_EQ(Ids(std::string("Observation?data-absent-reason:above=") + dar + "|asked-unknown"),
+            (Set{"a", "u"}));
+  EXPECT_EQ(
+      Ids("Observation?data-absent-reason:in=http://hl7.org/fhir/ValueSet/data-absent-reason"),
+      (Set{"a", "m", "u"}));
+  // A value set stored on this server, by its canonical URL.
+  ASSERT_EQ(Do("POST", "/ValueSet",
+               std::string(R"({"resourceType":"ValueSet","status":"active",
+      "url":"http://example.org/vs/unknowns","compose":{"include":[{"system":")") +
+                   dar + R"(","filter":[{"property":"concept","op":"is-a","value":"unknown"}]}]}})")
+                .status,
+            201);
+  EXPECT_EQ(Ids("Observation?data-absent-reason:in=http://example.org/vs/unknowns"),
+            (Set{"a", "u"}));
+  EXPECT_EQ(Ids("Observation?data-absent-reason:not-in=http://example.org/vs/unknowns"),
+            (Set{"m"}));
+  EXPECT_EQ(Status("Observation?data-absent-reason:in=http://example.org/vs/none"), 400);
+}
+
 TEST_F(SearchTest, ReferencesByTypeIdUrlAndIdentifier) {
   Put("Patient", "p1", R"({"resourceType":"Patient","id":"p1"})");
   Put("Group", "g1", R"({"resourceType":"Group","id":"g1","type":"person","actual":true})");

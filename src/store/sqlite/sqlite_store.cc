@@ -236,6 +236,17 @@ std::string PredicateSql(const std::string& type, const IndexClause& c, const In
   };
   switch (p.match == IndexPredicate::Match::kText ? IndexKind::kString : c.kind) {
     case IndexKind::kToken:
+      if (p.match == IndexPredicate::Match::kIn) {
+        sql += " AND (code, system) IN (VALUES ";
+        for (size_t i = 0; i < p.codes.size(); ++i) {
+          sql += i ? ",(?,?)" : "(?,?)";
+          text(p.codes[i].second);
+          text(p.codes[i].first);
+        }
+        if (p.codes.empty()) sql += "(NULL,NULL)";
+        sql += ")";
+        break;
+      }
       sql += " AND code=?";
       text(p.value);
       if (p.system) {
