@@ -58,7 +58,7 @@ TEST(QueryTest, TokensAndUnknownParameters) {
   EXPECT_FALSE(any[2].system.has_value());
   EXPECT_EQ(t.query.count, 5);
   EXPECT_EQ(t.query.offset, 10);
-  ParsedSearch lenient = Parse("bogus=1&identifier:below=x");
+  ParsedSearch lenient = Parse("bogus=1&identifier:fuzzy=x");
   EXPECT_EQ(lenient.ignored.size(), 2u);
   EXPECT_TRUE(lenient.used.empty());
   auto strict = ParseSearch(fhir::R4(), "Patient", {{"bogus", "1"}}, true);
