@@ -1,6 +1,9 @@
 #include "api/engine.h"
 
+#include <atomic>
 #include <boost/json.hpp>
+#include <mutex>
+#include <thread>
 
 #include "api/bundle.h"
 #include "api/capability.h"
@@ -9,9 +12,11 @@
 #include "api/outcome.h"
 #include "common/clock.h"
 #include "common/ids.h"
+#include "common/log.h"
 #include "fhir/primitives.h"
 #include "search/compartments.h"
 #include "search/query.h"
+#include "search/reindex.h"
 
 namespace taproot::api {
 
@@ -101,6 +106,7 @@ class Engine::Impl {
     const std::string& m = req.method;
     if (m == "GET" || m == "HEAD") {
       if (parts.size() == 1 && parts[0] == "metadata") return JsonResponse(200, capability_);
+      if (parts.size() == 1 && parts[0] == "$reindex") return ReindexStatus();
       FhirResponse res;
       auto route = [&](store::ReadView& view) -> Status {
         res = RouteGet(view, ctx, req);
@@ -112,6 +118,11 @@ class Engine::Impl {
       Status st = one_query ? store_.ReadStatement(route) : store_.Read(route);
       if (!st.ok()) return ErrorResponse(st);
       return res;
+    }
+    if (m == "POST" && parts.size() == 1 && parts[0] == "$reindex") return StartReindex(ctx, "");
+    if (m == "POST" && parts.size() == 2 && parts[1] == "$reindex") {
+      if (Status st = CheckType(parts[0]); !st.ok()) return ErrorResponse(st);
+      return StartReindex(ctx, parts[0]);
     }
     if (m == "POST" && parts.size() == 2 && parts[1] == "_search") {
       return SearchPost(ctx, req, parts[0]);
@@ -442,11 +453,94 @@ class Engine::Impl {
     return patch;
   }
 
+  // $reindex: POST [base]/$reindex or [base]/[type]/$reindex starts one background job (409 if
+  // one runs); GET [base]/$reindex reports its state and progress as Parameters.
+  FhirResponse StartReindex(const RequestContext& ctx, const std::string& type) {
+    std::lock_guard lock(reindex_mu_);
+    if (reindex_running_) {
+      return ErrorResponse(Status::Make(StatusCode::kConflict, "a reindex is already running"));
+    }
+    if (reindex_thread_.joinable()) reindex_thread_.join();
+    reindex_ = std::make_unique<search::ReindexProgress>();
+    reindex_types_ = type.empty() ? "*" : type;
+    reindex_started_ = NowMicros();
+    reindex_finished_ = 0;
+    reindex_status_ = Status::Ok();
+    reindex_cancel_ = false;
+    reindex_running_ = true;
+    reindex_thread_ = std::thread([this, type] {
+      std::vector<std::string> types;
+      if (!type.empty()) types.push_back(type);
+      Status st = search::Reindex(store_, model_, types, reindex_.get(), &reindex_cancel_);
+      std::lock_guard lock(reindex_mu_);
+      reindex_status_ = st;
+      reindex_finished_ = NowMicros();
+      reindex_running_ = false;
+      if (st.ok()) {
+        LogInfo("reindex of " + reindex_types_ + " done: " + std::to_string(reindex_->done) +
+                " resources, " + std::to_string(reindex_->rows) + " index rows");
+      } else {
+        LogWarn("reindex of " + reindex_types_ + " failed: " + st.ToString());
+      }
+    });
+    FhirResponse res = JsonResponse(202, ReindexStatusLocked());
+    res.SetHeader("Content-Location", ctx.base_url + "/$reindex");
+    return res;
+  }
+
+  FhirResponse ReindexStatus() {
+    std::lock_guard lock(reindex_mu_);
+    return JsonResponse(200, ReindexStatusLocked());
+  }
+
+  std::string ReindexStatusLocked() const {
+    auto param = [](const std::string& name, json::value v, const char* kind) {
+      return json::object{{"name", name}, {kind, std::move(v)}};
+    };
+    json::array params;
+    std::string state = reindex_running_       ? "running"
+                        : !reindex_            ? "idle"
+                        : reindex_status_.ok() ? "completed"
+                                               : "failed";
+    params.push_back(param("state", json::string(state), "valueCode"));
+    if (reindex_) {
+      params.push_back(param("types", json::string(reindex_types_), "valueString"));
+      params.push_back(param("total", json::value(reindex_->total.load()), "valueInteger"));
+      params.push_back(param("done", json::value(reindex_->done.load()), "valueInteger"));
+      params.push_back(param("rows", json::value(reindex_->rows.load()), "valueInteger"));
+      params.push_back(
+          param("started", json::string(FormatInstant(reindex_started_)), "valueInstant"));
+      if (reindex_finished_) {
+        params.push_back(
+            param("finished", json::string(FormatInstant(reindex_finished_)), "valueInstant"));
+      }
+      if (!reindex_status_.ok()) {
+        params.push_back(param("error", json::string(reindex_status_.message()), "valueString"));
+      }
+    }
+    return SerializeJson(json::object{{"resourceType", "Parameters"}, {"parameter", params}});
+  }
+
   store::Store& store_;
   const fhir::Model& model_;
   EngineOptions options_;
   Ops ops_;
   std::string capability_;
+
+  std::mutex reindex_mu_;
+  std::thread reindex_thread_;
+  std::atomic<bool> reindex_cancel_{false};
+  bool reindex_running_ = false;  // guarded by reindex_mu_, as are the fields below
+  std::unique_ptr<search::ReindexProgress> reindex_;
+  std::string reindex_types_;
+  int64_t reindex_started_ = 0, reindex_finished_ = 0;
+  Status reindex_status_;
+
+ public:
+  ~Impl() {
+    reindex_cancel_ = true;
+    if (reindex_thread_.joinable()) reindex_thread_.join();
+  }
 };
 
 Engine::Engine(store::Store& store, const fhir::Model& model, EngineOptions options)

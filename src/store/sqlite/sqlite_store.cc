@@ -560,6 +560,10 @@ class SqliteView : public virtual ReadView {
       }
       where += ")";
     }
+    if (q.after_id) {
+      where += " AND c.id>?";
+      args.push_back({SqlArg::kText, *q.after_id});
+    }
     if (q.updated_ge) {
       where += " AND c.ts>=?";
       args.push_back({SqlArg::kInt, {}, *q.updated_ge});
@@ -826,15 +830,24 @@ class SqliteWriteTxn : public SqliteView, public WriteTxn {
   // Inserts a version's index rows, several rows per statement (one statement per table and
   // up to kRowsPerInsert rows): per-statement overhead, not the B-tree, dominates row by row.
   Status InsertIndex(const VersionRecord& v, int64_t seq, const std::vector<IndexEntry>& rows) {
+    std::vector<std::pair<int64_t, const IndexEntry*>> with_seq;
+    with_seq.reserve(rows.size());
+    for (const IndexEntry& e : rows) with_seq.emplace_back(seq, &e);
+    return InsertRows(v.type, with_seq);
+  }
+
+  // Rows of several versions (each with its seq), all of one resource type.
+  Status InsertRows(const std::string& type,
+                    const std::vector<std::pair<int64_t, const IndexEntry*>>& rows) {
     static constexpr size_t kRowsPerInsert = 16;
     static constexpr IndexKind kKinds[] = {
         IndexKind::kToken,    IndexKind::kString,    IndexKind::kDate, IndexKind::kNumber,
         IndexKind::kQuantity, IndexKind::kReference, IndexKind::kUri};
-    std::vector<const IndexEntry*> of_kind;
+    std::vector<std::pair<int64_t, const IndexEntry*>> of_kind;
     for (IndexKind kind : kKinds) {
       of_kind.clear();
-      for (const IndexEntry& e : rows) {
-        if (e.kind == kind) of_kind.push_back(&e);
+      for (const auto& r : rows) {
+        if (r.second->kind == kind) of_kind.push_back(r);
       }
       for (size_t start = 0; start < of_kind.size(); start += kRowsPerInsert) {
         size_t n = std::min(kRowsPerInsert, of_kind.size() - start);
@@ -879,8 +892,8 @@ class SqliteWriteTxn : public SqliteView, public WriteTxn {
         ASSIGN_OR_RETURN(sqlite3_stmt * s, c_.Prepare(sql));
         Binder b{s};
         for (size_t i = 0; i < n; ++i) {
-          const IndexEntry& e = *of_kind[start + i];
-          b.Text(v.type).Text(e.param);
+          const IndexEntry& e = *of_kind[start + i].second;
+          b.Text(type).Text(e.param);
           switch (kind) {
             case IndexKind::kToken:
               b.Text(e.value).Text(e.system);
@@ -904,12 +917,34 @@ class SqliteWriteTxn : public SqliteView, public WriteTxn {
               b.Text(e.value);
               break;
           }
-          b.Int(seq);
+          b.Int(of_kind[start + i].first);
         }
         RETURN_IF_ERROR(Run(c_, s, "insert index"));
       }
     }
     return Status::Ok();
+  }
+
+  Status PutIndex(const std::string& type, int64_t seq,
+                  const std::vector<IndexEntry>& rows) override {
+    VersionRecord v;
+    v.type = type;
+    return InsertIndex(v, seq, rows);
+  }
+
+  Status PutIndexRows(const std::string& type,
+                      const std::vector<std::pair<int64_t, IndexEntry>>& rows) override {
+    // In key order, so consecutive inserts land on the same B-tree pages.
+    std::vector<std::pair<int64_t, const IndexEntry*>> sorted;
+    sorted.reserve(rows.size());
+    for (const auto& [seq, e] : rows) sorted.emplace_back(seq, &e);
+    std::sort(sorted.begin(), sorted.end(), [](const auto& a, const auto& b) {
+      const IndexEntry& x = *a.second;
+      const IndexEntry& y = *b.second;
+      return std::tie(x.param, x.value, x.system, x.start, x.number, a.first) <
+             std::tie(y.param, y.value, y.system, y.start, y.number, b.first);
+    });
+    return InsertRows(type, sorted);
   }
 
   Status Nested(const std::function<Status(WriteTxn&)>& fn) override {
