@@ -212,8 +212,10 @@ class Extractor {
     // Also in UCUM base units, so 5.5 mmol/L is found by a search in umol/L.
     if (system == kUcum || system.empty()) {
       if (auto canonical = fhir::ucum::Parse(code); canonical.ok() && canonical->offset == 0) {
-        IndexEntry base{p_.code, IndexKind::kQuantity, std::string(kUcumCanonicalSystem),
-                        canonical->UnitText()};
+        // Under their own parameter name, so a search without a unit sees only the values as
+        // written.
+        IndexEntry base{p_.code + std::string(kUcumParamSuffix), IndexKind::kQuantity,
+                        std::string(kUcumCanonicalSystem), canonical->UnitText()};
         base.number = d * canonical->factor;
         out_.push_back(std::move(base));
       }

@@ -27,6 +27,8 @@ std::vector<store::IndexEntry> ExtractParam(const ParamDef& param,
 
 // The system under which quantities are also indexed in UCUM base units.
 inline constexpr std::string_view kUcumCanonicalSystem = "urn:taproot:ucum-canonical";
+// ... and under the parameter's code with this suffix ("value-quantity:ucum").
+inline constexpr std::string_view kUcumParamSuffix = ":ucum";
 
 // True if `param` is a token parameter of `type` (used for conditional operations).
 bool HasTokenParam(const fhir::Model& model, std::string_view type, std::string_view param);

@@ -360,6 +360,7 @@ static Result<store::IndexClause> ParseClause(const ParamDef& def, const std::st
                                ? fhir::ucum::Parse(code)
                                : Result<fhir::ucum::Canonical>(Status::Invalid("not UCUM"));
           if (canonical.ok() && canonical->offset == 0) {
+            p.param_suffix = std::string(kUcumParamSuffix);
             p.system = std::string(kUcumCanonicalSystem);
             p.value = canonical->UnitText();
             p.low *= canonical->factor;

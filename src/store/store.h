@@ -92,6 +92,8 @@ struct IndexPredicate {
     kIn,        // token :in, :below, :above: any of `codes`
   } match = Match::kEqual;
   std::vector<std::pair<std::string, std::string>> codes;  // kIn: (system, code) pairs
+  // Rows of the clause's parameter with this suffix instead (quantities in UCUM base units).
+  std::string param_suffix;
   Prefix prefix = Prefix::kEq;
   double low = 0, high = 0;    // number, quantity: the range the search value stands for
   int64_t start = 0, end = 0;  // date: the first and last microsecond of the search value

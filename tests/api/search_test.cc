@@ -1,11 +1,15 @@
 // Search over the REST API: every parameter type with its modifiers and prefixes. Each test
 // writes a handful of resources whose expected matches follow from how they were written (the
 // comment by each case says why), never from the code under test.
+#include <algorithm>
+#include <filesystem>
+#include <functional>
 #include <map>
 #include <set>
 #include <thread>
 
 #include "api/engine_fixture.h"
+#include "test_util.h"
 
 namespace taproot::api {
 namespace {
@@ -454,6 +458,93 @@ TEST_F(SearchTest, ReindexRebuildsMissingRows) {
   }
   EXPECT_EQ(Ids("Patient?gender=female").size(), 400u);
   EXPECT_EQ(Do("POST", "/Nope/$reindex").status, 404);
+}
+
+// On real Synthea data: totals the server gives against counts taken here by walking the
+// source bundles' JSON.
+TEST_F(SearchTest, SyntheaTotalsMatchCountsFromTheSourceBundles) {
+  std::filesystem::path dir = std::filesystem::path(TAPROOT_FIXTURES) / "bundles";
+  std::vector<json::value> loaded;
+  int patients = 0;
+  std::vector<std::filesystem::path> files;
+  for (auto& e : std::filesystem::directory_iterator(dir)) files.push_back(e.path());
+  std::sort(files.begin(), files.end());
+  // Reference data first (practitioners, organisations), then five patients.
+  std::stable_partition(files.begin(), files.end(), [](const std::filesystem::path& p) {
+    return p.filename().string().find("Information") != std::string::npos;
+  });
+  for (const auto& f : files) {
+    bool reference = f.filename().string().find("Information") != std::string::npos;
+    if (!reference && patients == 5) continue;
+    std::string text = testing::ReadFileText(f);
+    FhirResponse r = Do("POST", "", text, {{"prefer", "return=minimal"}});
+    ASSERT_EQ(r.status, 200) << f;
+    loaded.push_back(*ParseJson(text));
+    if (!reference) ++patients;
+  }
+  // Counting by walking the JSON.
+  auto count = [&](const std::string& type, const std::function<bool(const json::object&)>& f) {
+    int64_t n = 0;
+    for (const auto& b : loaded) {
+      for (const auto& e : b.at("entry").as_array()) {
+        const json::object& r = e.at("resource").as_object();
+        if (r.at("resourceType").as_string() == type && f(r)) ++n;
+      }
+    }
+    return n;
+  };
+  auto has_code = [](const json::object& cc_holder, const char* key, const char* system,
+                     const char* code) {
+    const json::value* cc = cc_holder.if_contains(key);
+    if (!cc) return false;
+    for (const auto& c : cc->at("coding").as_array()) {
+      if (c.at("system").as_string() == system && c.at("code").as_string() == code) return true;
+    }
+    return false;
+  };
+  auto total = [&](const std::string& query) {
+    FhirResponse r =
+        Do("GET", "/" + query + "&_summary=count", "", {{"prefer", "handling=strict"}});
+    EXPECT_EQ(r.status, 200) << r.body;
+    return Body(r).at("total").as_int64();
+  };
+  // The code of the first observation in the data, and how many observations carry it.
+  std::string code;
+  count("Observation", [&](const json::object& o) {
+    if (code.empty()) code = std::string(o.at("code").at("coding").at(0).at("code").as_string());
+    return false;
+  });
+  int64_t with_code = count("Observation", [&](const json::object& o) {
+    return has_code(o, "code", "http://loinc.org", code.c_str());
+  });
+  EXPECT_GT(with_code, 0);
+  EXPECT_EQ(total("Observation?code=http://loinc.org|" + code), with_code);
+  EXPECT_EQ(total("Observation?code=" + code), with_code);
+  int64_t female = count("Patient", [](const json::object& p) {
+    return p.if_contains("gender") && p.at("gender").as_string() == "female";
+  });
+  EXPECT_EQ(total("Patient?gender=female"), female);
+  // Encounters starting in 2015 or later: the period's start at day precision or finer; a
+  // period that ends after 2015 also overlaps ge2015 (R4: the range above intersects).
+  int64_t since2015 = count("Encounter", [](const json::object& e) {
+    const json::value* p = e.if_contains("period");
+    if (!p) return false;
+    std::string end(p->as_object().if_contains("end") ? p->at("end").as_string()
+                                                      : p->at("start").as_string());
+    return end.substr(0, 4) >= "2015";
+  });
+  EXPECT_EQ(total("Encounter?date=ge2015-01-01"), since2015);
+  // Observations with a numeric value above 100 (any unit).
+  int64_t above100 = count("Observation", [](const json::object& o) {
+    const json::value* q = o.if_contains("valueQuantity");
+    return q && q->as_object().if_contains("value") && q->at("value").to_number<double>() > 100;
+  });
+  EXPECT_EQ(total("Observation?value-quantity=gt100"), above100);
+  // Every observation refers to a patient: chained on gender, it splits by the patients' gender.
+  int64_t all_obs = count("Observation", [](const json::object&) { return true; });
+  EXPECT_EQ(total("Observation?subject:Patient.gender=female") +
+                total("Observation?subject:Patient.gender=male"),
+            all_obs);
 }
 
 TEST_F(SearchTest, BadAndUnsupportedParameters) {

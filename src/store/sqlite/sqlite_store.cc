@@ -183,7 +183,7 @@ std::string PredicateSql(const std::string& type, const IndexClause& c, const In
   text(type);
   if (c.any_param.empty()) {
     sql += " AND param=?";
-    text(p.match == IndexPredicate::Match::kText ? c.param + ":text" : c.param);
+    text(p.match == IndexPredicate::Match::kText ? c.param + ":text" : c.param + p.param_suffix);
   } else {  // any of several parameters (a compartment's links)
     sql += " AND param IN (";
     for (size_t i = 0; i < c.any_param.size(); ++i) {
