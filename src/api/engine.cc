@@ -10,6 +10,7 @@
 #include "api/history.h"
 #include "api/internal.h"
 #include "api/outcome.h"
+#include "api/subset.h"
 #include "common/clock.h"
 #include "common/ids.h"
 #include "common/log.h"
@@ -161,6 +162,12 @@ class Engine::Impl {
       return res;
     }
     res.body = std::move(r->json);
+    // _summary and _elements apply to reads too.
+    if (!req.query.empty()) {
+      auto subset = internal::ParseSubset(req.query);
+      if (!subset.ok()) return ErrorResponse(subset.status());
+      res.body = internal::ApplySubset(model_, res.body, *subset);
+    }
     return res;
   }
 

@@ -12,6 +12,7 @@
 
 #include "api/bundle_writer.h"
 #include "api/outcome.h"
+#include "api/subset.h"
 #include "common/clock.h"
 #include "search/compartments.h"
 #include "search/indexer.h"
@@ -397,9 +398,11 @@ Result<std::string> SearchBundle(store::ReadView& view, const fhir::Model& model
       parsed.query.ids = std::move(ids);
     }
   }
-  bool count_only = false;
+  ASSIGN_OR_RETURN(Subset subset, ParseSubset(params));
+  bool count_only = subset.summary == Subset::Summary::kCount;
+  // _summary and _elements travel in every paging link.
   for (const auto& [k, v] : params) {
-    if (k == "_summary" && v == "count") count_only = true;
+    if ((k == "_summary" && !count_only) || k == "_elements") parsed.used.emplace_back(k, v);
   }
   if (count_only) {
     parsed.query.count = 0;
@@ -430,14 +433,14 @@ Result<std::string> SearchBundle(store::ReadView& view, const fhir::Model& model
   }
   for (const store::VersionRecord& v : page.resources) {
     w.Entry(ctx.base_url + "/" + v.type + "/" + v.id,
-            WithVersionMeta(v.json, v.version, v.last_updated),
+            ApplySubset(model, WithVersionMeta(v.json, v.version, v.last_updated), subset),
             json::object{{"search", json::object{{"mode", "match"}}}});
   }
   if (!parsed.includes.empty() && !count_only) {
     ASSIGN_OR_RETURN(Included inc, FindIncluded(view, model, parsed.includes, page.resources));
     for (const store::VersionRecord& v : inc.resources) {
       w.Entry(ctx.base_url + "/" + v.type + "/" + v.id,
-              WithVersionMeta(v.json, v.version, v.last_updated),
+              ApplySubset(model, WithVersionMeta(v.json, v.version, v.last_updated), subset),
               json::object{{"search", json::object{{"mode", "include"}}}});
     }
     if (inc.truncated) {

@@ -104,6 +104,10 @@ Result<Model> Model::Build(std::string_view types_json, std::string_view resourc
         std::string_view max = GetString(el, "max");
         def.prohibited = max == "0";
         def.is_array = max != "1" && max != "0";
+        if (const json::value* summary = el.if_contains("isSummary");
+            summary && summary->is_bool()) {
+          def.summary = summary->get_bool();
+        }
         PendingElement p{owner, owner->elements.size(), {}, {}, {}};
         if (auto* types = el.if_contains("type"); types && types->is_array()) {
           for (const auto& t : types->get_array()) p.type_codes.push_back(TypeCode(t.as_object()));

@@ -69,6 +69,7 @@ struct ElementDef {
   bool choice = false;
   bool is_array = false;    // max > 1 or "*"
   bool prohibited = false;  // max == "0"
+  bool summary = false;     // isSummary: part of _summary=true
   int min = 0;
   std::vector<const TypeDef*> types;  // one, or several for value[x]
 };

@@ -547,6 +547,45 @@ TEST_F(SearchTest, SyntheaTotalsMatchCountsFromTheSourceBundles) {
             all_obs);
 }
 
+TEST_F(SearchTest, SummaryAndElements) {
+  Put("Patient", "s", R"({"resourceType":"Patient","id":"s",
+      "text":{"status":"generated","div":"<div xmlns=\"http://www.w3.org/1999/xhtml\">Ann</div>"},
+      "name":[{"family":"Ash"}],"gender":"female","maritalStatus":{"text":"M"},
+      "photo":[{"contentType":"image/png","data":"AAAA"}]})");
+  auto keys = [&](const std::string& query) {
+    std::set<std::string> out;
+    FhirResponse r = Do("GET", "/" + query);
+    EXPECT_EQ(r.status, 200) << r.body;
+    json::value b = Body(r);
+    const json::object* res = &b.as_object();
+    if (auto* e = b.as_object().if_contains("entry")) {
+      res = &e->as_array().at(0).at("resource").as_object();
+    }
+    for (const auto& kv : *res) out.insert(std::string(kv.key()));
+    bool subsetted = res->at("meta").as_object().if_contains("tag") != nullptr;
+    if (subsetted) out.insert("(SUBSETTED)");
+    return out;
+  };
+  using S = std::set<std::string>;
+  // R4 marks name and gender isSummary, maritalStatus and photo not.
+  EXPECT_EQ(keys("Patient?_id=s&_summary=true"),
+            (S{"resourceType", "id", "meta", "name", "gender", "(SUBSETTED)"}));
+  EXPECT_EQ(keys("Patient?_id=s&_summary=text"),
+            (S{"resourceType", "id", "meta", "text", "(SUBSETTED)"}));
+  EXPECT_EQ(keys("Patient?_id=s&_summary=data"), (S{"resourceType", "id", "meta", "name", "gender",
+                                                    "maritalStatus", "photo", "(SUBSETTED)"}));
+  EXPECT_EQ(keys("Patient?_id=s&_elements=gender,Patient.photo"),
+            (S{"resourceType", "id", "meta", "gender", "photo", "(SUBSETTED)"}));
+  EXPECT_EQ(keys("Patient?_id=s&_summary=false"),
+            (S{"resourceType", "id", "meta", "text", "name", "gender", "maritalStatus", "photo"}));
+  EXPECT_EQ(keys("Patient/s?_summary=true"),
+            (S{"resourceType", "id", "meta", "name", "gender", "(SUBSETTED)"}));
+  EXPECT_EQ(Status("Patient?_summary=maybe"), 400);
+  // _total=none leaves the total out.
+  json::value none = Body(Do("GET", "/Patient?_total=none"));
+  EXPECT_FALSE(none.as_object().contains("total"));
+}
+
 TEST_F(SearchTest, BadAndUnsupportedParameters) {
   EXPECT_EQ(Status("Patient?family:fuzzy=x"), 400);  // unknown modifier, strict
   EXPECT_EQ(Status("Patient?nonsense=x"), 400);
