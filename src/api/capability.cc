@@ -37,8 +37,12 @@ std::string BuildCapabilityStatement(const fhir::Model& model, const std::string
     }
     for (const search::ParamDef* p : search::R4Params().ForType(type)) {
       // Only what is indexed and searchable today.
-      if (p->type == search::ParamType::kComposite || p->type == search::ParamType::kSpecial ||
-          p->branches.empty() || p->code == "_id" || p->code == "_lastUpdated") {
+      bool composite_ok =
+          p->type != search::ParamType::kComposite ||
+          (p->components.size() == 2 && p->components[0].param && p->components[1].param &&
+           p->components[0].param->type == search::ParamType::kToken);
+      if (!composite_ok || p->type == search::ParamType::kSpecial || p->branches.empty() ||
+          p->code == "_id" || p->code == "_lastUpdated") {
         continue;
       }
       params.push_back(json::object{{"name", p->code},

@@ -1502,6 +1502,13 @@ Result<Collection> CompiledExpression::Evaluate(const json::value& resource,
   return ev.Eval(*root_, Collection{root});
 }
 
+Result<Collection> CompiledExpression::Evaluate(const Item& context, const Item& resource,
+                                                const EvalOptions& options) const {
+  Context ctx{&resource, &options, &literals_};
+  Evaluator ev(ctx);
+  return ev.Eval(*root_, Collection{context});
+}
+
 std::string ItemToString(const Item& item) {
   if (auto s = ToStringValue(item)) {
     auto sys = ToSystem(item);

@@ -49,6 +49,10 @@ class CompiledExpression {
   // Evaluates against a resource (or any FHIR JSON object with resourceType).
   Result<Collection> Evaluate(const boost::json::value& resource,
                               const EvalOptions& options = {}) const;
+  // Evaluates relative to an item of an earlier result (a composite search parameter's
+  // components on each value it selected); `resource` is the item's resource (%resource).
+  Result<Collection> Evaluate(const Item& context, const Item& resource,
+                              const EvalOptions& options = {}) const;
   const Expr& root() const { return *root_; }
 
  private:

@@ -237,6 +237,51 @@ bool HasTokenParam(const fhir::Model& model, std::string_view type, std::string_
 namespace {
 
 // Evaluates one parameter over a resource and appends its rows.
+// A composite parameter whose first component is a token (code-value-quantity and the like):
+// for each value the parameter selects, its second component's rows, filed under
+// "<code>$<system>|<code>" and "<code>$<code>" so a search finds them by the first component
+// with the second's own index and prefixes (search/query.cc builds the same names).
+void ExtractComposite(const ParamDef& p, const json::value& resource,
+                      const fhirpath::EvalOptions& options, std::vector<IndexEntry>& out) {
+  if (p.components.size() != 2) return;
+  const ParamDef::Component& first = p.components[0];
+  const ParamDef::Component& second = p.components[1];
+  if (!first.param || !second.param || !first.expression || !second.expression ||
+      first.param->type != ParamType::kToken) {
+    return;
+  }
+  fhirpath::Item root;
+  root.value = &resource;
+  root.type = fhir::R4().FindResource(
+      resource.is_object() ? GetString(resource.get_object(), "resourceType") : "");
+  for (const auto& branch : p.branches) {
+    auto items = branch->Evaluate(resource, options);
+    if (!items.ok()) continue;
+    for (const auto& item : *items) {
+      std::vector<IndexEntry> keys, values;
+      Extractor key_extractor(*first.param, keys);
+      Extractor value_extractor(*second.param, values);
+      auto k = first.expression->Evaluate(item, root, options);
+      auto v = second.expression->Evaluate(item, root, options);
+      if (!k.ok() || !v.ok()) continue;
+      for (const auto& i : *k) key_extractor.Add(i);
+      for (const auto& i : *v) value_extractor.Add(i);
+      for (const IndexEntry& key : keys) {
+        if (key.kind != IndexKind::kToken || key.param != first.param->code) continue;
+        for (const std::string& name :
+             {p.code + "$" + key.system + "|" + key.value, p.code + "$" + key.value}) {
+          for (const IndexEntry& value : values) {
+            IndexEntry row = value;
+            // Keep a suffix the value's own parameter added (":text", ":ucum").
+            row.param = name + value.param.substr(second.param->code.size());
+            out.push_back(std::move(row));
+          }
+        }
+      }
+    }
+  }
+}
+
 void ExtractOne(const ParamDef& p, const json::value& resource, std::vector<IndexEntry>& out) {
   // resolve() at index time: `subject.where(resolve() is Patient)` needs only the target's type,
   // which the reference itself names, so a stub {resourceType, id} stands in for it.
@@ -248,6 +293,7 @@ void ExtractOne(const ParamDef& p, const json::value& resource, std::vector<Inde
     stubs.push_back(json::object{{"resourceType", t}, {"id", id}});
     return &stubs.back();
   };
+  if (p.type == ParamType::kComposite) return ExtractComposite(p, resource, options, out);
   Extractor extractor(p, out);
   for (const auto& branch : p.branches) {
     auto items = branch->Evaluate(resource, options);
@@ -263,7 +309,7 @@ std::vector<IndexEntry> ExtractIndex(const fhir::Model& model, std::string_view 
   (void)model;
   std::vector<IndexEntry> out;
   for (const ParamDef* p : R4Params().ForType(type)) {
-    if (p->type == ParamType::kComposite || p->type == ParamType::kSpecial) continue;
+    if (p->type == ParamType::kSpecial) continue;
     // _id and _lastUpdated live in the store's own columns.
     if (p->code == "_id" || p->code == "_lastUpdated") continue;
     ExtractOne(*p, resource, out);

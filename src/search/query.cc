@@ -388,6 +388,35 @@ static Result<store::IndexClause> ParseClause(const ParamDef& def, const std::st
   return clause;
 }
 
+// A composite parameter (token first): "system|code$value" becomes a clause of the second
+// component's type on the rows the indexer filed under "<param>$system|code" (or "$code").
+static Result<store::IndexClause> ParseComposite(const ParamDef& def, const std::string& modifier,
+                                                 const std::string& value,
+                                                 const fhir::Terminology& terms) {
+  if (def.components.size() != 2 || !def.components[0].param || !def.components[1].param ||
+      def.components[0].param->type != ParamType::kToken) {
+    return Status::Make(StatusCode::kNotImplemented,
+                        "this composite parameter is not supported yet");
+  }
+  if (!modifier.empty()) {
+    return Status::Make(StatusCode::kNotImplemented, "composite parameters take no modifier");
+  }
+  std::vector<std::string> values = SplitOr(value);
+  if (values.size() != 1) {
+    return Status::Make(StatusCode::kNotImplemented,
+                        "several values for a composite parameter are not supported yet");
+  }
+  size_t dollar = values[0].find('$');
+  if (dollar == std::string::npos) return Status::Invalid("a composite value is first$second");
+  std::string key = values[0].substr(0, dollar);
+  auto [system, code] = SplitToken(key);
+  std::string name = def.code + "$" + (system ? *system + "|" + code : code);
+  ASSIGN_OR_RETURN(store::IndexClause clause,
+                   ParseClause(*def.components[1].param, "", values[0].substr(dollar + 1), terms));
+  clause.param = name;
+  return clause;
+}
+
 // A parameter name with its chains: `subject:Patient.name` (forward, any depth) and
 // `_has:Observation:patient:code` (reverse, nestable). NotFound if the name is not a parameter
 // of `type`; NotImplemented for what is known but not supported.
@@ -463,8 +492,8 @@ static Result<store::IndexClause> ParseNamed(const fhir::Model& model, const std
   std::string modifier = base == name ? "" : name.substr(base.size() + 1);
   const ParamDef* def = R4Params().Find(type, base);
   if (!def) return Status::NotFound("not a parameter");
-  if (def->type == ParamType::kComposite || def->type == ParamType::kSpecial ||
-      def->branches.empty()) {
+  if (def->type == ParamType::kComposite) return ParseComposite(*def, modifier, value, terms);
+  if (def->type == ParamType::kSpecial || def->branches.empty()) {
     return Status::Make(StatusCode::kNotImplemented, "this parameter is not supported yet");
   }
   return ParseClause(*def, modifier, value, terms);

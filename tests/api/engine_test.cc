@@ -286,6 +286,7 @@ TEST_F(EngineTest, CapabilityStatementListsWhatWorks) {
       std::string type(p.at("type").as_string());
       std::string value = type == "date"                           ? "ge2020-01-01"
                           : type == "number" || type == "quantity" ? "5"
+                          : type == "composite"                    ? "x$2020"
                                                                    : "x";
       FhirResponse s = Do("GET", std::string(res.at("type").as_string()) + "?" + name + "=" + value,
                           "", {{"prefer", "handling=strict"}});

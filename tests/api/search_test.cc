@@ -547,6 +547,32 @@ TEST_F(SearchTest, SyntheaTotalsMatchCountsFromTheSourceBundles) {
             all_obs);
 }
 
+TEST_F(SearchTest, CompositeParameters) {
+  // Blood pressure: systolic 120 and diastolic 80 (components); a heart rate of 72 (value).
+  Put("Observation", "bp", R"({"resourceType":"Observation","id":"bp","status":"final",
+      "code":{"coding":[{"system":"http://loinc.org","code":"85354-9"}]},
+      "component":[
+        {"code":{"coding":[{"system":"http://loinc.org","code":"8480-6"}]},
+         "valueQuantity":{"value":120,"system":"http://unitsofmeasure.org","code":"mm[Hg]"}},
+        {"code":{"coding":[{"system":"http://loinc.org","code":"8462-4"}]},
+         "valueQuantity":{"value":80,"system":"http://unitsofmeasure.org","code":"mm[Hg]"}}]})");
+  Put("Observation", "hr", R"({"resourceType":"Observation","id":"hr","status":"final",
+      "code":{"coding":[{"system":"http://loinc.org","code":"8867-4"}]},
+      "valueQuantity":{"value":72,"system":"http://unitsofmeasure.org","code":"/min"}})");
+  EXPECT_EQ(Ids("Observation?code-value-quantity=http://loinc.org|8867-4$gt70"), (Set{"hr"}));
+  EXPECT_EQ(Ids("Observation?code-value-quantity=8867-4$lt70"), (Set{}));
+  // The pairing holds within a component: systolic above 100, yes; diastolic above 100, no.
+  EXPECT_EQ(Ids("Observation?component-code-value-quantity=http://loinc.org|8480-6$gt100"),
+            (Set{"bp"}));
+  EXPECT_EQ(Ids("Observation?component-code-value-quantity=http://loinc.org|8462-4$gt100"),
+            (Set{}));
+  // UCUM applies to the quantity part: 16 kPa is about 120 mm[Hg].
+  EXPECT_EQ(
+      Ids("Observation?component-code-value-quantity=8480-6$gt15|http://unitsofmeasure.org|kPa"),
+      (Set{"bp"}));
+  EXPECT_EQ(Status("Observation?code-value-quantity=8867-4"), 400);  // no $second part
+}
+
 TEST_F(SearchTest, SummaryAndElements) {
   Put("Patient", "s", R"({"resourceType":"Patient","id":"s",
       "text":{"status":"generated","div":"<div xmlns=\"http://www.w3.org/1999/xhtml\">Ann</div>"},
