@@ -839,7 +839,7 @@ class SqliteWriteTxn : public SqliteView, public WriteTxn {
   // Rows of several versions (each with its seq), all of one resource type.
   Status InsertRows(const std::string& type,
                     const std::vector<std::pair<int64_t, const IndexEntry*>>& rows) {
-    static constexpr size_t kRowsPerInsert = 16;
+    static constexpr size_t kRowsPerInsert = 64;
     static constexpr IndexKind kKinds[] = {
         IndexKind::kToken,    IndexKind::kString,    IndexKind::kDate, IndexKind::kNumber,
         IndexKind::kQuantity, IndexKind::kReference, IndexKind::kUri};
