@@ -46,6 +46,10 @@ int main(int argc, char** argv) {
   bool unsafe_no_sync = false;
   serve_cmd->add_flag("--unsafe-no-sync", unsafe_no_sync,
                       "Do not fsync commits (benchmarks only: acknowledged writes can be lost)");
+  bool index_content = false;
+  serve_cmd->add_flag("--index-content", index_content,
+                      "Index the full text of every resource for _content (slower writes, a "
+                      "larger store; resources written without it need POST /$reindex)");
 
   std::string import_data, import_server;
   std::vector<std::string> import_paths;
@@ -99,6 +103,7 @@ int main(int argc, char** argv) {
   if (serve_cmd->parsed()) {
     serve.access_log = !no_access_log;
     serve.sync = !unsafe_no_sync;
+    serve.index_content = index_content;
     int rc = app::Serve(serve);
     FlushLogs();
     return rc;

@@ -14,6 +14,7 @@
 #include "fhir/model.h"
 #include "http/server.h"
 #include "importer/importer.h"
+#include "search/indexer.h"
 #include "search/query.h"
 #include "store/store.h"
 
@@ -64,6 +65,7 @@ int Serve(const ServeOptions& options) {
     return 1;
   }
   std::unique_ptr<store::Store> store = std::move(opened).value();
+  search::SetContentIndexing(options.index_content);
   api::Engine engine(*store, model);
 
   if (!options.demo_dir.empty() && store->WasEmptyAtOpen()) {

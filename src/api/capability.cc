@@ -41,8 +41,9 @@ std::string BuildCapabilityStatement(const fhir::Model& model, const std::string
           p->type != search::ParamType::kComposite ||
           (p->components.size() == 2 && p->components[0].param && p->components[1].param &&
            p->components[0].param->type == search::ParamType::kToken);
-      if (!composite_ok || p->type == search::ParamType::kSpecial || p->branches.empty() ||
-          p->code == "_id" || p->code == "_lastUpdated") {
+      bool full_text = p->code == "_text" || (p->code == "_content" && search::ContentIndexing());
+      if (!composite_ok || p->type == search::ParamType::kSpecial ||
+          (p->branches.empty() && !full_text) || p->code == "_id" || p->code == "_lastUpdated") {
         continue;
       }
       params.push_back(json::object{{"name", p->code},

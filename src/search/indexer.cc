@@ -1,5 +1,6 @@
 #include "search/indexer.h"
 
+#include <atomic>
 #include <deque>
 #include <limits>
 
@@ -304,10 +305,86 @@ void ExtractOne(const ParamDef& p, const json::value& resource, std::vector<Inde
 
 }  // namespace
 
+namespace {
+
+// The words of an XHTML narrative: tags dropped, the common entities decoded.
+std::string NarrativeText(std::string_view div) {
+  std::string out;
+  out.reserve(div.size());
+  bool in_tag = false;
+  for (size_t i = 0; i < div.size(); ++i) {
+    char c = div[i];
+    if (c == '<') {
+      in_tag = true;
+      out.push_back(' ');
+    } else if (c == '>') {
+      in_tag = false;
+    } else if (!in_tag) {
+      if (c == '&') {
+        static const std::pair<std::string_view, char> kEntities[] = {
+            {"&amp;", '&'},  {"&lt;", '<'},   {"&gt;", '>'},
+            {"&quot;", '"'}, {"&#39;", '\''}, {"&nbsp;", ' '}};
+        bool done = false;
+        for (auto [entity, ch] : kEntities) {
+          if (div.substr(i, entity.size()) == entity) {
+            out.push_back(ch);
+            i += entity.size() - 1;
+            done = true;
+            break;
+          }
+        }
+        if (done) continue;
+      }
+      out.push_back(c);
+    }
+  }
+  return out;
+}
+
+// Every string of a resource (narrative as text, attachments' data left out), for _content.
+void ContentText(const json::value& v, std::string_view key, std::string& out) {
+  if (out.size() > 32768) return;  // enough to find a resource by its words
+  if (v.is_string()) {
+    if (key == "data") return;
+    if (key == "div") {
+      out += NarrativeText(v.get_string());
+    } else {
+      out.append(v.get_string().data(), v.get_string().size());
+    }
+    out.push_back(' ');
+  } else if (v.is_object()) {
+    for (const auto& kv : v.get_object()) ContentText(kv.value(), kv.key(), out);
+  } else if (v.is_array()) {
+    for (const auto& e : v.get_array()) ContentText(e, key, out);
+  }
+}
+
+std::atomic<bool> content_indexing{false};
+
+}  // namespace
+
+void SetContentIndexing(bool on) { content_indexing = on; }
+bool ContentIndexing() { return content_indexing; }
+
 std::vector<IndexEntry> ExtractIndex(const fhir::Model& model, std::string_view type,
                                      const json::value& resource) {
   (void)model;
   std::vector<IndexEntry> out;
+  if (resource.is_object()) {
+    // _text and _content have no FHIRPath expression: the narrative and the whole resource.
+    const json::object& r = resource.get_object();
+    if (R4Params().Find(type, "_text")) {
+      if (const json::value* text = FindKey(r, "text"); text && text->is_object()) {
+        std::string words = NarrativeText(GetString(text->get_object(), "div"));
+        if (!words.empty()) out.push_back({"_text", IndexKind::kText, "", std::move(words)});
+      }
+    }
+    if (content_indexing) {
+      std::string content;
+      ContentText(resource, "", content);
+      if (!content.empty()) out.push_back({"_content", IndexKind::kText, "", std::move(content)});
+    }
+  }
   for (const ParamDef* p : R4Params().ForType(type)) {
     if (p->type == ParamType::kSpecial) continue;
     // _id and _lastUpdated live in the store's own columns.

@@ -25,6 +25,12 @@ struct ParamDef;
 std::vector<store::IndexEntry> ExtractParam(const ParamDef& param,
                                             const boost::json::value& resource);
 
+// Whether _content (full text of every string of a resource) is indexed; off by default, as it
+// makes writes about a quarter slower and the store twice as large. Set once at start-up
+// (`taproot serve --index-content`), before any write.
+void SetContentIndexing(bool on);
+bool ContentIndexing();
+
 // The system under which quantities are also indexed in UCUM base units.
 inline constexpr std::string_view kUcumCanonicalSystem = "urn:taproot:ucum-canonical";
 // ... and under the parameter's code with this suffix ("value-quantity:ucum").

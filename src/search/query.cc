@@ -388,6 +388,46 @@ static Result<store::IndexClause> ParseClause(const ParamDef& def, const std::st
   return clause;
 }
 
+// _text and _content: every word of a value must occur (case and accents ignored); values are
+// ORed. Words become quoted full-text terms, so no query syntax passes through.
+static Result<store::IndexClause> ParseText(const ParamDef& def, const std::string& modifier,
+                                            const std::string& value) {
+  if (!modifier.empty() && modifier != "missing") {
+    return Status::Make(StatusCode::kNotImplemented,
+                        "the modifier ':" + modifier + "' is not supported for " + def.code);
+  }
+  store::IndexClause clause;
+  clause.param = def.code;
+  clause.kind = store::IndexKind::kText;
+  if (modifier == "missing") {
+    if (value != "true" && value != "false") return Status::Invalid(":missing takes true or false");
+    clause.missing = value == "true";
+    return clause;
+  }
+  for (const std::string& v : SplitOr(value)) {
+    std::string query, word;
+    auto flush = [&] {
+      if (word.empty()) return;
+      query += (query.empty() ? "\"" : " \"") + word + "\"";
+      word.clear();
+    };
+    for (char c : v) {
+      // Letters and digits (and any UTF-8 byte) make words; everything else separates them.
+      if (std::isalnum(static_cast<unsigned char>(c)) || static_cast<unsigned char>(c) >= 0x80) {
+        word.push_back(c);
+      } else {
+        flush();
+      }
+    }
+    flush();
+    if (query.empty()) return Status::Invalid("'" + v + "' has no words to search for");
+    store::IndexPredicate p;
+    p.value = query;
+    clause.any_of.push_back(std::move(p));
+  }
+  return clause;
+}
+
 // A composite parameter (token first): "system|code$value" becomes a clause of the second
 // component's type on the rows the indexer filed under "<param>$system|code" (or "$code").
 static Result<store::IndexClause> ParseComposite(const ParamDef& def, const std::string& modifier,
@@ -492,6 +532,11 @@ static Result<store::IndexClause> ParseNamed(const fhir::Model& model, const std
   std::string modifier = base == name ? "" : name.substr(base.size() + 1);
   const ParamDef* def = R4Params().Find(type, base);
   if (!def) return Status::NotFound("not a parameter");
+  if (def->code == "_content" && !ContentIndexing()) {
+    return Status::Make(StatusCode::kNotImplemented,
+                        "_content is not indexed on this server (taproot serve --index-content)");
+  }
+  if (def->code == "_text" || def->code == "_content") return ParseText(*def, modifier, value);
   if (def->type == ParamType::kComposite) return ParseComposite(*def, modifier, value, terms);
   if (def->type == ParamType::kSpecial || def->branches.empty()) {
     return Status::Make(StatusCode::kNotImplemented, "this parameter is not supported yet");

@@ -47,7 +47,16 @@ std::string WithVersionMeta(std::string_view text, int64_t version, int64_t last
 // A search index row. The search module decides the rows; the store keeps them in step with the
 // current version, in the same transaction as the write. Each kind has its own table (or
 // equivalent) so that lookups use a typed index.
-enum class IndexKind : uint8_t { kToken, kString, kDate, kNumber, kQuantity, kReference, kUri };
+enum class IndexKind : uint8_t {
+  kToken,
+  kString,
+  kDate,
+  kNumber,
+  kQuantity,
+  kReference,
+  kUri,
+  kText,  // full text (_text, _content): words, searched with a full-text index
+};
 
 struct IndexEntry {
   std::string param;  // search parameter code: "identifier", "name", "subject" ...
@@ -55,7 +64,8 @@ struct IndexEntry {
   // token: the system (empty if none); quantity: the unit system; reference: the target type.
   std::string system;
   // token: the code; string: the normalised text (lower case, no accents); reference: the
-  // target id, or the whole URL when it is not "Type/id"; uri: the URI; quantity: the unit code.
+  // target id, or the whole URL when it is not "Type/id"; uri: the URI; quantity: the unit code;
+  // text: the text to index.
   std::string value;
   // string: the text as written (for :exact); token: the display text (for :text).
   std::string text;

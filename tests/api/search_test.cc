@@ -9,6 +9,7 @@
 #include <thread>
 
 #include "api/engine_fixture.h"
+#include "search/indexer.h"
 #include "test_util.h"
 
 namespace taproot::api {
@@ -545,6 +546,27 @@ TEST_F(SearchTest, SyntheaTotalsMatchCountsFromTheSourceBundles) {
   EXPECT_EQ(total("Observation?subject:Patient.gender=female") +
                 total("Observation?subject:Patient.gender=male"),
             all_obs);
+}
+
+TEST_F(SearchTest, FullTextOfNarrativeAndContent) {
+  EXPECT_EQ(Status("Condition?_content=x"), 400);  // not indexed unless switched on
+  search::SetContentIndexing(true);
+  Put("Condition", "c1", R"({"resourceType":"Condition","id":"c1",
+      "text":{"status":"generated","div":"<div xmlns=\"http://www.w3.org/1999/xhtml\"><p>Acute <b>asthma</b> &amp; wheeze</p></div>"},
+      "code":{"text":"Asthma"},"subject":{"reference":"Patient/p"}})");
+  Put("Condition", "c2", R"({"resourceType":"Condition","id":"c2",
+      "code":{"text":"Chronic Obstructive Pulmonary Disease"},"note":[{"text":"Smoker, café owner"}],
+      "subject":{"reference":"Patient/p"}})");
+  EXPECT_EQ(Ids("Condition?_text=asthma"), (Set{"c1"}));
+  EXPECT_EQ(Ids("Condition?_text=acute wheeze"), (Set{"c1"}));  // every word
+  EXPECT_EQ(Ids("Condition?_text=pulmonary"), (Set{}));         // c2 has no narrative
+  EXPECT_EQ(Ids("Condition?_content=pulmonary"), (Set{"c2"}));  // but it has the words
+  EXPECT_EQ(Ids("Condition?_content=CAFE"), (Set{"c2"}));       // case and accents ignored
+  EXPECT_EQ(Ids("Condition?_content=asthma,smoker"), (Set{"c1", "c2"}));  // OR
+  EXPECT_EQ(Ids("Condition?_content=\"asthma\" OR NOT x"), (Set{}));      // no query syntax passes
+  EXPECT_EQ(Ids("Condition?_text:missing=true"), (Set{"c2"}));
+  EXPECT_EQ(Status("Condition?_content=%20-%20"), 400);  // no words
+  search::SetContentIndexing(false);
 }
 
 TEST_F(SearchTest, CompositeParameters) {

@@ -76,6 +76,10 @@ CREATE TABLE IF NOT EXISTS idx_quantity(
 CREATE TABLE IF NOT EXISTS idx_ref(
   type TEXT NOT NULL, param TEXT NOT NULL, target TEXT NOT NULL, target_type TEXT NOT NULL,
   seq INTEGER NOT NULL, PRIMARY KEY(type, param, target, target_type, seq)) WITHOUT ROWID;
+-- Full text (_text: the narrative, _content: every string of the resource), unicode61 words
+-- with accents removed.
+CREATE VIRTUAL TABLE IF NOT EXISTS idx_fts USING fts5(
+  type UNINDEXED, param UNINDEXED, seq UNINDEXED, body, tokenize='unicode61 remove_diacritics 2');
 CREATE TABLE IF NOT EXISTS idx_uri(
   type TEXT NOT NULL, param TEXT NOT NULL, uri TEXT NOT NULL, seq INTEGER NOT NULL,
   PRIMARY KEY(type, param, uri, seq)) WITHOUT ROWID;
@@ -155,6 +159,8 @@ const char* TableOf(IndexKind kind) {
       return "idx_ref";
     case IndexKind::kUri:
       return "idx_uri";
+    case IndexKind::kText:
+      return "idx_fts";
   }
   return "idx_token";
 }
@@ -323,6 +329,10 @@ std::string PredicateSql(const std::string& type, const IndexClause& c, const In
         sql += " AND uri=?";
         text(p.value);
       }
+      break;
+    case IndexKind::kText:
+      sql += " AND body MATCH ?";  // an FTS5 query the search layer built from plain words
+      text(p.value);
       break;
   }
   return sql;
@@ -632,6 +642,9 @@ class SqliteView : public virtual ReadView {
           case IndexKind::kUri:
             column = "uri";
             break;
+          case IndexKind::kText:
+            column = "body";
+            break;
         }
         std::string alias = "s" + std::to_string(i);
         joins += std::string(" LEFT JOIN (SELECT seq, ") + (k.descending ? "max(" : "min(") +
@@ -842,7 +855,7 @@ class SqliteWriteTxn : public SqliteView, public WriteTxn {
     static constexpr size_t kRowsPerInsert = 64;
     static constexpr IndexKind kKinds[] = {
         IndexKind::kToken,    IndexKind::kString,    IndexKind::kDate, IndexKind::kNumber,
-        IndexKind::kQuantity, IndexKind::kReference, IndexKind::kUri};
+        IndexKind::kQuantity, IndexKind::kReference, IndexKind::kUri,  IndexKind::kText};
     std::vector<std::pair<int64_t, const IndexEntry*>> of_kind;
     for (IndexKind kind : kKinds) {
       of_kind.clear();
@@ -883,6 +896,10 @@ class SqliteWriteTxn : public SqliteView, public WriteTxn {
             head = "INSERT OR IGNORE INTO idx_uri(type, param, uri, seq) VALUES";
             tuple = "(?,?,?,?)";
             break;
+          case IndexKind::kText:
+            head = "INSERT INTO idx_fts(type, param, body, seq) VALUES";
+            tuple = "(?,?,?,?)";
+            break;
         }
         std::string sql = head;
         for (size_t i = 0; i < n; ++i) {
@@ -914,6 +931,7 @@ class SqliteWriteTxn : public SqliteView, public WriteTxn {
               b.Text(e.system).Text(e.value);
               break;
             case IndexKind::kUri:
+            case IndexKind::kText:
               b.Text(e.value);
               break;
           }
