@@ -79,6 +79,19 @@ class Extractor {
           if (const json::value* type = FindKey(o, "type"); type && type->is_object()) {
             if (const json::value* tt = FindKey(type->get_object(), "text"); tt && tt->is_string())
               Text(tt->get_string());
+            // :of-type: the identifier's value under "<param>:of-type", with its type's
+            // system|code as the system.
+            std::string_view value = Str(o, "value");
+            const json::value* codings = FindKey(type->get_object(), "coding");
+            if (!value.empty() && codings && codings->is_array()) {
+              for (const auto& c : codings->get_array()) {
+                if (!c.is_object() || Str(c.get_object(), "code").empty()) continue;
+                out_.push_back({p_.code + ":of-type", IndexKind::kToken,
+                                std::string(Str(c.get_object(), "system")) + "|" +
+                                    std::string(Str(c.get_object(), "code")),
+                                std::string(value)});
+              }
+            }
           }
         } else if (t == "ContactPoint") {
           Token("", Str(o, "value"));

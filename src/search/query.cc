@@ -270,6 +270,18 @@ static Result<store::IndexClause> ParseClause(const ParamDef& def, const std::st
           for (auto& c : *codes) p.codes.emplace_back(*system, std::move(c));
           break;
         }
+        if (modifier == "of-type") {
+          // type-system|type-code|value
+          size_t b1 = v.find('|');
+          size_t b2 = b1 == std::string::npos ? std::string::npos : v.find('|', b1 + 1);
+          if (b2 == std::string::npos) {
+            return Status::Invalid(":of-type takes type-system|type-code|value");
+          }
+          clause.param = def.code + ":of-type";
+          p.system = v.substr(0, b2);
+          p.value = v.substr(b2 + 1);
+          break;
+        }
         if (modifier == "not") {
           clause.negate = true;
         } else if (!modifier.empty() && modifier != "identifier") {

@@ -90,6 +90,13 @@ TEST_F(SearchTest, TokensBySystemCodeTextAndNot) {
   EXPECT_EQ(Ids("Patient?gender=female&active=true"), (Set{"p"}));
   EXPECT_EQ(Ids("Patient?active=false"), (Set{}));
   EXPECT_EQ(Ids("Patient?phone=0113 496 0000"), (Set{"p"}));
+  Put("Patient", "q", R"({"resourceType":"Patient","id":"q","identifier":[{"type":{"coding":[
+      {"system":"http://terminology.hl7.org/CodeSystem/v2-0203","code":"MR"}]},"value":"M123"}]})");
+  EXPECT_EQ(Ids("Patient?identifier:of-type=http://terminology.hl7.org/CodeSystem/v2-0203|MR|M123"),
+            (Set{"q"}));
+  EXPECT_EQ(Ids("Patient?identifier:of-type=http://terminology.hl7.org/CodeSystem/v2-0203|DL|M123"),
+            (Set{}));
+  EXPECT_EQ(Status("Patient?identifier:of-type=M123"), 400);
 }
 
 TEST_F(SearchTest, TokensInValueSetsAndHierarchies) {
