@@ -7,6 +7,7 @@
 #include <boost/url/rfc/unreserved_chars.hpp>
 #include <charconv>
 #include <deque>
+#include <limits>
 #include <map>
 #include <set>
 
@@ -16,6 +17,7 @@
 #include "common/clock.h"
 #include "search/compartments.h"
 #include "search/indexer.h"
+#include "search/normalize.h"
 #include "search/params.h"
 #include "search/query.h"
 #include "search/resolver.h"
@@ -291,6 +293,9 @@ Result<std::string> EverythingBundle(store::ReadView& view, const RequestContext
   }
   int64_t count = 50, offset = 0;
   std::optional<int64_t> since;
+  // start/end: care dates. Types with a `date` parameter are kept when it overlaps the range;
+  // types without one (the Patient, Medication...) are not dated and always kept.
+  std::optional<int64_t> care_start, care_end;
   std::set<std::string> only_types;
   Params used;
   for (const auto& [k, v] : params) {
@@ -313,8 +318,11 @@ Result<std::string> EverythingBundle(store::ReadView& view, const RequestContext
       }
       used.emplace_back(k, v);
     } else if (k == "start" || k == "end") {
-      return Status::Make(StatusCode::kNotImplemented,
-                          "$everything does not support '" + k + "' yet", {}, "not-supported");
+      auto range = search::DateRange(v);
+      if (!range) return Status::Invalid("'" + v + "' is not a date", k);
+      if (k == "start") care_start = range->start;
+      if (k == "end") care_end = range->end;
+      used.emplace_back(k, v);
     } else if (k != "_format" && k != "_pretty") {
       return Status::Invalid("$everything does not take '" + k + "'", k);
     }
@@ -337,6 +345,16 @@ Result<std::string> EverythingBundle(store::ReadView& view, const RequestContext
       q.ids = {patient_id};
     }
     if (since) q.updated_ge = *since;
+    if ((care_start || care_end) && search::R4Params().Find(t, "date")) {
+      store::IndexClause dated;
+      dated.param = "date";
+      dated.kind = store::IndexKind::kDate;
+      dated.any_of.emplace_back();
+      dated.any_of.back().prefix = store::Prefix::kAp;  // overlaps [start, end]
+      dated.any_of.back().start = care_start.value_or(std::numeric_limits<int64_t>::min());
+      dated.any_of.back().end = care_end.value_or(std::numeric_limits<int64_t>::max());
+      q.clauses.push_back(std::move(dated));
+    }
     q.count = 0;
     q.want_total = true;
     ASSIGN_OR_RETURN(store::SearchPage counted, view.Search(q));

@@ -384,6 +384,13 @@ TEST_F(SearchTest, CompartmentsAndEverything) {
   EXPECT_EQ(both, all);
   EXPECT_EQ(everything("?_type=Observation,Condition").second,
             (Set{"Observation/o1", "Observation/o2", "Condition/c1"}));
+  // Care dates: e1 has no period, so only undated types remain for a range in 1990.
+  Put("Encounter", "e1", R"({"resourceType":"Encounter","id":"e1","status":"finished",
+      "class":{"code":"AMB"},"subject":{"reference":"Patient/p1"},"period":{"start":"2020-02-01"}})");
+  EXPECT_EQ(everything("?start=1990-01-01&end=1990-12-31").second.count("Encounter/e1"), 0u);
+  EXPECT_EQ(everything("?start=2020-01-01&end=2020-12-31").second.count("Encounter/e1"), 1u);
+  EXPECT_EQ(everything("?start=2020-01-01&end=2020-12-31").second.count("Patient/p1"), 1u);
+  EXPECT_EQ(Do("GET", "/Patient/p1/$everything?start=soon").status, 400);
   EXPECT_EQ(everything("?_since=2999-01-01").first, 0);  // nothing changed since then
   EXPECT_EQ(everything("?_since=2000-01-01").first, 5);
   EXPECT_EQ(Do("GET", "/Patient/nobody/$everything").status, 404);
