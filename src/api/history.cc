@@ -426,6 +426,28 @@ Result<std::string> SearchBundle(store::ReadView& view, const fhir::Model& model
     parsed.query.count = 0;
     parsed.query.want_total = true;
   }
+  bool explain = false;
+  for (const auto& [k, v] : params) explain = explain || (k == "_explain" && v == "true");
+  if (explain) {
+    // The plan and timings instead of results. (Access control, issue 6, limits it to
+    // operators.)
+    parsed.query.explain = true;
+    int64_t start = NowMicros();
+    ASSIGN_OR_RETURN(store::SearchPage page, view.Search(parsed.query));
+    json::array steps;
+    for (const auto& step : page.explained) {
+      json::array plan;
+      for (const auto& line : step.plan) plan.push_back(json::string(line));
+      steps.push_back(json::object{{"sql", step.sql}, {"plan", plan}, {"micros", step.micros}});
+    }
+    json::object out{
+        {"resourceType", "Parameters"},
+        {"parameter",
+         json::array{json::object{{"name", "total"}, {"valueInteger", page.total.value_or(0)}},
+                     json::object{{"name", "micros"}, {"valueInteger", NowMicros() - start}},
+                     json::object{{"name", "plan"}, {"valueString", json::serialize(steps)}}}}};
+    return SerializeJson(out);
+  }
   ASSIGN_OR_RETURN(store::SearchPage page, view.Search(parsed.query));
   std::string path = ctx.base_url + "/" +
                      (compartment ? compartment->type + "/" + compartment->id + "/" : "") +

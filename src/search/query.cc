@@ -570,7 +570,8 @@ Result<ParsedSearch> ParseSearch(const fhir::Model& model, const std::string& ty
   };
   for (const auto& [name, value] : params) {
     // Formatting and paging parameters are handled by the caller.
-    if (name == "_format" || name == "_pretty" || name == "_summary" || name == "_elements") {
+    if (name == "_format" || name == "_pretty" || name == "_summary" || name == "_elements" ||
+        name == "_explain") {
       continue;
     }
     if (name == "_count") {

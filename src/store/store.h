@@ -145,6 +145,7 @@ struct SearchQuery {
   // Sort keys, most significant first; resources without a value for a key sort after those
   // with one. Ties, and no keys, order by type and id.
   std::vector<SortKey> sort;
+  bool explain = false;  // also report the plan and timing of each statement (SearchPage)
   std::optional<int64_t> updated_ge, updated_lt;  // _lastUpdated range, microseconds
   int64_t offset = 0;
   int64_t count = 20;
@@ -155,6 +156,13 @@ struct SearchPage {
   std::vector<VersionRecord> resources;  // current, non-deleted versions, ordered by type and id
   std::optional<int64_t> total;
   bool has_more = false;
+  // With SearchQuery::explain: the statements run, their plans and timings (operators' _explain).
+  struct Step {
+    std::string sql;
+    std::vector<std::string> plan;
+    int64_t micros = 0;
+  };
+  std::vector<Step> explained;
 };
 
 struct HistoryQuery {

@@ -648,6 +648,18 @@ TEST_F(SearchTest, SummaryAndElements) {
   EXPECT_FALSE(none.as_object().contains("total"));
 }
 
+TEST_F(SearchTest, ExplainShowsPlansAndTimings) {
+  Put("Patient", "x", R"({"resourceType":"Patient","id":"x","gender":"female"})");
+  FhirResponse r = Do("GET", "/Patient?gender=female&_explain=true");
+  ASSERT_EQ(r.status, 200);
+  json::value b = Body(r);
+  EXPECT_EQ(b.at("resourceType"), "Parameters");
+  EXPECT_EQ(b.at("parameter").at(0).at("valueInteger").as_int64(), 1);  // the total
+  std::string plan(b.at("parameter").at(2).at("valueString").as_string());
+  EXPECT_NE(plan.find("idx_token"), std::string::npos) << plan;  // driven from the token index
+  EXPECT_NE(plan.find("micros"), std::string::npos);
+}
+
 TEST_F(SearchTest, BadAndUnsupportedParameters) {
   EXPECT_EQ(Status("Patient?family:fuzzy=x"), 400);  // unknown modifier, strict
   EXPECT_EQ(Status("Patient?nonsense=x"), 400);

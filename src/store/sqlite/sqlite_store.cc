@@ -597,12 +597,31 @@ class SqliteView : public virtual ReadView {
       return b;
     };
     SearchPage page;
+    // _explain: the plan SQLite chose for a statement, bound like the statement itself.
+    auto explain = [&](const std::string& sql,
+                       const std::function<void(sqlite3_stmt*)>& bind_to) -> Status {
+      ASSIGN_OR_RETURN(sqlite3_stmt * e, c_.Prepare("EXPLAIN QUERY PLAN " + sql));
+      bind_to(e);
+      SearchPage::Step step;
+      step.sql = sql;
+      while (sqlite3_step(e) == SQLITE_ROW) step.plan.push_back(ColText(e, 3));
+      sqlite3_reset(e);
+      page.explained.push_back(std::move(step));
+      return Status::Ok();
+    };
+    auto timed = [&](int64_t start) {
+      if (!page.explained.empty()) page.explained.back().micros = NowMicros() - start;
+    };
     if (q.want_total) {
-      ASSIGN_OR_RETURN(sqlite3_stmt * s, c_.Prepare("SELECT count(*) FROM current c" + where));
+      std::string sql = "SELECT count(*) FROM current c" + where;
+      if (q.explain) RETURN_IF_ERROR(explain(sql, [&](sqlite3_stmt* e) { bind(e); }));
+      int64_t start = NowMicros();
+      ASSIGN_OR_RETURN(sqlite3_stmt * s, c_.Prepare(sql));
       bind(s);
       if (sqlite3_step(s) != SQLITE_ROW) return SqlError(c_.db(), "search count");
       page.total = sqlite3_column_int64(s, 0);
       sqlite3_reset(s);
+      if (q.explain) timed(start);
     }
     if (q.count > 0) {
       // Each sort key joins its index once, grouped per version (min for ascending, max for
@@ -654,20 +673,26 @@ class SqliteView : public virtual ReadView {
         sort_args.push_back({SqlArg::kText, k.param});
         order += alias + ".k IS NULL, " + alias + ".k" + dir + ", ";
       }
-      ASSIGN_OR_RETURN(
-          sqlite3_stmt * s,
-          c_.Prepare("SELECT v.type, v.id, v.version, v.ts, v.deleted, v.method, "
-                     "v.body, v.seq FROM current c JOIN versions v ON v.seq=c.seq" +
-                     joins + where + " ORDER BY " + order + "c.type, c.id LIMIT ? OFFSET ?"));
-      Binder b{s};
-      for (const SqlArg& a : sort_args) b.Text(a.text);
-      for (const SqlArg& a : args) {
-        if (a.kind == SqlArg::kText) b.Text(a.text);
-        if (a.kind == SqlArg::kInt) b.Int(a.i);
-        if (a.kind == SqlArg::kReal) b.Real(a.d);
-      }
-      b.Int(q.count + 1).Int(q.offset);
+      std::string sql =
+          "SELECT v.type, v.id, v.version, v.ts, v.deleted, v.method, "
+          "v.body, v.seq FROM current c JOIN versions v ON v.seq=c.seq" +
+          joins + where + " ORDER BY " + order + "c.type, c.id LIMIT ? OFFSET ?";
+      auto bind_page = [&](sqlite3_stmt* st) {
+        Binder b{st};
+        for (const SqlArg& a : sort_args) b.Text(a.text);
+        for (const SqlArg& a : args) {
+          if (a.kind == SqlArg::kText) b.Text(a.text);
+          if (a.kind == SqlArg::kInt) b.Int(a.i);
+          if (a.kind == SqlArg::kReal) b.Real(a.d);
+        }
+        b.Int(q.count + 1).Int(q.offset);
+      };
+      if (q.explain) RETURN_IF_ERROR(explain(sql, bind_page));
+      int64_t start = NowMicros();
+      ASSIGN_OR_RETURN(sqlite3_stmt * s, c_.Prepare(sql));
+      bind_page(s);
       ASSIGN_OR_RETURN(page.resources, All(s));
+      if (q.explain) timed(start);
       if (static_cast<int64_t>(page.resources.size()) > q.count) {
         page.has_more = true;
         page.resources.pop_back();
