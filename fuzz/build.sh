@@ -1,6 +1,7 @@
 #!/bin/sh
 # Builds the libFuzzer targets with clang-14 into build-fuzz/ (ASan + UBSan + coverage).
-#   fuzz/build.sh && build-fuzz/fuzz_resource -max_total_time=600 fuzz/corpus/resource
+#   fuzz/build.sh && build-fuzz/fuzz_resource -max_total_time=600 /tmp/corpus fuzz/corpus/resource
+# (the first directory receives new inputs; the committed corpus stays read-only)
 set -eu
 cd "$(dirname "$0")/.."
 scripts/install-deps

@@ -162,6 +162,9 @@ Result<Params> ParseQueryString(std::string_view query) {
   return out;
 }
 
+// Values ORed in one parameter become one SQL branch each; SQLite takes at most 500.
+constexpr size_t kMaxOrValues = 100;
+
 static Result<store::IndexClause> ParseClause(const ParamDef& def, const std::string& modifier,
                                               const std::string& value,
                                               const fhir::Terminology& terms) {
@@ -198,6 +201,10 @@ static Result<store::IndexClause> ParseClause(const ParamDef& def, const std::st
     if (value != "true" && value != "false") return Status::Invalid(":missing takes true or false");
     clause.missing = value == "true";
     return clause;
+  }
+  if (SplitOr(value).size() > kMaxOrValues) {
+    return Status::Invalid("more than " + std::to_string(kMaxOrValues) +
+                           " values in one parameter; split the search");
   }
   // Which modifiers each type takes here; the rest are reported, never silently ignored.
   auto no_modifier = [&]() -> Status {

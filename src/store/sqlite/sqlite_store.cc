@@ -401,6 +401,13 @@ class Connection {
       sqlite3_clear_bindings(it->second.get());
       return it->second.get();
     }
+    // Searches build many statement shapes: keep the cache bounded (a client could otherwise
+    // grow it without limit) by dropping the idle statements when it fills up.
+    if (cache_.size() >= kMaxCachedStatements) {
+      for (auto e = cache_.begin(); e != cache_.end();) {
+        e = sqlite3_stmt_busy(e->second.get()) ? std::next(e) : cache_.erase(e);
+      }
+    }
     sqlite3_stmt* s = nullptr;
     if (sqlite3_prepare_v3(db_, sql.c_str(), -1, SQLITE_PREPARE_PERSISTENT, &s, nullptr) !=
         SQLITE_OK) {
@@ -409,6 +416,8 @@ class Connection {
     cache_.emplace(sql, Stmt(s));
     return s;
   }
+
+  static constexpr size_t kMaxCachedStatements = 512;
 
   sqlite3* db() { return db_; }
 
