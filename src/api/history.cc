@@ -456,12 +456,16 @@ Result<std::string> SearchBundle(store::ReadView& view, const fhir::Model& model
   if (!count_only) self.emplace_back("_count", std::to_string(parsed.query.count));
   if (count_only) self.emplace_back("_summary", "count");
   if (parsed.query.offset) self.emplace_back("_offset", std::to_string(parsed.query.offset));
+  // Later pages read the store as this page saw it (store::SearchQuery::as_of_seq).
+  std::string snapshot = std::to_string(page.snapshot_seq);
+  if (parsed.query.as_of_seq) self.emplace_back("_snapshot", snapshot);
   BundleWriter w("searchset", page.total);
   w.Link("self", path + QueryString(self));
   if (page.has_more) {
     Params next = parsed.used;
     next.emplace_back("_count", std::to_string(parsed.query.count));
     next.emplace_back("_offset", std::to_string(parsed.query.offset + parsed.query.count));
+    next.emplace_back("_snapshot", snapshot);
     w.Link("next", path + QueryString(next));
   }
   if (parsed.query.offset > 0) {
@@ -469,6 +473,7 @@ Result<std::string> SearchBundle(store::ReadView& view, const fhir::Model& model
     prev.emplace_back("_count", std::to_string(parsed.query.count));
     prev.emplace_back(
         "_offset", std::to_string(std::max<int64_t>(0, parsed.query.offset - parsed.query.count)));
+    prev.emplace_back("_snapshot", snapshot);
     w.Link("previous", path + QueryString(prev));
   }
   for (const store::VersionRecord& v : page.resources) {

@@ -586,6 +586,11 @@ Result<ParsedSearch> ParseSearch(const fhir::Model& model, const std::string& ty
       out.query.count = std::min(n, kMaxCount);
       continue;
     }
+    if (name == "_snapshot") {  // the server's paging cursor: see store::SearchQuery
+      ASSIGN_OR_RETURN(int64_t seq, ParseNonNegative(name, value));
+      out.query.as_of_seq = seq;
+      continue;
+    }
     if (name == "_offset") {
       ASSIGN_OR_RETURN(out.query.offset, ParseNonNegative(name, value));
       continue;

@@ -146,6 +146,9 @@ struct SearchQuery {
   // with one. Ties, and no keys, order by type and id.
   std::vector<SortKey> sort;
   bool explain = false;  // also report the plan and timing of each statement (SearchPage)
+  // Search the store as it was when SearchPage::snapshot_seq had this value (the first page's),
+  // so later pages neither skip nor repeat resources while writes go on.
+  std::optional<int64_t> as_of_seq;
   std::optional<int64_t> updated_ge, updated_lt;  // _lastUpdated range, microseconds
   int64_t offset = 0;
   int64_t count = 20;
@@ -156,6 +159,7 @@ struct SearchPage {
   std::vector<VersionRecord> resources;  // current, non-deleted versions, ordered by type and id
   std::optional<int64_t> total;
   bool has_more = false;
+  int64_t snapshot_seq = 0;  // the newest version this search could see (for as_of_seq)
   // With SearchQuery::explain: the statements run, their plans and timings (operators' _explain).
   struct Step {
     std::string sql;

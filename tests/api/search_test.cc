@@ -680,6 +680,32 @@ TEST_F(SearchTest, ManySearchShapes) {
   EXPECT_EQ(Status(many + "zed"), 400);  // too many ORed values: a clear 400, not a 500
 }
 
+// Paging keeps the first page's snapshot: later pages neither skip nor repeat resources while
+// others are created, deleted or changed.
+TEST_F(SearchTest, PagesKeepTheirSnapshot) {
+  for (const char* id : {"b", "c", "d"}) {
+    Put("Patient", id,
+        std::string(R"({"resourceType":"Patient","id":")") + id + R"(","gender":"female"})");
+  }
+  json::value first = Body(Do("GET", "/Patient?gender=female&_count=2"));
+  EXPECT_EQ(first.at("total").as_int64(), 3);
+  std::string next;
+  for (const auto& l : first.at("link").as_array()) {
+    if (l.at("relation") == "next") next = std::string(l.at("url").as_string());
+  }
+  ASSERT_NE(next.find("_snapshot="), std::string::npos) << next;
+  // Meanwhile: a new patient that sorts first, one deleted, one no longer female.
+  Put("Patient", "a", R"({"resourceType":"Patient","id":"a","gender":"female"})");
+  ASSERT_EQ(Do("DELETE", "/Patient/d").status, 204);
+  Put("Patient", "c", R"({"resourceType":"Patient","id":"c","gender":"male"})");
+  json::value second = Body(Do("GET", next.substr(next.find("/Patient"))));
+  EXPECT_EQ(second.at("total").as_int64(), 3);
+  ASSERT_EQ(second.at("entry").as_array().size(), 1u);
+  EXPECT_EQ(second.at("entry").at(0).at("resource").at("id"), "d");  // as it was then
+  // A new search sees the store as it is now.
+  EXPECT_EQ(Ids("Patient?gender=female"), (Set{"a", "b"}));
+}
+
 TEST_F(SearchTest, BadAndUnsupportedParameters) {
   EXPECT_EQ(Status("Patient?family:fuzzy=x"), 400);  // unknown modifier, strict
   EXPECT_EQ(Status("Patient?nonsense=x"), 400);

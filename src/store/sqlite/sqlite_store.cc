@@ -566,6 +566,29 @@ class SqliteView : public virtual ReadView {
   Result<SearchPage> Search(const SearchQuery& q) override {
     // Built from fixed fragments with bound values only; no caller text enters the SQL.
     std::vector<SqlArg> args;
+    int64_t snapshot_seq = 0;
+    // A later page of a search runs against the first page's snapshot: the newest version of
+    // each resource at or before that seq (rows of older versions stay in the index tables, so
+    // they still match). Only when something was written since; otherwise `current` is it.
+    std::string from = "current c";
+    std::vector<SqlArg> from_args;
+    {
+      ASSIGN_OR_RETURN(sqlite3_stmt * m, c_.Prepare("SELECT coalesce(max(seq), 0) FROM versions"));
+      if (sqlite3_step(m) != SQLITE_ROW) return SqlError(c_.db(), "search snapshot");
+      int64_t newest = sqlite3_column_int64(m, 0);
+      sqlite3_reset(m);
+      snapshot_seq = q.as_of_seq ? std::min(*q.as_of_seq, newest) : newest;
+      if (q.as_of_seq && *q.as_of_seq < newest) {
+        from = std::string("(SELECT v0.type AS type, v0.id AS id, v0.seq AS seq, v0.deleted AS ") +
+               "deleted, v0.ts AS ts FROM versions v0 WHERE " +
+               (q.type.empty() ? "" : "v0.type=? AND ") +
+               "v0.seq<=? AND NOT EXISTS (SELECT 1 FROM versions v9 WHERE v9.type=v0.type AND "
+               "v9.id=v0.id AND v9.seq>v0.seq AND v9.seq<=?)) c";
+        if (!q.type.empty()) from_args.push_back({SqlArg::kText, q.type});
+        from_args.push_back({SqlArg::kInt, {}, *q.as_of_seq});
+        from_args.push_back({SqlArg::kInt, {}, *q.as_of_seq});
+      }
+    }
     std::string where = " WHERE c.deleted=0";
     if (!q.type.empty()) {
       where += " AND c.type=?";
@@ -598,6 +621,10 @@ class SqliteView : public virtual ReadView {
     }
     auto bind = [&](sqlite3_stmt* s) {
       Binder b{s};
+      for (const SqlArg& a : from_args) {
+        if (a.kind == SqlArg::kText) b.Text(a.text);
+        if (a.kind == SqlArg::kInt) b.Int(a.i);
+      }
       for (const SqlArg& a : args) {
         if (a.kind == SqlArg::kText) b.Text(a.text);
         if (a.kind == SqlArg::kInt) b.Int(a.i);
@@ -606,6 +633,7 @@ class SqliteView : public virtual ReadView {
       return b;
     };
     SearchPage page;
+    page.snapshot_seq = snapshot_seq;
     // _explain: the plan SQLite chose for a statement, bound like the statement itself.
     auto explain = [&](const std::string& sql,
                        const std::function<void(sqlite3_stmt*)>& bind_to) -> Status {
@@ -622,7 +650,7 @@ class SqliteView : public virtual ReadView {
       if (!page.explained.empty()) page.explained.back().micros = NowMicros() - start;
     };
     if (q.want_total) {
-      std::string sql = "SELECT count(*) FROM current c" + where;
+      std::string sql = "SELECT count(*) FROM " + from + where;
       if (q.explain) RETURN_IF_ERROR(explain(sql, [&](sqlite3_stmt* e) { bind(e); }));
       int64_t start = NowMicros();
       ASSIGN_OR_RETURN(sqlite3_stmt * s, c_.Prepare(sql));
@@ -684,10 +712,15 @@ class SqliteView : public virtual ReadView {
       }
       std::string sql =
           "SELECT v.type, v.id, v.version, v.ts, v.deleted, v.method, "
-          "v.body, v.seq FROM current c JOIN versions v ON v.seq=c.seq" +
-          joins + where + " ORDER BY " + order + "c.type, c.id LIMIT ? OFFSET ?";
+          "v.body, v.seq FROM " +
+          from + " JOIN versions v ON v.seq=c.seq" + joins + where + " ORDER BY " + order +
+          "c.type, c.id LIMIT ? OFFSET ?";
       auto bind_page = [&](sqlite3_stmt* st) {
         Binder b{st};
+        for (const SqlArg& a : from_args) {
+          if (a.kind == SqlArg::kText) b.Text(a.text);
+          if (a.kind == SqlArg::kInt) b.Int(a.i);
+        }
         for (const SqlArg& a : sort_args) b.Text(a.text);
         for (const SqlArg& a : args) {
           if (a.kind == SqlArg::kText) b.Text(a.text);
