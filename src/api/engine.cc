@@ -185,7 +185,7 @@ class Engine::Impl {
     if (n == 2) return ReadResponse(req, ops_.Read(view, type, parts[1]));
     if (n == 3 && parts[2] == "_history") return History(view, ctx, req, type, parts[1]);
     if (n == 3 && type == "Patient" && parts[2] == "$everything") {
-      auto bundle = internal::EverythingBundle(view, ctx, req, parts[1], req.query);
+      auto bundle = internal::EverythingBundle(view, ctx, parts[1], req.query);
       if (!bundle.ok()) return ErrorResponse(bundle.status());
       return JsonResponse(200, std::move(bundle).value());
     }

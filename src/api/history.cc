@@ -179,8 +179,7 @@ struct Included {
 // _include and _revinclude: each round answers every include with one query per target type
 // (forward) or per chunk of up to 200 matched resources (reverse), never one per result row;
 // :iterate repeats on what the previous round added, up to kMaxIterations rounds.
-Result<Included> FindIncluded(store::ReadView& view, const fhir::Model& model,
-                              const std::vector<search::Include>& includes,
+Result<Included> FindIncluded(store::ReadView& view, const std::vector<search::Include>& includes,
                               const std::vector<store::VersionRecord>& matches) {
   Included out;
   std::set<std::string> seen;
@@ -257,7 +256,6 @@ Result<Included> FindIncluded(store::ReadView& view, const fhir::Model& model,
     }
     frontier = std::move(next);
   }
-  (void)model;
   return out;
 }
 
@@ -283,9 +281,7 @@ Result<std::optional<store::IndexClause>> CompartmentClause(const Compartment& c
 }  // namespace
 
 Result<std::string> EverythingBundle(store::ReadView& view, const RequestContext& ctx,
-                                     const FhirRequest& req, const std::string& patient_id,
-                                     const Params& params) {
-  (void)req;
+                                     const std::string& patient_id, const Params& params) {
   Compartment patient{"Patient", patient_id};
   ASSIGN_OR_RETURN(auto subject, view.ReadCurrent("Patient", patient_id));
   if (!subject || subject->deleted) {
@@ -482,7 +478,7 @@ Result<std::string> SearchBundle(store::ReadView& view, const fhir::Model& model
             json::object{{"search", json::object{{"mode", "match"}}}});
   }
   if (!parsed.includes.empty() && !count_only) {
-    ASSIGN_OR_RETURN(Included inc, FindIncluded(view, model, parsed.includes, page.resources));
+    ASSIGN_OR_RETURN(Included inc, FindIncluded(view, parsed.includes, page.resources));
     for (const store::VersionRecord& v : inc.resources) {
       w.Entry(ctx.base_url + "/" + v.type + "/" + v.id,
               ApplySubset(model, WithVersionMeta(v.json, v.version, v.last_updated), subset),

@@ -29,7 +29,6 @@ Result<std::string> SearchBundle(store::ReadView& view, const fhir::Model& model
 // Patient/123/$everything: the patient and every resource in its compartment, newest types in
 // type order, with _type, _since, _count and paging.
 Result<std::string> EverythingBundle(store::ReadView& view, const RequestContext& ctx,
-                                     const FhirRequest& req, const std::string& patient_id,
-                                     const Params& params);
+                                     const std::string& patient_id, const Params& params);
 
 }  // namespace taproot::api::internal

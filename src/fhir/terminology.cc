@@ -57,14 +57,20 @@ void ReadConcepts(const json::value* concepts, const std::string* parent,
 Terminology::Terminology(const Terminology* base, Loader loader)
     : base_(base), loader_(std::move(loader)) {}
 
+std::shared_ptr<const Terminology::CodeSystem> Terminology::ParseCodeSystem(
+    const json::object& resource) {
+  auto cs = std::make_shared<CodeSystem>();
+  cs->complete = GetString(resource, "content") == "complete";
+  ReadConcepts(FindKey(resource, "concept"), nullptr, cs->codes, cs->parents);
+  return cs;
+}
+
 Status Terminology::Add(const json::object& resource) {
   std::string type(GetString(resource, "resourceType"));
   std::string url = StripVersion(std::string(GetString(resource, "url")));
   if (url.empty()) return Status::Invalid(type + " has no url");
   if (type == "CodeSystem") {
-    auto cs = std::make_shared<CodeSystem>();
-    cs->complete = GetString(resource, "content") == "complete";
-    ReadConcepts(FindKey(resource, "concept"), nullptr, cs->codes, cs->parents);
+    auto cs = ParseCodeSystem(resource);
     std::lock_guard lock(mu_);
     code_systems_[url] = std::move(cs);
     expansions_.clear();
@@ -95,10 +101,7 @@ std::shared_ptr<const Terminology::CodeSystem> Terminology::FindCodeSystem(
   }
   if (loader_) {
     if (auto r = loader_("CodeSystem", url); r && r->is_object()) {
-      auto cs = std::make_shared<CodeSystem>();
-      cs->complete = GetString(r->get_object(), "content") == "complete";
-      ReadConcepts(FindKey(r->get_object(), "concept"), nullptr, cs->codes, cs->parents);
-      return cs;
+      return ParseCodeSystem(r->get_object());
     }
   }
   return nullptr;
@@ -327,28 +330,26 @@ Result<std::vector<std::pair<std::string, std::string>>> Terminology::Members(
   return out;
 }
 
-Result<std::vector<std::string>> Terminology::Below(const std::string& system,
-                                                    const std::string& code) const {
+Result<std::vector<std::string>> Terminology::Related(const std::string& system,
+                                                      const std::string& code, bool below) const {
   auto cs = FindCodeSystem(system);
   if (!cs) return Status::NotFound("the code system " + system + " is not known to this server");
   std::vector<std::string> out;
   for (const auto& c : cs->codes) {
-    if (IsA(*cs, c, code)) out.push_back(c);
+    if (below ? IsA(*cs, c, code) : IsA(*cs, code, c)) out.push_back(c);
   }
   if (out.empty()) out.push_back(code);
   return out;
 }
 
+Result<std::vector<std::string>> Terminology::Below(const std::string& system,
+                                                    const std::string& code) const {
+  return Related(system, code, /*below=*/true);
+}
+
 Result<std::vector<std::string>> Terminology::Above(const std::string& system,
                                                     const std::string& code) const {
-  auto cs = FindCodeSystem(system);
-  if (!cs) return Status::NotFound("the code system " + system + " is not known to this server");
-  std::vector<std::string> out;
-  for (const auto& c : cs->codes) {
-    if (IsA(*cs, code, c)) out.push_back(c);
-  }
-  if (out.empty()) out.push_back(code);
-  return out;
+  return Related(system, code, /*below=*/false);
 }
 
 Result<bool> Terminology::Subsumes(const std::string& system, const std::string& a,

@@ -90,6 +90,10 @@ class Terminology {
   Result<std::vector<std::string>> Filter(const CodeSystem& cs, const std::string& system,
                                           const boost::json::object& filter) const;
   static bool IsA(const CodeSystem& cs, const std::string& code, const std::string& ancestor);
+  static std::shared_ptr<const CodeSystem> ParseCodeSystem(const boost::json::object& resource);
+  // The code and what it subsumes (below) or what subsumes it (above).
+  Result<std::vector<std::string>> Related(const std::string& system, const std::string& code,
+                                           bool below) const;
 
   const Terminology* base_;
   Loader loader_;

@@ -242,12 +242,6 @@ class Extractor {
 
 }  // namespace
 
-bool HasTokenParam(const fhir::Model& model, std::string_view type, std::string_view param) {
-  (void)model;
-  const ParamDef* p = R4Params().Find(type, param);
-  return p && p->type == ParamType::kToken;
-}
-
 namespace {
 
 // Evaluates one parameter over a resource and appends its rows.
@@ -296,17 +290,22 @@ void ExtractComposite(const ParamDef& p, const json::value& resource,
   }
 }
 
-void ExtractOne(const ParamDef& p, const json::value& resource, std::vector<IndexEntry>& out) {
-  // resolve() at index time: `subject.where(resolve() is Patient)` needs only the target's type,
-  // which the reference itself names, so a stub {resourceType, id} stands in for it.
-  std::deque<json::value> stubs;
+// Evaluation options for indexing one resource. resolve(): `subject.where(resolve() is Patient)`
+// needs only the target's type, which the reference itself names, so a minimal resource
+// {resourceType, id} stands in for the target; `targets` owns those and must outlive the options.
+fhirpath::EvalOptions IndexingOptions(std::deque<json::value>& targets) {
   fhirpath::EvalOptions options;
-  options.resolve = [&stubs](const std::string& ref) -> const json::value* {
+  options.resolve = [&targets](const std::string& ref) -> const json::value* {
     std::string_view t, id;
     if (!SplitReference(ref, t, id)) return nullptr;
-    stubs.push_back(json::object{{"resourceType", t}, {"id", id}});
-    return &stubs.back();
+    targets.push_back(json::object{{"resourceType", t}, {"id", id}});
+    return &targets.back();
   };
+  return options;
+}
+
+void ExtractOne(const ParamDef& p, const json::value& resource,
+                const fhirpath::EvalOptions& options, std::vector<IndexEntry>& out) {
   if (p.type == ParamType::kComposite) return ExtractComposite(p, resource, options, out);
   Extractor extractor(p, out);
   for (const auto& branch : p.branches) {
@@ -398,18 +397,21 @@ std::vector<IndexEntry> ExtractIndex(const fhir::Model& model, std::string_view 
       if (!content.empty()) out.push_back({"_content", IndexKind::kText, "", std::move(content)});
     }
   }
+  std::deque<json::value> targets;
+  fhirpath::EvalOptions options = IndexingOptions(targets);
   for (const ParamDef* p : R4Params().ForType(type)) {
     if (p->type == ParamType::kSpecial) continue;
     // _id and _lastUpdated live in the store's own columns.
     if (p->code == "_id" || p->code == "_lastUpdated") continue;
-    ExtractOne(*p, resource, out);
+    ExtractOne(*p, resource, options, out);
   }
   return out;
 }
 
 std::vector<IndexEntry> ExtractParam(const ParamDef& param, const json::value& resource) {
   std::vector<IndexEntry> out;
-  ExtractOne(param, resource, out);
+  std::deque<json::value> targets;
+  ExtractOne(param, resource, IndexingOptions(targets), out);
   return out;
 }
 

@@ -36,7 +36,4 @@ inline constexpr std::string_view kUcumCanonicalSystem = "urn:taproot:ucum-canon
 // ... and under the parameter's code with this suffix ("value-quantity:ucum").
 inline constexpr std::string_view kUcumParamSuffix = ":ucum";
 
-// True if `param` is a token parameter of `type` (used for conditional operations).
-bool HasTokenParam(const fhir::Model& model, std::string_view type, std::string_view param);
-
 }  // namespace taproot::search

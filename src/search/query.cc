@@ -162,6 +162,28 @@ Result<Params> ParseQueryString(std::string_view query) {
   return out;
 }
 
+// The index table a parameter type's rows live in; none for composite and special ones.
+static std::optional<store::IndexKind> IndexKindOf(ParamType type) {
+  switch (type) {
+    case ParamType::kString:
+      return store::IndexKind::kString;
+    case ParamType::kToken:
+      return store::IndexKind::kToken;
+    case ParamType::kReference:
+      return store::IndexKind::kReference;
+    case ParamType::kDate:
+      return store::IndexKind::kDate;
+    case ParamType::kNumber:
+      return store::IndexKind::kNumber;
+    case ParamType::kQuantity:
+      return store::IndexKind::kQuantity;
+    case ParamType::kUri:
+      return store::IndexKind::kUri;
+    default:
+      return std::nullopt;
+  }
+}
+
 // Values ORed in one parameter become one SQL branch each; SQLite takes at most 500.
 constexpr size_t kMaxOrValues = 100;
 
@@ -172,31 +194,11 @@ static Result<store::IndexClause> ParseClause(const ParamDef& def, const std::st
   using Match = store::IndexPredicate::Match;
   store::IndexClause clause;
   clause.param = def.code;
-  switch (def.type) {
-    case ParamType::kString:
-      clause.kind = IndexKind::kString;
-      break;
-    case ParamType::kToken:
-      clause.kind = IndexKind::kToken;
-      break;
-    case ParamType::kReference:
-      clause.kind = IndexKind::kReference;
-      break;
-    case ParamType::kDate:
-      clause.kind = IndexKind::kDate;
-      break;
-    case ParamType::kNumber:
-      clause.kind = IndexKind::kNumber;
-      break;
-    case ParamType::kQuantity:
-      clause.kind = IndexKind::kQuantity;
-      break;
-    case ParamType::kUri:
-      clause.kind = IndexKind::kUri;
-      break;
-    default:
-      return Status::Make(StatusCode::kNotImplemented, "this parameter type is not supported yet");
+  std::optional<IndexKind> kind = IndexKindOf(def.type);
+  if (!kind) {
+    return Status::Make(StatusCode::kNotImplemented, "this parameter type is not supported yet");
   }
+  clause.kind = *kind;
   if (modifier == "missing") {
     if (value != "true" && value != "false") return Status::Invalid(":missing takes true or false");
     clause.missing = value == "true";
@@ -645,16 +647,13 @@ Result<ParsedSearch> ParseSearch(const fhir::Model& model, const std::string& ty
         k.param = key;
         if (key != "_id" && key != "_lastUpdated") {
           const ParamDef* def = type.empty() ? nullptr : R4Params().Find(type, key);
-          static const store::IndexKind kKinds[] = {
-              store::IndexKind::kString, store::IndexKind::kToken,  store::IndexKind::kReference,
-              store::IndexKind::kDate,   store::IndexKind::kNumber, store::IndexKind::kQuantity,
-              store::IndexKind::kUri};
-          if (!def || static_cast<size_t>(def->type) >= std::size(kKinds) ||
-              def->branches.empty()) {
+          std::optional<store::IndexKind> kind =
+              def ? IndexKindOf(def->type) : std::optional<store::IndexKind>();
+          if (!kind || def->branches.empty()) {
             RETURN_IF_ERROR(unsupported(name, "'" + key + "' is not a sortable parameter"));
             continue;
           }
-          k.kind = kKinds[static_cast<size_t>(def->type)];
+          k.kind = *kind;
         }
         out.query.sort.push_back(std::move(k));
       }

@@ -10,12 +10,12 @@ namespace taproot::search {
 
 Status Reindex(store::Store& store, const fhir::Model& model, const std::vector<std::string>& types,
                ReindexProgress* progress, const std::atomic<bool>* cancel) {
-  std::vector<std::string> todo = types.empty() ? model.ResourceTypes() : types;
+  std::vector<std::string> types_to_visit = types.empty() ? model.ResourceTypes() : types;
   ReindexProgress local;
   ReindexProgress& p = progress ? *progress : local;
   // First the totals, so progress can be shown as a fraction.
   int64_t total = 0;
-  for (const auto& type : todo) {
+  for (const auto& type : types_to_visit) {
     store::SearchQuery q;
     q.type = type;
     q.count = 0;
@@ -27,7 +27,7 @@ Status Reindex(store::Store& store, const fhir::Model& model, const std::vector<
   }
   p.total = total;
   size_t threads = std::max(1u, std::thread::hardware_concurrency());
-  for (const auto& type : todo) {
+  for (const auto& type : types_to_visit) {
     std::optional<std::string> after;
     for (;;) {
       if (cancel && *cancel) return Status::Make(StatusCode::kAborted, "reindex cancelled");

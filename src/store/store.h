@@ -215,12 +215,9 @@ class WriteTxn : public virtual ReadView {
   // Stores a new version and makes it current. version.version must be current + 1 (or 1).
   virtual Status Put(const WriteRecord& record) = 0;
   virtual Status RecordRequest(const RequestRecord& record) = 0;
-  // Adds index rows for a version already stored (its seq): reindexing after search parameters
-  // change. Rows already present are kept.
-  virtual Status PutIndex(const std::string& type, int64_t seq,
-                          const std::vector<IndexEntry>& rows) = 0;
-  // The same for many versions of one type at once, each row with its version's seq: lets the
-  // store insert them in key order.
+  // Adds index rows for versions already stored, each row with its version's seq: reindexing
+  // after search parameters change. Rows already present are kept; all rows are of one type,
+  // which lets the store insert them in key order.
   virtual Status PutIndexRows(const std::string& type,
                               const std::vector<std::pair<int64_t, IndexEntry>>& rows) = 0;
   // Runs fn in a nested transaction: if it fails, only its own changes are undone and the outer

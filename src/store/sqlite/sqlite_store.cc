@@ -173,6 +173,14 @@ struct SqlArg {
   double d = 0;
 };
 
+void BindAll(Binder& b, const std::vector<SqlArg>& args) {
+  for (const SqlArg& a : args) {
+    if (a.kind == SqlArg::kText) b.Text(a.text);
+    if (a.kind == SqlArg::kInt) b.Int(a.i);
+    if (a.kind == SqlArg::kReal) b.Real(a.d);
+  }
+}
+
 // Upper bound for "starts with" over a binary-collated TEXT column: 0xFF never occurs in UTF-8.
 std::string PrefixEnd(const std::string& prefix) { return prefix + "\xff"; }
 
@@ -621,15 +629,8 @@ class SqliteView : public virtual ReadView {
     }
     auto bind = [&](sqlite3_stmt* s) {
       Binder b{s};
-      for (const SqlArg& a : from_args) {
-        if (a.kind == SqlArg::kText) b.Text(a.text);
-        if (a.kind == SqlArg::kInt) b.Int(a.i);
-      }
-      for (const SqlArg& a : args) {
-        if (a.kind == SqlArg::kText) b.Text(a.text);
-        if (a.kind == SqlArg::kInt) b.Int(a.i);
-        if (a.kind == SqlArg::kReal) b.Real(a.d);
-      }
+      BindAll(b, from_args);
+      BindAll(b, args);
       return b;
     };
     SearchPage page;
@@ -717,16 +718,9 @@ class SqliteView : public virtual ReadView {
           "c.type, c.id LIMIT ? OFFSET ?";
       auto bind_page = [&](sqlite3_stmt* st) {
         Binder b{st};
-        for (const SqlArg& a : from_args) {
-          if (a.kind == SqlArg::kText) b.Text(a.text);
-          if (a.kind == SqlArg::kInt) b.Int(a.i);
-        }
-        for (const SqlArg& a : sort_args) b.Text(a.text);
-        for (const SqlArg& a : args) {
-          if (a.kind == SqlArg::kText) b.Text(a.text);
-          if (a.kind == SqlArg::kInt) b.Int(a.i);
-          if (a.kind == SqlArg::kReal) b.Real(a.d);
-        }
+        BindAll(b, from_args);
+        BindAll(b, sort_args);
+        BindAll(b, args);
         b.Int(q.count + 1).Int(q.offset);
       };
       if (q.explain) RETURN_IF_ERROR(explain(sql, bind_page));
@@ -1008,13 +1002,6 @@ class SqliteWriteTxn : public SqliteView, public WriteTxn {
       }
     }
     return Status::Ok();
-  }
-
-  Status PutIndex(const std::string& type, int64_t seq,
-                  const std::vector<IndexEntry>& rows) override {
-    VersionRecord v;
-    v.type = type;
-    return InsertIndex(v, seq, rows);
   }
 
   Status PutIndexRows(const std::string& type,
