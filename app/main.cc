@@ -8,6 +8,7 @@
 #include "fhir/model.h"
 #include "fhirpath_cmd.h"
 #include "importer/importer.h"
+#include "search/indexer.h"
 #include "serve.h"
 #include "store/store.h"
 
@@ -46,14 +47,13 @@ int main(int argc, char** argv) {
   bool unsafe_no_sync = false;
   serve_cmd->add_flag("--unsafe-no-sync", unsafe_no_sync,
                       "Do not fsync commits (benchmarks only: acknowledged writes can be lost)");
-  bool index_content = false;
-  serve_cmd->add_flag("--index-content", index_content,
-                      "Index the full text of every resource for _content (slower writes, a "
-                      "larger store; resources written without it need POST /$reindex)");
 
   std::string import_data, import_server;
   std::vector<std::string> import_paths;
-  int import_threads = static_cast<int>(std::max(2u, std::thread::hardware_concurrency()));
+  // More files in flight than cores: the store commits concurrent writes together, and one
+  // commit of many bundles rewrites far fewer index pages than many commits of one or two
+  // (bench/RESULTS.md: 3,700 resources/s with 2 at once, 5,500/s with 8, on two cores).
+  int import_threads = static_cast<int>(std::max(8u, 2 * std::thread::hardware_concurrency()));
   bool no_progress = false;
   auto* import_cmd = cli.add_subcommand(
       "import", "Load Bundles, NDJSON and resources into a store (--data) or a server (--server)");
@@ -67,6 +67,17 @@ int main(int argc, char** argv) {
   import_cmd->add_flag("--no-progress", no_progress, "Do not show a progress display");
   import_cmd->add_option("paths", import_paths, "Files or directories (.json, .ndjson, .zst)")
       ->required();
+
+  // How writes are indexed, for both the server and an offline import.
+  bool index_content = false, no_search_index = false;
+  for (CLI::App* cmd : {serve_cmd, import_cmd}) {
+    cmd->add_flag("--index-content", index_content,
+                  "Index the full text of every resource for _content (slower writes, a larger "
+                  "store; resources written without it need POST /$reindex)");
+    cmd->add_flag("--no-search-index", no_search_index,
+                  "Index only identifiers (conditional references need them): faster bulk loads; "
+                  "other search parameters find nothing until POST /$reindex");
+  }
 
   app::FhirPathOptions fp;
   auto* fhirpath_cmd = cli.add_subcommand(
@@ -93,6 +104,8 @@ int main(int argc, char** argv) {
     std::printf("taproot %s (commit %s, FHIR 4.0.1)\n", TAPROOT_VERSION, GitCommit());
     return 0;
   }
+  search::SetContentIndexing(index_content);
+  search::SetSearchIndexing(!no_search_index);
   if (fhirpath_cmd->parsed()) {
     if (!fp.batch && fp.expression.empty()) {
       std::fprintf(stderr, "fhirpath: give an EXPRESSION, or --batch\n");
@@ -103,7 +116,6 @@ int main(int argc, char** argv) {
   if (serve_cmd->parsed()) {
     serve.access_log = !no_access_log;
     serve.sync = !unsafe_no_sync;
-    serve.index_content = index_content;
     int rc = app::Serve(serve);
     FlushLogs();
     return rc;

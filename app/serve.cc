@@ -65,7 +65,6 @@ int Serve(const ServeOptions& options) {
     return 1;
   }
   std::unique_ptr<store::Store> store = std::move(opened).value();
-  search::SetContentIndexing(options.index_content);
   api::Engine engine(*store, model);
 
   if (!options.demo_dir.empty() && store->WasEmptyAtOpen()) {

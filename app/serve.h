@@ -17,7 +17,6 @@ struct ServeOptions {
   std::string port_file;  // written with the bound port once listening (for tests)
   bool access_log = true;
   bool sync = true;
-  bool index_content = false;  // full-text index of every string (_content)
 };
 
 int Serve(const ServeOptions& options);

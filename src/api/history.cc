@@ -444,7 +444,12 @@ Result<std::string> SearchBundle(store::ReadView& view, const fhir::Model& model
                      json::object{{"name", "plan"}, {"valueString", json::serialize(steps)}}}}};
     return SerializeJson(out);
   }
-  ASSIGN_OR_RETURN(store::SearchPage page, view.Search(parsed.query));
+  // After the first page of a search in written order, next links carry the last seq seen
+  // (_after) as well as the position (_offset, for previous links): the page then starts from
+  // the index where the last one ended instead of skipping `offset` matches again.
+  store::SearchQuery page_query = parsed.query;
+  if (page_query.after_seq) page_query.offset = 0;
+  ASSIGN_OR_RETURN(store::SearchPage page, view.Search(page_query));
   std::string path = ctx.base_url + "/" +
                      (compartment ? compartment->type + "/" + compartment->id + "/" : "") +
                      (type.empty() ? std::string() : type);
@@ -455,6 +460,7 @@ Result<std::string> SearchBundle(store::ReadView& view, const fhir::Model& model
   // Later pages read the store as this page saw it (store::SearchQuery::as_of_seq).
   std::string snapshot = std::to_string(page.snapshot_seq);
   if (parsed.query.as_of_seq) self.emplace_back("_snapshot", snapshot);
+  if (parsed.query.after_seq) self.emplace_back("_after", std::to_string(*parsed.query.after_seq));
   BundleWriter w("searchset", page.total);
   w.Link("self", path + QueryString(self));
   if (page.has_more) {
@@ -462,6 +468,9 @@ Result<std::string> SearchBundle(store::ReadView& view, const fhir::Model& model
     next.emplace_back("_count", std::to_string(parsed.query.count));
     next.emplace_back("_offset", std::to_string(parsed.query.offset + parsed.query.count));
     next.emplace_back("_snapshot", snapshot);
+    if (parsed.query.sort.empty() && !page.resources.empty()) {
+      next.emplace_back("_after", std::to_string(page.resources.back().seq));
+    }
     w.Link("next", path + QueryString(next));
   }
   if (parsed.query.offset > 0) {

@@ -372,17 +372,21 @@ void ContentText(const json::value& v, std::string_view key, std::string& out) {
 }
 
 std::atomic<bool> content_indexing{false};
+std::atomic<bool> search_indexing{true};
 
 }  // namespace
 
 void SetContentIndexing(bool on) { content_indexing = on; }
 bool ContentIndexing() { return content_indexing; }
+void SetSearchIndexing(bool on) { search_indexing = on; }
+bool SearchIndexing() { return search_indexing; }
 
 std::vector<IndexEntry> ExtractIndex(const fhir::Model& model, std::string_view type,
                                      const json::value& resource) {
   (void)model;
   std::vector<IndexEntry> out;
-  if (resource.is_object()) {
+  const bool all = search_indexing;
+  if (all && resource.is_object()) {
     // _text and _content have no FHIRPath expression: the narrative and the whole resource.
     const json::object& r = resource.get_object();
     if (R4Params().Find(type, "_text")) {
@@ -403,6 +407,7 @@ std::vector<IndexEntry> ExtractIndex(const fhir::Model& model, std::string_view 
     if (p->type == ParamType::kSpecial) continue;
     // _id and _lastUpdated live in the store's own columns.
     if (p->code == "_id" || p->code == "_lastUpdated") continue;
+    if (!all && p->code != "identifier") continue;
     ExtractOne(*p, resource, options, out);
   }
   return out;

@@ -31,6 +31,13 @@ std::vector<store::IndexEntry> ExtractParam(const ParamDef& param,
 void SetContentIndexing(bool on);
 bool ContentIndexing();
 
+// Whether every search parameter is indexed (the default). Off, only `identifier` is, which
+// conditional references and creates need: for bulk loads that reindex afterwards
+// (`--no-search-index`, POST /$reindex) and for measuring what indexing costs. Set once at
+// start-up, before any write.
+void SetSearchIndexing(bool on);
+bool SearchIndexing();
+
 // The system under which quantities are also indexed in UCUM base units.
 inline constexpr std::string_view kUcumCanonicalSystem = "urn:taproot:ucum-canonical";
 // ... and under the parameter's code with this suffix ("value-quantity:ucum").

@@ -597,6 +597,11 @@ Result<ParsedSearch> ParseSearch(const fhir::Model& model, const std::string& ty
       ASSIGN_OR_RETURN(out.query.offset, ParseNonNegative(name, value));
       continue;
     }
+    if (name == "_after") {  // the server's keyset cursor in next links: see store::SearchQuery
+      ASSIGN_OR_RETURN(int64_t seq, ParseNonNegative(name, value));
+      out.query.after_seq = seq;
+      continue;
+    }
     if (name == "_total") {
       out.query.want_total = value != "none";
       continue;

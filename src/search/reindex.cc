@@ -28,13 +28,13 @@ Status Reindex(store::Store& store, const fhir::Model& model, const std::vector<
   p.total = total;
   size_t threads = std::max(1u, std::thread::hardware_concurrency());
   for (const auto& type : types_to_visit) {
-    std::optional<std::string> after;
+    std::optional<int64_t> after;
     for (;;) {
       if (cancel && *cancel) return Status::Make(StatusCode::kAborted, "reindex cancelled");
       std::vector<store::VersionRecord> batch;
       store::SearchQuery q;
       q.type = type;
-      q.after_id = after;
+      q.after_seq = after;
       q.count = 500;
       q.want_total = false;
       RETURN_IF_ERROR(store.Read([&](store::ReadView& view) -> Status {
@@ -43,7 +43,7 @@ Status Reindex(store::Store& store, const fhir::Model& model, const std::vector<
         return Status::Ok();
       }));
       if (batch.empty()) break;
-      after = batch.back().id;
+      after = batch.back().seq;
       // Extract on every core; each task takes every n-th resource.
       std::vector<std::vector<store::IndexEntry>> rows(batch.size());
       std::vector<std::future<void>> tasks;

@@ -139,11 +139,12 @@ struct SortKey {
 struct SearchQuery {
   std::string type;              // empty: every type
   std::vector<std::string> ids;  // _id (OR)
-  // Only ids after this one (keyset paging in id order, for scans over a whole type).
-  std::optional<std::string> after_id;
+  // The page starts after this seq (keyset paging in seq order, without _sort; offset then
+  // counts from there). The total still counts every match.
+  std::optional<int64_t> after_seq;
   std::vector<IndexClause> clauses;
   // Sort keys, most significant first; resources without a value for a key sort after those
-  // with one. Ties, and no keys, order by type and id.
+  // with one. Ties, and no keys, order by seq (the order the versions were written).
   std::vector<SortKey> sort;
   bool explain = false;  // also report the plan and timing of each statement (SearchPage)
   // Search the store as it was when SearchPage::snapshot_seq had this value (the first page's),
@@ -156,7 +157,7 @@ struct SearchQuery {
 };
 
 struct SearchPage {
-  std::vector<VersionRecord> resources;  // current, non-deleted versions, ordered by type and id
+  std::vector<VersionRecord> resources;  // current, non-deleted versions, in SearchQuery order
   std::optional<int64_t> total;
   bool has_more = false;
   int64_t snapshot_seq = 0;  // the newest version this search could see (for as_of_seq)

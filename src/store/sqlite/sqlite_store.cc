@@ -24,7 +24,8 @@ namespace {
 
 // 2: typed search index tables (string, date, number, quantity, reference, uri). A version 1
 // store is upgraded in place; its resources need a $reindex to be found by the new parameters.
-constexpr int kSchemaVersion = 2;
+// 3: the superseded table and date rows by seq, so that searches start from the index.
+constexpr int kSchemaVersion = 3;
 
 const char* kSchema = R"sql(
 CREATE TABLE IF NOT EXISTS meta(key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -64,6 +65,9 @@ CREATE TABLE IF NOT EXISTS idx_string(
 CREATE TABLE IF NOT EXISTS idx_date(
   type TEXT NOT NULL, param TEXT NOT NULL, start INTEGER NOT NULL, end INTEGER NOT NULL,
   seq INTEGER NOT NULL, PRIMARY KEY(type, param, start, end, seq)) WITHOUT ROWID;
+-- A version's dates, for filtering and sorting the results of a search started elsewhere
+-- (a patient's observations in a date range, newest first).
+CREATE INDEX IF NOT EXISTS idx_date_by_seq ON idx_date(seq);
 CREATE TABLE IF NOT EXISTS idx_number(
   type TEXT NOT NULL, param TEXT NOT NULL, value REAL NOT NULL, seq INTEGER NOT NULL,
   PRIMARY KEY(type, param, value, seq)) WITHOUT ROWID;
@@ -83,6 +87,10 @@ CREATE VIRTUAL TABLE IF NOT EXISTS idx_fts USING fts5(
 CREATE TABLE IF NOT EXISTS idx_uri(
   type TEXT NOT NULL, param TEXT NOT NULL, uri TEXT NOT NULL, seq INTEGER NOT NULL,
   PRIMARY KEY(type, param, uri, seq)) WITHOUT ROWID;
+-- Versions that are no longer current, and the seq of the version that replaced them: their
+-- index rows stay (a later page of an earlier search still sees them as they were) but do not
+-- match. A search drives from the index rows and drops these with one lookup each.
+CREATE TABLE IF NOT EXISTS superseded(seq INTEGER PRIMARY KEY, by_seq INTEGER NOT NULL);
 -- Applied write requests by X-Request-ID, so a retry is answered, not re-applied.
 CREATE TABLE IF NOT EXISTS requests(
   request_id TEXT PRIMARY KEY,
@@ -186,14 +194,21 @@ std::string PrefixEnd(const std::string& prefix) { return prefix + "\xff"; }
 
 // The SQL that selects the versions (seq) of `type` resources with a row matching one predicate.
 // Only fixed fragments enter the SQL; every value is bound (appended to args).
+//
+// With `probe` (an alias), the SQL instead tests whether that one version has such a row: a
+// lookup by seq rather than a scan of every match (see Probeable).
 std::string PredicateSql(const std::string& type, const IndexClause& c, const IndexPredicate& p,
-                         std::vector<SqlArg>& args) {
+                         std::vector<SqlArg>& args, const std::string& probe = {}) {
   auto text = [&](std::string v) { args.push_back({SqlArg::kText, std::move(v)}); };
   auto integer = [&](int64_t v) { args.push_back({SqlArg::kInt, {}, v}); };
   auto real = [&](double v) { args.push_back({SqlArg::kReal, {}, 0, v}); };
-  std::string sql = std::string("SELECT seq FROM ") +
-                    TableOf(p.match == IndexPredicate::Match::kText ? IndexKind::kString : c.kind) +
-                    " WHERE type=?";
+  IndexKind kind = p.match == IndexPredicate::Match::kText ? IndexKind::kString : c.kind;
+  std::string sql =
+      probe.empty() ? std::string("SELECT seq FROM ") + TableOf(kind) + " WHERE "
+      : kind == IndexKind::kDate
+          ? "SELECT 1 FROM idx_date INDEXED BY idx_date_by_seq WHERE seq=" + probe + ".seq AND "
+          : std::string("SELECT 1 FROM ") + TableOf(kind) + " WHERE seq=" + probe + ".seq AND ";
+  sql += "type=?";
   text(type);
   if (c.any_param.empty()) {
     sql += " AND param=?";
@@ -460,6 +475,81 @@ Result<VersionRecord> RowToVersion(sqlite3_stmt* s, int first = 0) {
   return r;
 }
 
+// Whether a version can be tested against every value of the clause with a lookup by seq (the
+// clause's rows are keyed down to the seq, or date rows through idx_date_by_seq). Such a clause
+// costs one lookup per candidate instead of collecting all of its matches first.
+bool Probeable(const IndexClause& c) {
+  if (!c.any_param.empty()) return false;
+  for (const IndexPredicate& p : c.any_of) {
+    if (p.match == IndexPredicate::Match::kText) return false;
+    bool ok = false;
+    switch (c.kind) {
+      case IndexKind::kToken:
+      case IndexKind::kReference:
+        ok = p.match == IndexPredicate::Match::kEqual && p.system.has_value();
+        break;
+      case IndexKind::kUri:
+        ok = p.match == IndexPredicate::Match::kEqual;
+        break;
+      case IndexKind::kDate:
+        ok = true;
+        break;
+      default:
+        break;
+    }
+    if (!ok) return false;
+  }
+  return true;
+}
+
+// How well a clause can start a search (lower is better: fewer rows, read in seq order), or -1
+// if it cannot (negations, :missing, chains and _has are tested against candidates instead).
+// Without table statistics this ranks by kind: a reference to one resource or a coded value
+// usually matches few rows; a date range or a name prefix many.
+int DriverRank(const IndexClause& c) {
+  if (c.negate || c.missing || !c.chain.empty() || c.has || c.any_of.empty()) return -1;
+  int worst = 0;
+  for (const IndexPredicate& p : c.any_of) {
+    int r = 9;
+    bool eq = p.match == IndexPredicate::Match::kEqual;
+    if (p.match == IndexPredicate::Match::kText) {
+      r = 9;
+    } else if (c.kind == IndexKind::kReference && eq) {
+      r = p.system ? 0 : 2;
+    } else if (c.kind == IndexKind::kToken && eq) {
+      r = p.system ? 1 : 3;
+    } else if (c.kind == IndexKind::kUri && eq) {
+      r = 3;
+    } else if (c.kind == IndexKind::kString && p.match == IndexPredicate::Match::kExact) {
+      r = 4;
+    } else if (c.kind == IndexKind::kToken) {
+      r = 5;
+    } else if (c.kind == IndexKind::kNumber || c.kind == IndexKind::kQuantity) {
+      r = 6;
+    } else if (c.kind == IndexKind::kString && p.match == IndexPredicate::Match::kPrefix) {
+      r = 7;
+    } else if (c.kind == IndexKind::kDate) {
+      r = 8;
+    }
+    worst = std::max(worst, r);
+  }
+  return worst;
+}
+
+// The versions (seq) matching a driving clause, each once. One value that keys its rows down to
+// the seq comes out in seq order straight from the index.
+std::string DriverSql(const std::string& type, const IndexClause& c, std::vector<SqlArg>& args) {
+  if (c.any_of.size() == 1 && Probeable(c) && c.kind != IndexKind::kDate) {
+    return PredicateSql(type, c, c.any_of[0], args);
+  }
+  std::string sql = c.any_of.size() == 1 ? "SELECT DISTINCT seq FROM (" : "SELECT seq FROM (";
+  for (size_t i = 0; i < c.any_of.size(); ++i) {
+    if (i) sql += " UNION ";
+    sql += PredicateSql(type, c, c.any_of[i], args);
+  }
+  return sql + ")";
+}
+
 // Appends the condition that `<alias>` (a row of `current`, of `type`) matches `clause`. Each
 // clause is driven from its index, which finds the matching versions (seq) directly; rows of
 // earlier versions do not match current.seq. Chains and reverse chains nest, one alias per
@@ -509,6 +599,15 @@ Status ClauseCondition(const std::string& type, const IndexClause& clause, const
     sql += std::string("SELECT seq FROM ") + TableOf(clause.kind) + " WHERE type=? AND param=?)";
     text(type);
     text(clause.param);
+    return Status::Ok();
+  }
+  if (!clause.negate && !clause.any_of.empty() && Probeable(clause)) {
+    sql += "(";
+    for (size_t i = 0; i < clause.any_of.size(); ++i) {
+      if (i) sql += " OR ";
+      sql += "EXISTS (" + PredicateSql(type, clause, clause.any_of[i], args, alias) + ")";
+    }
+    sql += ")";
     return Status::Ok();
   }
   sql += alias + (clause.negate ? ".seq NOT IN (" : ".seq IN (");
@@ -573,73 +672,106 @@ class SqliteView : public virtual ReadView {
 
   Result<SearchPage> Search(const SearchQuery& q) override {
     // Built from fixed fragments with bound values only; no caller text enters the SQL.
-    std::vector<SqlArg> args;
-    int64_t snapshot_seq = 0;
-    // A later page of a search runs against the first page's snapshot: the newest version of
-    // each resource at or before that seq (rows of older versions stay in the index tables, so
-    // they still match). Only when something was written since; otherwise `current` is it.
-    std::string from = "current c";
-    std::vector<SqlArg> from_args;
+    //
+    // Plan: when a clause can drive (DriverRank), its index rows are read first, in seq order
+    // where the index gives it, and each candidate version is then checked: not superseded (as
+    // of the snapshot), and matching the other clauses (by lookup where Probeable). Without such
+    // a clause the versions of the type are read in seq order. Results come in seq order (the
+    // order resources were written) unless _sort says otherwise.
+    int64_t newest = 0;
     {
       ASSIGN_OR_RETURN(sqlite3_stmt * m, c_.Prepare("SELECT coalesce(max(seq), 0) FROM versions"));
       if (sqlite3_step(m) != SQLITE_ROW) return SqlError(c_.db(), "search snapshot");
-      int64_t newest = sqlite3_column_int64(m, 0);
+      newest = sqlite3_column_int64(m, 0);
       sqlite3_reset(m);
-      snapshot_seq = q.as_of_seq ? std::min(*q.as_of_seq, newest) : newest;
-      if (q.as_of_seq && *q.as_of_seq < newest) {
-        from = std::string("(SELECT v0.type AS type, v0.id AS id, v0.seq AS seq, v0.deleted AS ") +
-               "deleted, v0.ts AS ts FROM versions v0 WHERE " +
-               (q.type.empty() ? "" : "v0.type=? AND ") +
-               "v0.seq<=? AND NOT EXISTS (SELECT 1 FROM versions v9 WHERE v9.type=v0.type AND "
-               "v9.id=v0.id AND v9.seq>v0.seq AND v9.seq<=?)) c";
-        if (!q.type.empty()) from_args.push_back({SqlArg::kText, q.type});
-        from_args.push_back({SqlArg::kInt, {}, *q.as_of_seq});
-        from_args.push_back({SqlArg::kInt, {}, *q.as_of_seq});
-      }
     }
-    std::string where = " WHERE c.deleted=0";
-    if (!q.type.empty()) {
-      where += " AND c.type=?";
-      args.push_back({SqlArg::kText, q.type});
-    }
-    if (!q.ids.empty()) {
-      where += " AND c.id IN (";
-      for (size_t i = 0; i < q.ids.size(); ++i) {
-        where += i ? ",?" : "?";
-        args.push_back({SqlArg::kText, q.ids[i]});
-      }
-      where += ")";
-    }
-    if (q.after_id) {
-      where += " AND c.id>?";
-      args.push_back({SqlArg::kText, *q.after_id});
-    }
-    if (q.updated_ge) {
-      where += " AND c.ts>=?";
-      args.push_back({SqlArg::kInt, {}, *q.updated_ge});
-    }
-    if (q.updated_lt) {
-      where += " AND c.ts<?";
-      args.push_back({SqlArg::kInt, {}, *q.updated_lt});
-    }
-    for (const IndexClause& clause : q.clauses) {
-      if (q.type.empty()) return Status::Invalid("search parameters need a resource type");
-      where += " AND ";
-      RETURN_IF_ERROR(ClauseCondition(q.type, clause, "c", 0, where, args));
-    }
-    auto bind = [&](sqlite3_stmt* s) {
-      Binder b{s};
-      BindAll(b, from_args);
-      BindAll(b, args);
-      return b;
-    };
     SearchPage page;
-    page.snapshot_seq = snapshot_seq;
+    page.snapshot_seq = q.as_of_seq ? std::min(*q.as_of_seq, newest) : newest;
+    // A later page runs against the first page's snapshot: versions written since are out, and
+    // versions superseded since are still in. Only needed when something was written since.
+    const bool as_of = q.as_of_seq && *q.as_of_seq < newest;
+
+    int driver = -1, best = 100;
+    for (size_t i = 0; i < q.clauses.size() && !q.type.empty(); ++i) {
+      int r = DriverRank(q.clauses[i]);
+      if (r >= 0 && r < best) best = r, driver = static_cast<int>(i);
+    }
+    bool needs_id = !q.ids.empty() || q.updated_ge || q.updated_lt;
+    for (const IndexClause& c : q.clauses) needs_id = needs_id || c.has;
+
+    // The conditions every candidate must meet, on alias `a`: a row of `versions`, or of
+    // `current` (live by definition: no superseded test), or the driver's seq alone.
+    enum class Rows { kVersions, kCurrent, kSeqOnly };
+    bool counting = false;  // the total counts every match, wherever the page starts
+    auto conditions = [&](const std::string& a, Rows rows, std::string& sql,
+                          std::vector<SqlArg>& args) -> Status {
+      bool first = true;
+      auto next = [&] {
+        sql += first ? " WHERE " : " AND ";
+        first = false;
+      };
+      if (rows != Rows::kCurrent) {
+        next();
+        sql += "NOT EXISTS (SELECT 1 FROM superseded x WHERE x.seq=" + a + ".seq";
+        if (as_of) {
+          sql += " AND x.by_seq<=?";
+          args.push_back({SqlArg::kInt, {}, *q.as_of_seq});
+        }
+        sql += ")";
+        if (as_of) {
+          sql += " AND " + a + ".seq<=?";
+          args.push_back({SqlArg::kInt, {}, *q.as_of_seq});
+        }
+      }
+      if (rows != Rows::kSeqOnly) {
+        next();
+        sql += a + ".deleted=0";
+        if (!q.type.empty()) {
+          sql += " AND " + a + ".type=?";
+          args.push_back({SqlArg::kText, q.type});
+        }
+        if (!q.ids.empty()) {
+          sql += " AND " + a + ".id IN (";
+          for (size_t i = 0; i < q.ids.size(); ++i) {
+            sql += i ? ",?" : "?";
+            args.push_back({SqlArg::kText, q.ids[i]});
+          }
+          sql += ")";
+        }
+        if (q.updated_ge) {
+          sql += " AND " + a + ".ts>=?";
+          args.push_back({SqlArg::kInt, {}, *q.updated_ge});
+        }
+        if (q.updated_lt) {
+          sql += " AND " + a + ".ts<?";
+          args.push_back({SqlArg::kInt, {}, *q.updated_lt});
+        }
+      }
+      if (q.after_seq && !counting) {
+        next();
+        sql += a + ".seq>?";
+        args.push_back({SqlArg::kInt, {}, *q.after_seq});
+      }
+      for (size_t i = 0; i < q.clauses.size(); ++i) {
+        if (static_cast<int>(i) == driver) continue;
+        if (q.type.empty()) return Status::Invalid("search parameters need a resource type");
+        next();
+        RETURN_IF_ERROR(ClauseCondition(q.type, q.clauses[i], a, 0, sql, args));
+      }
+      return Status::Ok();
+    };
+    // The relation searched: the driver's matches joined to their versions, or the versions.
+    auto relation = [&](std::vector<SqlArg>& args) {
+      if (driver < 0) return std::string("versions c");
+      return "(" + DriverSql(q.type, q.clauses[driver], args) +
+             ") m CROSS JOIN versions c ON c.seq=m.seq";
+    };
+
     // _explain: the plan SQLite chose for a statement, bound like the statement itself.
-    auto explain = [&](const std::string& sql,
-                       const std::function<void(sqlite3_stmt*)>& bind_to) -> Status {
+    auto explain = [&](const std::string& sql, const std::vector<SqlArg>& args) -> Status {
       ASSIGN_OR_RETURN(sqlite3_stmt * e, c_.Prepare("EXPLAIN QUERY PLAN " + sql));
-      bind_to(e);
+      Binder b{e};
+      BindAll(b, args);
       SearchPage::Step step;
       step.sql = sql;
       while (sqlite3_step(e) == SQLITE_ROW) step.plan.push_back(ColText(e, 3));
@@ -650,23 +782,46 @@ class SqliteView : public virtual ReadView {
     auto timed = [&](int64_t start) {
       if (!page.explained.empty()) page.explained.back().micros = NowMicros() - start;
     };
+
     if (q.want_total) {
-      std::string sql = "SELECT count(*) FROM " + from + where;
-      if (q.explain) RETURN_IF_ERROR(explain(sql, [&](sqlite3_stmt* e) { bind(e); }));
+      counting = true;
+      std::vector<SqlArg> args;
+      std::string sql;
+      if (driver >= 0 && !needs_id) {
+        // Index rows exist only for live versions of their type: counting the driver's matches
+        // needs no version rows at all.
+        sql = "SELECT count(*) FROM (" + DriverSql(q.type, q.clauses[driver], args) + ") m";
+        RETURN_IF_ERROR(conditions("m", Rows::kSeqOnly, sql, args));
+      } else if (driver < 0 && !as_of) {
+        // `current` holds exactly the live versions, keyed by type.
+        sql = "SELECT count(*) FROM current c";
+        RETURN_IF_ERROR(conditions("c", Rows::kCurrent, sql, args));
+      } else {
+        sql = "SELECT count(*) FROM " + relation(args);
+        RETURN_IF_ERROR(conditions("c", Rows::kVersions, sql, args));
+      }
+      if (q.explain) RETURN_IF_ERROR(explain(sql, args));
       int64_t start = NowMicros();
       ASSIGN_OR_RETURN(sqlite3_stmt * s, c_.Prepare(sql));
-      bind(s);
+      Binder b{s};
+      BindAll(b, args);
       if (sqlite3_step(s) != SQLITE_ROW) return SqlError(c_.db(), "search count");
       page.total = sqlite3_column_int64(s, 0);
       sqlite3_reset(s);
       if (q.explain) timed(start);
     }
+    counting = false;
     if (q.count > 0) {
-      // Each sort key joins its index once, grouped per version (min for ascending, max for
-      // descending: a resource sorts by its first or last value), so sorting costs one scan of
-      // the parameter's rows, not a lookup per result.
-      std::string joins, order;
-      std::vector<SqlArg> sort_args;
+      std::vector<SqlArg> args;
+      std::string sql =
+          "SELECT c.type, c.id, c.version, c.ts, c.deleted, c.method, c.body, c.seq "
+          "FROM " +
+          relation(args);
+      // Sort keys. Dates are looked up per result through idx_date_by_seq; other kinds join
+      // their parameter's rows once, grouped per version (min for ascending, max for
+      // descending: a resource sorts by its first or last value).
+      std::string order;
+      std::vector<SqlArg> order_args;
       for (size_t i = 0; i < q.sort.size(); ++i) {
         const SortKey& k = q.sort[i];
         const char* dir = k.descending ? " DESC" : "";
@@ -678,16 +833,22 @@ class SqliteView : public virtual ReadView {
           order += std::string("c.ts") + dir + ", ";
           continue;
         }
+        const char* agg = k.descending ? "max(" : "min(";
+        if (k.kind == IndexKind::kDate) {
+          std::string key = std::string("(SELECT ") + agg + (k.descending ? "end" : "start") +
+                            ") FROM idx_date INDEXED BY idx_date_by_seq WHERE seq=c.seq AND "
+                            "type=? AND param=?)";
+          order += key + " IS NULL, " + key + dir + ", ";
+          for (int twice = 0; twice < 2; ++twice) {
+            order_args.push_back({SqlArg::kText, q.type});
+            order_args.push_back({SqlArg::kText, k.param});
+          }
+          continue;
+        }
         const char* column = "norm";
         switch (k.kind) {
           case IndexKind::kToken:
             column = "code";
-            break;
-          case IndexKind::kString:
-            column = "norm";
-            break;
-          case IndexKind::kDate:
-            column = k.descending ? "end" : "start";
             break;
           case IndexKind::kNumber:
           case IndexKind::kQuantity:
@@ -702,31 +863,29 @@ class SqliteView : public virtual ReadView {
           case IndexKind::kText:
             column = "body";
             break;
+          default:
+            break;
         }
         std::string alias = "s" + std::to_string(i);
-        joins += std::string(" LEFT JOIN (SELECT seq, ") + (k.descending ? "max(" : "min(") +
-                 column + ") AS k FROM " + TableOf(k.kind) +
-                 " WHERE type=? AND param=? GROUP BY seq) " + alias + " ON " + alias + ".seq=c.seq";
-        sort_args.push_back({SqlArg::kText, q.type});
-        sort_args.push_back({SqlArg::kText, k.param});
+        sql += std::string(" LEFT JOIN (SELECT seq, ") + agg + column + ") AS k FROM " +
+               TableOf(k.kind) + " WHERE type=? AND param=? GROUP BY seq) " + alias + " ON " +
+               alias + ".seq=c.seq";
+        args.push_back({SqlArg::kText, q.type});
+        args.push_back({SqlArg::kText, k.param});
         order += alias + ".k IS NULL, " + alias + ".k" + dir + ", ";
       }
-      std::string sql =
-          "SELECT v.type, v.id, v.version, v.ts, v.deleted, v.method, "
-          "v.body, v.seq FROM " +
-          from + " JOIN versions v ON v.seq=c.seq" + joins + where + " ORDER BY " + order +
-          "c.type, c.id LIMIT ? OFFSET ?";
-      auto bind_page = [&](sqlite3_stmt* st) {
-        Binder b{st};
-        BindAll(b, from_args);
-        BindAll(b, sort_args);
-        BindAll(b, args);
-        b.Int(q.count + 1).Int(q.offset);
-      };
-      if (q.explain) RETURN_IF_ERROR(explain(sql, bind_page));
+      RETURN_IF_ERROR(conditions("c", Rows::kVersions, sql, args));
+      // m.seq, not c.seq: SQLite knows the driver's index delivers m.seq in order, which lets
+      // LIMIT stop the scan early; it does not carry that order over the join to c.seq.
+      sql += " ORDER BY " + order + (driver >= 0 ? "m.seq" : "c.seq") + " LIMIT ? OFFSET ?";
+      for (auto& a : order_args) args.push_back(std::move(a));
+      args.push_back({SqlArg::kInt, {}, q.count + 1});
+      args.push_back({SqlArg::kInt, {}, q.offset});
+      if (q.explain) RETURN_IF_ERROR(explain(sql, args));
       int64_t start = NowMicros();
       ASSIGN_OR_RETURN(sqlite3_stmt * s, c_.Prepare(sql));
-      bind_page(s);
+      Binder b{s};
+      BindAll(b, args);
       ASSIGN_OR_RETURN(page.resources, All(s));
       if (q.explain) timed(start);
       if (static_cast<int64_t>(page.resources.size()) > q.count) {
@@ -881,6 +1040,13 @@ class SqliteWriteTxn : public SqliteView, public WriteTxn {
       if (rc != SQLITE_DONE) return SqlError(c_.db(), "insert version");
     }
     int64_t seq = sqlite3_last_insert_rowid(c_.db());
+    if (v.version > 1) {
+      ASSIGN_OR_RETURN(sqlite3_stmt * s,
+                       c_.Prepare("INSERT INTO superseded(seq, by_seq) SELECT seq, ? FROM current "
+                                  "WHERE type=? AND id=?"));
+      Binder{s}.Int(seq).Text(v.type).Text(v.id);
+      RETURN_IF_ERROR(Run(c_, s, "supersede"));
+    }
     {
       ASSIGN_OR_RETURN(sqlite3_stmt * s,
                        c_.Prepare("INSERT OR REPLACE INTO current(type, id, version, seq, deleted, "
@@ -1203,18 +1369,28 @@ class SqliteStore : public Store {
     if (rc == SQLITE_ROW) {
       int v = std::stoi(ColText(s, 0));
       sqlite3_reset(s);
-      if (v == 1) {
-        // The typed tables were just created by kSchema; carry the v1 token rows over (they
-        // serve conditional operations) and drop the old table. Other parameters need a reindex.
+      if (v == 1 || v == 2) {
+        // New tables were just created by kSchema. From 1: carry the token rows over (they
+        // serve conditional operations) and drop the old table; other parameters need a
+        // reindex. From 2: record which versions earlier writes superseded.
+        RETURN_IF_ERROR(writer_conn_->Exec("BEGIN IMMEDIATE"));
+        if (v == 1) {
+          RETURN_IF_ERROR(writer_conn_->Exec(
+              "INSERT OR IGNORE INTO idx_token(type, param, code, system, seq) "
+              "SELECT t.type, t.param, t.code, t.system, c.seq FROM token_idx t "
+              "JOIN current c ON c.type=t.type AND c.id=t.id; DROP TABLE token_idx"));
+        }
         RETURN_IF_ERROR(writer_conn_->Exec(
-            "INSERT OR IGNORE INTO idx_token(type, param, code, system, seq) "
-            "SELECT t.type, t.param, t.code, t.system, c.seq FROM token_idx t "
-            "JOIN current c ON c.type=t.type AND c.id=t.id; DROP TABLE token_idx"));
+            "INSERT OR IGNORE INTO superseded(seq, by_seq) SELECT v.seq, (SELECT min(w.seq) FROM "
+            "versions w WHERE w.type=v.type AND w.id=v.id AND w.version>v.version) FROM versions v "
+            "WHERE NOT EXISTS (SELECT 1 FROM current c WHERE c.seq=v.seq AND c.type=v.type AND "
+            "c.id=v.id)"));
         ASSIGN_OR_RETURN(
             sqlite3_stmt * up,
             writer_conn_->Prepare("UPDATE meta SET value=? WHERE key='schema_version'"));
         Binder{up}.Text(std::to_string(kSchemaVersion));
-        return Run(*writer_conn_, up, "schema version");
+        RETURN_IF_ERROR(Run(*writer_conn_, up, "schema version"));
+        return writer_conn_->Exec("COMMIT");
       }
       if (v != kSchemaVersion) {
         return Status::Unavailable("store schema version " + std::to_string(v) +
