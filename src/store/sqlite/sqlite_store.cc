@@ -554,8 +554,12 @@ std::string DriverSql(const std::string& type, const IndexClause& c, std::vector
 // clause is driven from its index, which finds the matching versions (seq) directly; rows of
 // earlier versions do not match current.seq. Chains and reverse chains nest, one alias per
 // level (bounded by the parser).
+//
+// `few_candidates`: the versions tested were already narrowed down (by a driving clause), so
+// per-candidate lookups beat collecting every match of a reverse chain.
 Status ClauseCondition(const std::string& type, const IndexClause& clause, const std::string& alias,
-                       int depth, std::string& sql, std::vector<SqlArg>& args) {
+                       int depth, bool few_candidates, std::string& sql,
+                       std::vector<SqlArg>& args) {
   if (depth > 8) return Status::Invalid("search chains nest too deeply");
   auto text = [&](std::string v) { args.push_back({SqlArg::kText, std::move(v)}); };
   std::string inner = "c" + std::to_string(depth + 1);
@@ -573,14 +577,36 @@ Status ClauseCondition(const std::string& type, const IndexClause& clause, const
              ".deleted=0 AND ";
       text(target_type);
       text(target_type);
-      RETURN_IF_ERROR(ClauseCondition(target_type, *next, inner, depth + 1, sql, args));
+      RETURN_IF_ERROR(ClauseCondition(target_type, *next, inner, depth + 1, false, sql, args));
       sql += "))";
     }
     sql += "))";
     return Status::Ok();
   }
+  if (clause.has && !clause.has->has) {
+    // Rows of the referring type's reference parameter, of versions still current, whose
+    // version matches the inner clause. With few candidates (a driver found them), each looks up
+    // its own referrers; otherwise the referred-to ids are collected once.
+    std::string live =
+        "NOT EXISTS (SELECT 1 FROM superseded x" + ref + " WHERE x" + ref + ".seq=" + ref + ".seq)";
+    if (few_candidates) {
+      sql += "EXISTS (SELECT 1 FROM idx_ref " + ref + " WHERE " + ref + ".type=? AND " + ref +
+             ".param=? AND " + ref + ".target=" + alias + ".id AND " + ref + ".target_type=? AND " +
+             live + " AND ";
+    } else {
+      sql += alias + ".id IN (SELECT " + ref + ".target FROM idx_ref " + ref + " WHERE " + ref +
+             ".type=? AND " + ref + ".param=? AND " + ref + ".target_type=? AND " + live + " AND ";
+    }
+    text(clause.has_type);
+    text(clause.param);
+    text(type);
+    RETURN_IF_ERROR(
+        ClauseCondition(clause.has_type, *clause.has, ref, depth + 1, few_candidates, sql, args));
+    sql += ")";
+    return Status::Ok();
+  }
   if (clause.has) {
-    // The referring resource's row must be its current version: versions by seq, then current.
+    // A nested _has needs the referring resource's id: versions by seq, then current.
     std::string v = "v" + std::to_string(depth + 1);
     sql += alias + ".id IN (SELECT " + ref + ".target FROM idx_ref " + ref + " JOIN versions " + v +
            " ON " + v + ".seq=" + ref + ".seq JOIN current " + inner + " ON " + inner +
@@ -590,7 +616,8 @@ Status ClauseCondition(const std::string& type, const IndexClause& clause, const
     text(clause.has_type);
     text(clause.param);
     text(type);
-    RETURN_IF_ERROR(ClauseCondition(clause.has_type, *clause.has, inner, depth + 1, sql, args));
+    RETURN_IF_ERROR(
+        ClauseCondition(clause.has_type, *clause.has, inner, depth + 1, false, sql, args));
     sql += ")";
     return Status::Ok();
   }
@@ -756,7 +783,7 @@ class SqliteView : public virtual ReadView {
         if (static_cast<int>(i) == driver) continue;
         if (q.type.empty()) return Status::Invalid("search parameters need a resource type");
         next();
-        RETURN_IF_ERROR(ClauseCondition(q.type, q.clauses[i], a, 0, sql, args));
+        RETURN_IF_ERROR(ClauseCondition(q.type, q.clauses[i], a, 0, driver >= 0, sql, args));
       }
       return Status::Ok();
     };
