@@ -40,7 +40,8 @@ std::string BuildCapabilityStatement(const fhir::Model& model, const std::string
       bool composite_ok =
           p->type != search::ParamType::kComposite ||
           (p->components.size() == 2 && p->components[0].param && p->components[1].param &&
-           p->components[0].param->type == search::ParamType::kToken);
+           (p->components[0].param->type == search::ParamType::kToken ||
+            p->components[0].param->type == search::ParamType::kReference));
       bool full_text = p->code == "_text" || (p->code == "_content" && search::ContentIndexing());
       if (!composite_ok || p->type == search::ParamType::kSpecial ||
           (p->branches.empty() && !full_text) || p->code == "_id" || p->code == "_lastUpdated") {

@@ -245,17 +245,18 @@ class Extractor {
 namespace {
 
 // Evaluates one parameter over a resource and appends its rows.
-// A composite parameter whose first component is a token (code-value-quantity and the like):
-// for each value the parameter selects, its second component's rows, filed under
-// "<code>$<system>|<code>" and "<code>$<code>" so a search finds them by the first component
-// with the second's own index and prefixes (search/query.cc builds the same names).
+// A composite parameter (code-value-quantity and the like): for each value the parameter selects,
+// its second component's rows, filed under the first component's value so a search finds them
+// by it with the second's own index and prefixes (search/query.cc builds the same names): a
+// token as "<code>$<system>|<code>" and "<code>$<code>", a reference (R4's only other leading
+// type, DocumentReference's relationship) as "<code>$<Type>/<id>" and "<code>$<id>".
 void ExtractComposite(const ParamDef& p, const json::value& resource,
                       const fhirpath::EvalOptions& options, std::vector<IndexEntry>& out) {
   if (p.components.size() != 2) return;
   const ParamDef::Component& first = p.components[0];
   const ParamDef::Component& second = p.components[1];
   if (!first.param || !second.param || !first.expression || !second.expression ||
-      first.param->type != ParamType::kToken) {
+      (first.param->type != ParamType::kToken && first.param->type != ParamType::kReference)) {
     return;
   }
   fhirpath::Item root;
@@ -275,9 +276,16 @@ void ExtractComposite(const ParamDef& p, const json::value& resource,
       for (const auto& i : *k) key_extractor.Add(i);
       for (const auto& i : *v) value_extractor.Add(i);
       for (const IndexEntry& key : keys) {
-        if (key.kind != IndexKind::kToken || key.param != first.param->code) continue;
-        for (const std::string& name :
-             {p.code + "$" + key.system + "|" + key.value, p.code + "$" + key.value}) {
+        if (key.param != first.param->code) continue;
+        std::string qualified;
+        if (key.kind == IndexKind::kToken) {
+          qualified = key.system + "|" + key.value;
+        } else if (key.kind == IndexKind::kReference && !key.system.empty()) {
+          qualified = key.system + "/" + key.value;
+        } else {
+          continue;
+        }
+        for (const std::string& name : {p.code + "$" + qualified, p.code + "$" + key.value}) {
           for (const IndexEntry& value : values) {
             IndexEntry row = value;
             // Keep a suffix the value's own parameter added (":text", ":ucum").

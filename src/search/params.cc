@@ -135,7 +135,17 @@ Result<std::unique_ptr<ParamRegistry>> ParamRegistry::Build(const fhir::Model& m
             if (!c.is_object()) continue;
             def->composite_of.emplace_back(GetString(c.get_object(), "definition"));
             ParamDef::Component comp;
-            auto compiled = fhirpath::Compile(GetString(c.get_object(), "expression"));
+            std::string_view expr = GetString(c.get_object(), "expression");
+            // R4 erratum: DocumentReference-relationship gives its components' expressions
+            // the wrong way round (relatesto with "code", relation with "target"); R5 fixed it.
+            if (def->url == "http://hl7.org/fhir/SearchParameter/DocumentReference-relationship") {
+              if (expr == "code") {
+                expr = "target";
+              } else if (expr == "target") {
+                expr = "code";
+              }
+            }
+            auto compiled = fhirpath::Compile(expr);
             if (compiled.ok()) comp.expression = std::move(compiled).value();
             def->components.push_back(std::move(comp));
           }

@@ -449,33 +449,49 @@ static Result<store::IndexClause> ParseText(const ParamDef& def, const std::stri
   return clause;
 }
 
-// A composite parameter (token first): "system|code$value" becomes a clause of the second
-// component's type on the rows the indexer filed under "<param>$system|code" (or "$code").
+// A composite parameter: "first$second" becomes a clause of the second component's type on
+// the rows the indexer filed under the first component's value (search/indexer.cc): a token as
+// "<param>$system|code" (or "$code"), a reference as "<param>$Type/id" (or "$id"). Values are
+// ORed like any other parameter's: the clause's param is "<param>$" and each value carries the
+// rest of its row name.
 static Result<store::IndexClause> ParseComposite(const ParamDef& def, const std::string& modifier,
                                                  const std::string& value,
                                                  const fhir::Terminology& terms) {
   if (def.components.size() != 2 || !def.components[0].param || !def.components[1].param ||
-      def.components[0].param->type != ParamType::kToken) {
+      (def.components[0].param->type != ParamType::kToken &&
+       def.components[0].param->type != ParamType::kReference)) {
     return Status::Make(StatusCode::kNotImplemented,
                         "this composite parameter is not supported yet");
   }
   if (!modifier.empty()) {
     return Status::Make(StatusCode::kNotImplemented, "composite parameters take no modifier");
   }
-  std::vector<std::string> values = SplitOr(value);
-  if (values.size() != 1) {
-    return Status::Make(StatusCode::kNotImplemented,
-                        "several values for a composite parameter are not supported yet");
+  const bool by_reference = def.components[0].param->type == ParamType::kReference;
+  store::IndexClause out;
+  out.param = def.code + "$";
+  for (const std::string& one : SplitOr(value)) {
+    size_t dollar = one.find('$');
+    if (dollar == std::string::npos) return Status::Invalid("a composite value is first$second");
+    std::string key = one.substr(0, dollar);
+    if (by_reference) {
+      // An absolute URL on this server is not known here: Type/id or id, as indexed.
+      if (key.empty()) return Status::Invalid("the first part of '" + one + "' is empty");
+    } else {
+      auto [system, code] = SplitToken(key);
+      key = system ? *system + "|" + code : code;
+    }
+    ASSIGN_OR_RETURN(store::IndexClause second,
+                     ParseClause(*def.components[1].param, "", one.substr(dollar + 1), terms));
+    out.kind = second.kind;
+    for (store::IndexPredicate& p : second.any_of) {
+      p.param_suffix = key + p.param_suffix;
+      out.any_of.push_back(std::move(p));
+    }
   }
-  size_t dollar = values[0].find('$');
-  if (dollar == std::string::npos) return Status::Invalid("a composite value is first$second");
-  std::string key = values[0].substr(0, dollar);
-  auto [system, code] = SplitToken(key);
-  std::string name = def.code + "$" + (system ? *system + "|" + code : code);
-  ASSIGN_OR_RETURN(store::IndexClause clause,
-                   ParseClause(*def.components[1].param, "", values[0].substr(dollar + 1), terms));
-  clause.param = name;
-  return clause;
+  if (out.any_of.size() > kMaxOrValues) {
+    return Status::Invalid("at most " + std::to_string(kMaxOrValues) + " values are allowed");
+  }
+  return out;
 }
 
 // A parameter name with its chains: `subject:Patient.name` (forward, any depth) and

@@ -617,6 +617,21 @@ TEST_F(SearchTest, CompositeParameters) {
       Ids("Observation?component-code-value-quantity=8480-6$gt15|http://unitsofmeasure.org|kPa"),
       (Set{"bp"}));
   EXPECT_EQ(Status("Observation?code-value-quantity=8867-4"), 400);  // no $second part
+  // Values are ORed: either pairing matches.
+  EXPECT_EQ(Ids("Observation?code-value-quantity=8867-4$lt70,http://loinc.org|8867-4$gt70"),
+            (Set{"hr"}));
+  EXPECT_EQ(Ids("Observation?component-code-value-quantity=8462-4$gt100,8480-6$gt100"),
+            (Set{"bp"}));
+  // Led by a reference (DocumentReference.relatesTo: target, then the relation code).
+  Put("DocumentReference", "old", R"({"resourceType":"DocumentReference","id":"old",
+      "status":"superseded","content":[{"attachment":{"url":"urn:a"}}]})");
+  Put("DocumentReference", "new", R"({"resourceType":"DocumentReference","id":"new",
+      "status":"current","content":[{"attachment":{"url":"urn:b"}}],
+      "relatesTo":[{"code":"replaces","target":{"reference":"DocumentReference/old"}}]})");
+  EXPECT_EQ(Ids("DocumentReference?relationship=DocumentReference/old$replaces"), (Set{"new"}));
+  EXPECT_EQ(Ids("DocumentReference?relationship=old$replaces"), (Set{"new"}));
+  EXPECT_EQ(Ids("DocumentReference?relationship=DocumentReference/old$appends"), (Set{}));
+  EXPECT_EQ(Ids("DocumentReference?relationship=DocumentReference/new$replaces"), (Set{}));
 }
 
 TEST_F(SearchTest, SummaryAndElements) {
