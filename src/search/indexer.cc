@@ -287,9 +287,12 @@ void ExtractComposite(const ParamDef& p, const json::value& resource,
         }
         for (const std::string& name : {p.code + "$" + qualified, p.code + "$" + key.value}) {
           for (const IndexEntry& value : values) {
+            // Keep a suffix the value's own parameter added (":ucum"), but not the display
+            // text rows of a token (":text"): composites take no modifiers.
+            std::string suffix = value.param.substr(second.param->code.size());
+            if (suffix == ":text") continue;
             IndexEntry row = value;
-            // Keep a suffix the value's own parameter added (":text", ":ucum").
-            row.param = name + value.param.substr(second.param->code.size());
+            row.param = name + suffix;
             out.push_back(std::move(row));
           }
         }

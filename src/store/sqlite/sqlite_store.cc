@@ -475,6 +475,35 @@ Result<VersionRecord> RowToVersion(sqlite3_stmt* s, int first = 0) {
   return r;
 }
 
+Status ClauseCondition(const std::string& type, const IndexClause& clause, const std::string& alias,
+                       int depth, bool few_candidates, std::string& sql, std::vector<SqlArg>& args);
+
+// The versions (seq) of `type` whose reference parameter points at a current resource matching
+// the chain's next clause: "SELECT seq FROM idx_ref ..." (a version may appear more than once).
+Status ChainSql(const std::string& type, const IndexClause& clause, int depth, std::string& sql,
+                std::vector<SqlArg>& args) {
+  auto text = [&](std::string v) { args.push_back({SqlArg::kText, std::move(v)}); };
+  std::string inner = "c" + std::to_string(depth + 1);
+  std::string ref = "r" + std::to_string(depth + 1);
+  sql += "SELECT " + ref + ".seq FROM idx_ref " + ref + " WHERE " + ref + ".type=? AND " + ref +
+         ".param=? AND (";
+  text(type);
+  text(clause.param);
+  for (size_t i = 0; i < clause.chain.size(); ++i) {
+    const auto& [target_type, next] = clause.chain[i];
+    if (i) sql += " OR ";
+    sql += "(" + ref + ".target_type=? AND " + ref + ".target IN (SELECT " + inner +
+           ".id FROM current " + inner + " WHERE " + inner + ".type=? AND " + inner +
+           ".deleted=0 AND ";
+    text(target_type);
+    text(target_type);
+    RETURN_IF_ERROR(ClauseCondition(target_type, *next, inner, depth + 1, false, sql, args));
+    sql += "))";
+  }
+  sql += ")";
+  return Status::Ok();
+}
+
 // Whether a version can be tested against every value of the clause with a lookup by seq (the
 // clause's rows are keyed down to the seq, or date rows through idx_date_by_seq). Such a clause
 // costs one lookup per candidate instead of collecting all of its matches first.
@@ -507,7 +536,9 @@ bool Probeable(const IndexClause& c) {
 // Without table statistics this ranks by kind: a reference to one resource or a coded value
 // usually matches few rows; a date range or a name prefix many.
 int DriverRank(const IndexClause& c) {
-  if (c.negate || c.missing || !c.chain.empty() || c.has || c.any_of.empty()) return -1;
+  if (c.negate || c.missing || c.has) return -1;
+  if (!c.chain.empty()) return 5;
+  if (c.any_of.empty()) return -1;
   int worst = 0;
   for (const IndexPredicate& p : c.any_of) {
     int r = 9;
@@ -538,7 +569,13 @@ int DriverRank(const IndexClause& c) {
 
 // The versions (seq) matching a driving clause, each once. One value that keys its rows down to
 // the seq comes out in seq order straight from the index.
-std::string DriverSql(const std::string& type, const IndexClause& c, std::vector<SqlArg>& args) {
+Result<std::string> DriverSql(const std::string& type, const IndexClause& c,
+                              std::vector<SqlArg>& args) {
+  if (!c.chain.empty()) {
+    std::string sql = "SELECT DISTINCT seq FROM (";
+    RETURN_IF_ERROR(ChainSql(type, c, 0, sql, args));
+    return sql + ")";
+  }
   if (c.any_of.size() == 1 && Probeable(c) && c.kind != IndexKind::kDate) {
     return PredicateSql(type, c, c.any_of[0], args);
   }
@@ -565,22 +602,9 @@ Status ClauseCondition(const std::string& type, const IndexClause& clause, const
   std::string inner = "c" + std::to_string(depth + 1);
   std::string ref = "r" + std::to_string(depth + 1);
   if (!clause.chain.empty()) {
-    sql += alias + ".seq IN (SELECT " + ref + ".seq FROM idx_ref " + ref + " WHERE " + ref +
-           ".type=? AND " + ref + ".param=? AND (";
-    text(type);
-    text(clause.param);
-    for (size_t i = 0; i < clause.chain.size(); ++i) {
-      const auto& [target_type, next] = clause.chain[i];
-      if (i) sql += " OR ";
-      sql += "(" + ref + ".target_type=? AND " + ref + ".target IN (SELECT " + inner +
-             ".id FROM current " + inner + " WHERE " + inner + ".type=? AND " + inner +
-             ".deleted=0 AND ";
-      text(target_type);
-      text(target_type);
-      RETURN_IF_ERROR(ClauseCondition(target_type, *next, inner, depth + 1, false, sql, args));
-      sql += "))";
-    }
-    sql += "))";
+    sql += alias + ".seq IN (";
+    RETURN_IF_ERROR(ChainSql(type, clause, depth, sql, args));
+    sql += ")";
     return Status::Ok();
   }
   if (clause.has && !clause.has->has) {
@@ -718,10 +742,55 @@ class SqliteView : public virtual ReadView {
     // versions superseded since are still in. Only needed when something was written since.
     const bool as_of = q.as_of_seq && *q.as_of_seq < newest;
 
-    int driver = -1, best = 100;
-    for (size_t i = 0; i < q.clauses.size() && !q.type.empty(); ++i) {
-      int r = DriverRank(q.clauses[i]);
-      if (r >= 0 && r < best) best = r, driver = static_cast<int>(i);
+    // _explain: the plan SQLite chose for a statement, bound like the statement itself.
+    auto explain = [&](const std::string& sql, const std::vector<SqlArg>& args) -> Status {
+      ASSIGN_OR_RETURN(sqlite3_stmt * e, c_.Prepare("EXPLAIN QUERY PLAN " + sql));
+      Binder b{e};
+      BindAll(b, args);
+      SearchPage::Step step;
+      step.sql = sql;
+      while (sqlite3_step(e) == SQLITE_ROW) step.plan.push_back(ColText(e, 3));
+      sqlite3_reset(e);
+      page.explained.push_back(std::move(step));
+      return Status::Ok();
+    };
+    auto timed = [&](int64_t start) {
+      if (!page.explained.empty()) page.explained.back().micros = NowMicros() - start;
+    };
+
+    // The driver. A reference to one resource is taken at once; otherwise, with several
+    // candidates, each is counted up to kProbeRows and the smallest wins (ties by rank): a
+    // cheap statistic that adapts to the data (a chain on a rare name beats a common code).
+    int driver = -1;
+    {
+      std::vector<std::pair<int, int>> candidates;  // (rank, clause)
+      for (size_t i = 0; i < q.clauses.size() && !q.type.empty(); ++i) {
+        int r = DriverRank(q.clauses[i]);
+        if (r >= 0) candidates.emplace_back(r, static_cast<int>(i));
+      }
+      std::sort(candidates.begin(), candidates.end());
+      if (candidates.size() == 1 || (!candidates.empty() && candidates[0].first == 0)) {
+        driver = candidates[0].second;
+      } else if (!candidates.empty()) {
+        static constexpr int kProbeRows = 2000;
+        int64_t fewest = -1;
+        for (const auto& [rank, i] : candidates) {
+          std::vector<SqlArg> args;
+          ASSIGN_OR_RETURN(std::string d, DriverSql(q.type, q.clauses[i], args));
+          std::string sql = "SELECT count(*) FROM (SELECT 1 FROM (" + d + ") LIMIT " +
+                            std::to_string(kProbeRows) + ")";
+          if (q.explain) RETURN_IF_ERROR(explain(sql, args));
+          int64_t start = NowMicros();
+          ASSIGN_OR_RETURN(sqlite3_stmt * s, c_.Prepare(sql));
+          Binder b{s};
+          BindAll(b, args);
+          if (sqlite3_step(s) != SQLITE_ROW) return SqlError(c_.db(), "search estimate");
+          int64_t n = sqlite3_column_int64(s, 0);
+          sqlite3_reset(s);
+          if (q.explain) timed(start);
+          if (fewest < 0 || n < fewest) fewest = n, driver = i;
+        }
+      }
     }
     bool needs_id = !q.ids.empty() || q.updated_ge || q.updated_lt;
     for (const IndexClause& c : q.clauses) needs_id = needs_id || c.has;
@@ -788,26 +857,10 @@ class SqliteView : public virtual ReadView {
       return Status::Ok();
     };
     // The relation searched: the driver's matches joined to their versions, or the versions.
-    auto relation = [&](std::vector<SqlArg>& args) {
+    auto relation = [&](std::vector<SqlArg>& args) -> Result<std::string> {
       if (driver < 0) return std::string("versions c");
-      return "(" + DriverSql(q.type, q.clauses[driver], args) +
-             ") m CROSS JOIN versions c ON c.seq=m.seq";
-    };
-
-    // _explain: the plan SQLite chose for a statement, bound like the statement itself.
-    auto explain = [&](const std::string& sql, const std::vector<SqlArg>& args) -> Status {
-      ASSIGN_OR_RETURN(sqlite3_stmt * e, c_.Prepare("EXPLAIN QUERY PLAN " + sql));
-      Binder b{e};
-      BindAll(b, args);
-      SearchPage::Step step;
-      step.sql = sql;
-      while (sqlite3_step(e) == SQLITE_ROW) step.plan.push_back(ColText(e, 3));
-      sqlite3_reset(e);
-      page.explained.push_back(std::move(step));
-      return Status::Ok();
-    };
-    auto timed = [&](int64_t start) {
-      if (!page.explained.empty()) page.explained.back().micros = NowMicros() - start;
+      ASSIGN_OR_RETURN(std::string d, DriverSql(q.type, q.clauses[driver], args));
+      return "(" + d + ") m CROSS JOIN versions c ON c.seq=m.seq";
     };
 
     if (q.want_total) {
@@ -817,14 +870,16 @@ class SqliteView : public virtual ReadView {
       if (driver >= 0 && !needs_id) {
         // Index rows exist only for live versions of their type: counting the driver's matches
         // needs no version rows at all.
-        sql = "SELECT count(*) FROM (" + DriverSql(q.type, q.clauses[driver], args) + ") m";
+        ASSIGN_OR_RETURN(std::string d, DriverSql(q.type, q.clauses[driver], args));
+        sql = "SELECT count(*) FROM (" + d + ") m";
         RETURN_IF_ERROR(conditions("m", Rows::kSeqOnly, sql, args));
       } else if (driver < 0 && !as_of) {
         // `current` holds exactly the live versions, keyed by type.
         sql = "SELECT count(*) FROM current c";
         RETURN_IF_ERROR(conditions("c", Rows::kCurrent, sql, args));
       } else {
-        sql = "SELECT count(*) FROM " + relation(args);
+        ASSIGN_OR_RETURN(std::string from, relation(args));
+        sql = "SELECT count(*) FROM " + from;
         RETURN_IF_ERROR(conditions("c", Rows::kVersions, sql, args));
       }
       if (q.explain) RETURN_IF_ERROR(explain(sql, args));
@@ -840,10 +895,9 @@ class SqliteView : public virtual ReadView {
     counting = false;
     if (q.count > 0) {
       std::vector<SqlArg> args;
+      ASSIGN_OR_RETURN(std::string from, relation(args));
       std::string sql =
-          "SELECT c.type, c.id, c.version, c.ts, c.deleted, c.method, c.body, c.seq "
-          "FROM " +
-          relation(args);
+          "SELECT c.type, c.id, c.version, c.ts, c.deleted, c.method, c.body, c.seq FROM " + from;
       // Sort keys. Dates are looked up per result through idx_date_by_seq; other kinds join
       // their parameter's rows once, grouped per version (min for ascending, max for
       // descending: a resource sorts by its first or last value).
@@ -865,11 +919,11 @@ class SqliteView : public virtual ReadView {
           std::string key = std::string("(SELECT ") + agg + (k.descending ? "end" : "start") +
                             ") FROM idx_date INDEXED BY idx_date_by_seq WHERE seq=c.seq AND "
                             "type=? AND param=?)";
-          order += key + " IS NULL, " + key + dir + ", ";
-          for (int twice = 0; twice < 2; ++twice) {
-            order_args.push_back({SqlArg::kText, q.type});
-            order_args.push_back({SqlArg::kText, k.param});
-          }
+          // Resources without a date go last, with the key looked up once: SQLite puts NULL
+          // last when descending, and the largest integer stands in for it when ascending.
+          order += k.descending ? key + " DESC, " : "coalesce(" + key + ", 9223372036854775807), ";
+          order_args.push_back({SqlArg::kText, q.type});
+          order_args.push_back({SqlArg::kText, k.param});
           continue;
         }
         const char* column = "norm";
