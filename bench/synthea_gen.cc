@@ -9,8 +9,9 @@
 //    derived from (UUID, k), so copies share nothing but the shared practitioners and hospitals;
 //  * every date, dateTime and instant is moved back by the same number of days (0 for k = 0),
 //    which keeps the order of events and ages within a copy;
-//  * the patient's given and family names are drawn from the names of the whole corpus, and the
-//    digits of its other identifiers (SSN, licence, passport) are replaced;
+//  * the patient's given and family names are drawn from the names of the whole corpus with new
+//    numbers (Synthea's style: "Robel940"), and the digits of its other identifiers (SSN,
+//    licence, passport) are replaced;
 //  * each MedicationRequest gets a MedicationDispense a day after it was authored (Synthea writes
 //    none), so that _revinclude of dispenses has something to find.
 // The output is deterministic: the same input and --patients give the same files.
@@ -156,9 +157,19 @@ void Rewrite(json::value& v, const UuidMap& uuids, int64_t days, std::string_vie
   }
 }
 
+// Synthea names are a word and a number ("Robel940"): a new name keeps a word of the corpus and
+// draws a new number, so the population has about as many surnames as patients (reusing the
+// corpus's 59 surnames would give every surname to 1 patient in 59).
+std::string Renumbered(const std::string& name, uint64_t h) {
+  size_t end = name.size();
+  while (end > 0 && name[end - 1] >= '0' && name[end - 1] <= '9') --end;
+  return name.substr(0, end) + std::to_string(h % 1000);
+}
+
 void RenamePatient(json::object& patient, const Names& names, uint64_t seed) {
   if (auto* ns = patient.if_contains("name"); ns && ns->is_array()) {
-    std::string family = names.family[Mix(seed) % names.family.size()];
+    std::string family =
+        Renumbered(names.family[Mix(seed) % names.family.size()], Mix(seed + 3));
     for (auto& n : ns->get_array()) {
       if (!n.is_object()) continue;
       json::object& o = n.get_object();
@@ -166,7 +177,7 @@ void RenamePatient(json::object& patient, const Names& names, uint64_t seed) {
       if (auto* g = o.if_contains("given"); g && g->is_array()) {
         uint64_t h = Mix(seed + 1);
         for (auto& e : g->get_array()) {
-          e = names.given[h % names.given.size()];
+          e = Renumbered(names.given[h % names.given.size()], Mix(h + 1));
           h = Mix(h);
         }
       }

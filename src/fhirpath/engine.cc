@@ -759,7 +759,16 @@ class Evaluator {
       case Expr::Kind::kTypeOp: {
         ASSIGN_OR_RETURN(Collection v, Eval(*e.children[0], focus));
         if (v.empty()) return Collection{};
-        if (v.size() > 1) return Status::Invalid("'" + e.text + "' needs a single value");
+        if (v.size() > 1) {
+          if (e.text != "as" || !ctx_.options->as_filters) {
+            return Status::Invalid("'" + e.text + "' needs a single value");
+          }
+          Collection out;
+          for (const Item& i : v) {
+            if (TypeMatches(i, e.type_name)) out.push_back(i);
+          }
+          return out;
+        }
         bool match = TypeMatches(v[0], e.type_name);
         if (e.text == "is") return Collection{Item::Boolean(match)};
         return match ? v : Collection{};

@@ -30,6 +30,10 @@ struct EvalOptions {
   // collections whose order is undefined (children(), descendants() and paths from them): the
   // suite's checkOrderedFunctions.
   bool check_ordered_functions = false;
+  // `x as T` and `as(T)` on several items keep those of type T, as ofType() does, instead of
+  // failing (FHIRPath wants one item). R4's search parameter expressions depend on it:
+  // `Observation.component.value as Quantity` over a blood pressure's two components.
+  bool as_filters = false;
   // Extra environment variables (%name), beyond %resource, %rootResource, %context, %ucum, %sct,
   // %loinc.
   std::map<std::string, Collection> variables;

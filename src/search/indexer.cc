@@ -306,6 +306,7 @@ void ExtractComposite(const ParamDef& p, const json::value& resource,
 // {resourceType, id} stands in for the target; `targets` owns those and must outlive the options.
 fhirpath::EvalOptions IndexingOptions(std::deque<json::value>& targets) {
   fhirpath::EvalOptions options;
+  options.as_filters = true;
   options.resolve = [&targets](const std::string& ref) -> const json::value* {
     std::string_view t, id;
     if (!SplitReference(ref, t, id)) return nullptr;
@@ -419,6 +420,7 @@ std::vector<IndexEntry> ExtractIndex(const fhir::Model& model, std::string_view 
     // _id and _lastUpdated live in the store's own columns.
     if (p->code == "_id" || p->code == "_lastUpdated") continue;
     if (!all && p->code != "identifier") continue;
+    if (!p->union_of.empty()) continue;  // its parts' rows answer for it
     ExtractOne(*p, resource, options, out);
   }
   return out;

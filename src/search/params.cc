@@ -1,6 +1,7 @@
 #include "search/params.h"
 
 #include <algorithm>
+#include <set>
 
 #include "common/compress.h"
 #include "common/embedded.h"
@@ -82,6 +83,61 @@ std::vector<std::string> SplitUnion(std::string_view expression) {
   return out;
 }
 
+namespace {
+
+bool SameComponents(const ParamDef& a, const ParamDef& b) {
+  if (a.components.size() != b.components.size()) return false;
+  for (size_t i = 0; i < a.components.size(); ++i) {
+    const auto& x = a.components[i];
+    const auto& y = b.components[i];
+    if (!x.param || !y.param || x.param->type != y.param->type || x.text != y.text) return false;
+  }
+  return true;
+}
+
+// Marks the parameters of one type that are unions of others (ParamDef::union_of). Smaller
+// parameters are settled first, so a union is always expressed in parameters that have rows.
+void FindUnions(std::vector<const ParamDef*>& params) {
+  std::vector<ParamDef*> by_size;
+  for (const ParamDef* p : params) by_size.push_back(const_cast<ParamDef*>(p));
+  std::stable_sort(by_size.begin(), by_size.end(), [](const ParamDef* a, const ParamDef* b) {
+    return a->branch_texts.size() < b->branch_texts.size();
+  });
+  for (ParamDef* p : by_size) {
+    if (p->branch_texts.size() < 2 || p->type == ParamType::kReference ||
+        p->type == ParamType::kSpecial) {
+      continue;
+    }
+    std::set<std::string> mine(p->branch_texts.begin(), p->branch_texts.end());
+    std::set<std::string> covered;
+    std::vector<const ParamDef*> parts;
+    for (const ParamDef* q : by_size) {
+      if (q == p || q->type != p->type || q->branch_texts.empty() ||
+          q->branch_texts.size() >= p->branch_texts.size()) {
+        continue;
+      }
+      if (!std::all_of(q->branch_texts.begin(), q->branch_texts.end(),
+                       [&](const std::string& b) { return mine.count(b) > 0; })) {
+        continue;
+      }
+      if (p->type == ParamType::kComposite && !SameComponents(*p, *q)) continue;
+      covered.insert(q->branch_texts.begin(), q->branch_texts.end());
+      if (q->union_of.empty()) {
+        parts.push_back(q);
+      } else {
+        parts.insert(parts.end(), q->union_of.begin(), q->union_of.end());
+      }
+    }
+    if (covered == mine) {
+      std::sort(parts.begin(), parts.end());
+      parts.erase(std::unique(parts.begin(), parts.end()), parts.end());
+      p->union_of = std::move(parts);
+    }
+  }
+}
+
+}  // namespace
+
 Result<std::unique_ptr<ParamRegistry>> ParamRegistry::Build(const fhir::Model& model,
                                                             std::string_view bundle_json) {
   ASSIGN_OR_RETURN(json::value bundle, ParseJson(bundle_json));
@@ -128,6 +184,7 @@ Result<std::unique_ptr<ParamRegistry>> ParamRegistry::Build(const fhir::Model& m
         }
         def->expression += (def->expression.empty() ? "" : " | ") + branch;
         def->branches.push_back(std::move(compiled).value());
+        def->branch_texts.push_back(branch);
       }
       if (def->type == ParamType::kComposite) {
         if (const json::value* comps = FindKey(sp, "component"); comps && comps->is_array()) {
@@ -147,6 +204,7 @@ Result<std::unique_ptr<ParamRegistry>> ParamRegistry::Build(const fhir::Model& m
             }
             auto compiled = fhirpath::Compile(expr);
             if (compiled.ok()) comp.expression = std::move(compiled).value();
+            comp.text = std::string(expr);
             def->components.push_back(std::move(comp));
           }
         }
@@ -169,6 +227,7 @@ Result<std::unique_ptr<ParamRegistry>> ParamRegistry::Build(const fhir::Model& m
         if (it != by_type_url.end()) def->components[i].param = it->second;
       }
     }
+    FindUnions(params);
     std::sort(params.begin(), params.end(),
               [](const ParamDef* a, const ParamDef* b) { return a->code < b->code; });
   }

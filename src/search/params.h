@@ -37,14 +37,20 @@ struct ParamDef {
   // Compiled branches; empty for parameters without an expression (_text, _content: handled
   // by the engine itself).
   std::vector<std::shared_ptr<const fhirpath::CompiledExpression>> branches;
-  std::vector<std::string> targets;  // reference parameters: the resource types they point at
+  std::vector<std::string> branch_texts;  // the same branches as written
+  std::vector<std::string> targets;       // reference parameters: the resource types they point at
   // Composite parameters: each component's parameter (resolved for this type) and expression.
   struct Component {
     const ParamDef* param = nullptr;
     std::shared_ptr<const fhirpath::CompiledExpression> expression;
+    std::string text;  // the expression as written
   };
   std::vector<Component> components;
   std::vector<std::string> composite_of;  // component definition URLs, resolved after loading
+  // Set when the parameter's branches are exactly those of these parameters together
+  // (Observation: combo-code = code | component-code): it has no index rows of its own, and
+  // searches and sorts read theirs. Never a reference parameter (chains and includes name it).
+  std::vector<const ParamDef*> union_of;
 };
 
 class ParamRegistry {

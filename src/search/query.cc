@@ -574,11 +574,20 @@ static Result<store::IndexClause> ParseNamed(const fhir::Model& model, const std
                         "_content is not indexed on this server (taproot serve --index-content)");
   }
   if (def->code == "_text" || def->code == "_content") return ParseText(*def, modifier, value);
-  if (def->type == ParamType::kComposite) return ParseComposite(*def, modifier, value, terms);
-  if (def->type == ParamType::kSpecial || def->branches.empty()) {
+  Result<store::IndexClause> clause = Status::Internal("unparsed");
+  if (def->type == ParamType::kComposite) {
+    clause = ParseComposite(*def, modifier, value, terms);
+  } else if (def->type == ParamType::kSpecial || def->branches.empty()) {
     return Status::Make(StatusCode::kNotImplemented, "this parameter is not supported yet");
+  } else {
+    clause = ParseClause(*def, modifier, value, terms);
   }
-  return ParseClause(*def, modifier, value, terms);
+  // A union of other parameters reads their rows, under the same suffix (":of-type", "$").
+  if (clause.ok() && !def->union_of.empty()) {
+    std::string suffix = clause->param.substr(def->code.size());
+    for (const ParamDef* part : def->union_of) clause->any_param.push_back(part->code + suffix);
+  }
+  return clause;
 }
 
 Result<ParsedSearch> ParseSearch(const fhir::Model& model, const std::string& type,
@@ -675,6 +684,7 @@ Result<ParsedSearch> ParseSearch(const fhir::Model& model, const std::string& ty
             continue;
           }
           k.kind = *kind;
+          for (const ParamDef* part : def->union_of) k.any_param.push_back(part->code);
         }
         out.query.sort.push_back(std::move(k));
       }

@@ -117,7 +117,9 @@ struct IndexClause {
   std::optional<bool> missing;  // :missing=true / false (any_of is then empty)
   std::vector<IndexPredicate> any_of;
   // When not empty, rows of any of these parameters match (instead of `param` alone): how a
-  // compartment's links (Observation: subject or performer) are searched.
+  // compartment's links (Observation: subject or performer) and a parameter that is the union of
+  // others (combo-code) are searched. A predicate's suffix (param_suffix, ":text") applies to
+  // each.
   std::vector<std::string> any_param;
   // A chain (subject:Patient.name=x): `param` is a reference parameter, and the clause matches
   // resources referring through it to a resource of one of these types that matches the paired
@@ -132,6 +134,7 @@ struct IndexClause {
 // One _sort key: a search parameter (by its index kind), or "_id" / "_lastUpdated".
 struct SortKey {
   std::string param;
+  std::vector<std::string> any_param;  // when not empty: the rows of any of these instead
   IndexKind kind = IndexKind::kString;
   bool descending = false;
 };

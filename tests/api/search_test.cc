@@ -632,6 +632,29 @@ TEST_F(SearchTest, CompositeParameters) {
   EXPECT_EQ(Ids("DocumentReference?relationship=old$replaces"), (Set{"new"}));
   EXPECT_EQ(Ids("DocumentReference?relationship=DocumentReference/old$appends"), (Set{}));
   EXPECT_EQ(Ids("DocumentReference?relationship=DocumentReference/new$replaces"), (Set{}));
+  // R4 writes `Observation.component.value as Quantity`: indexing applies it to each component.
+  EXPECT_EQ(Ids("Observation?component-value-quantity=gt100"), (Set{"bp"}));
+  EXPECT_EQ(Ids("Observation?component-value-quantity=79|http://unitsofmeasure.org|mm[Hg]"),
+            (Set{}));
+  EXPECT_EQ(Ids("Observation?component-value-quantity=80|http://unitsofmeasure.org|mm[Hg]"),
+            (Set{"bp"}));
+  // combo-* parameters are the value and the components together (read from their rows).
+  EXPECT_EQ(Ids("Observation?combo-code=http://loinc.org|8480-6"), (Set{"bp"}));
+  EXPECT_EQ(Ids("Observation?combo-code=8867-4,85354-9"), (Set{"bp", "hr"}));
+  EXPECT_EQ(Ids("Observation?combo-value-quantity=gt100"), (Set{"bp"}));
+  EXPECT_EQ(Ids("Observation?combo-value-quantity=lt75"), (Set{"hr"}));
+  EXPECT_EQ(Ids("Observation?combo-value-quantity=lt75&combo-code=8867-4"), (Set{"hr"}));
+  EXPECT_EQ(Ids("Observation?combo-code-value-quantity=8480-6$gt100,8867-4$gt70"),
+            (Set{"bp", "hr"}));
+  EXPECT_EQ(Ids("Observation?combo-code-value-quantity=8462-4$gt100"), (Set{}));
+  EXPECT_EQ(Ids("Observation?combo-value-quantity:missing=false"), (Set{"bp", "hr"}));
+  EXPECT_EQ(Ids("Observation?combo-value-concept:missing=true"), (Set{"bp", "hr"}));
+  // Sorted by the smallest code of each: bp has 8462-4, hr 8867-4.
+  json::value sorted = Body(Do("GET", "/Observation?_sort=combo-code&code=85354-9,8867-4"));
+  ASSERT_EQ(sorted.at("entry").as_array().size(), 2u);
+  EXPECT_EQ(sorted.at("entry").at(0).at("resource").at("id"), "bp");
+  sorted = Body(Do("GET", "/Observation?_sort=-combo-code&code=85354-9,8867-4"));
+  EXPECT_EQ(sorted.at("entry").at(0).at("resource").at("id"), "hr");
 }
 
 TEST_F(SearchTest, SummaryAndElements) {

@@ -2,8 +2,11 @@
 
 #include <gtest/gtest.h>
 
+#include <set>
+
 #include "common/clock.h"
 #include "fhir/model.h"
+#include "search/params.h"
 
 namespace taproot::search {
 namespace {
@@ -70,3 +73,36 @@ TEST(QueryTest, TokensAndUnknownParameters) {
 
 }  // namespace
 }  // namespace taproot::search
+
+namespace taproot {
+
+// Parameters that are unions of others get no rows of their own. Which ones they are is read
+// off the R4 definitions here by hand: Observation's combo parameters are the value and the
+// component parameters together.
+TEST(QueryTest, CombinedParametersReadTheirPartsRows) {
+  auto parts = [](const char* type, const char* code) {
+    std::set<std::string> out;
+    const search::ParamDef* def = search::R4Params().Find(type, code);
+    if (def) {
+      for (const auto* p : def->union_of) out.insert(p->code);
+    }
+    return out;
+  };
+  using Set = std::set<std::string>;
+  EXPECT_EQ(parts("Observation", "combo-code"), (Set{"code", "component-code"}));
+  EXPECT_EQ(parts("Observation", "combo-value-concept"),
+            (Set{"value-concept", "component-value-concept"}));
+  EXPECT_EQ(parts("Observation", "combo-value-quantity"),
+            (Set{"value-quantity", "component-value-quantity"}));
+  EXPECT_EQ(parts("Observation", "combo-code-value-quantity"),
+            (Set{"code-value-quantity", "component-code-value-quantity"}));
+  EXPECT_EQ(parts("Observation", "code"), Set{});
+  EXPECT_EQ(parts("Observation", "subject"), Set{});  // never a reference
+  int unions = 0;
+  for (const auto& type : fhir::R4().ResourceTypes()) {
+    for (const auto* p : search::R4Params().ForType(type)) unions += !p->union_of.empty();
+  }
+  EXPECT_EQ(unions, 6);  // the six combo-* of Observation, and nothing else in R4
+}
+
+}  // namespace taproot

@@ -217,7 +217,8 @@ std::string PredicateSql(const std::string& type, const IndexClause& c, const In
     sql += " AND param IN (";
     for (size_t i = 0; i < c.any_param.size(); ++i) {
       sql += i ? ",?" : "?";
-      text(c.any_param[i]);
+      text(c.any_param[i] +
+           (p.match == IndexPredicate::Match::kText ? std::string(":text") : p.param_suffix));
     }
     sql += ")";
   }
@@ -504,6 +505,21 @@ Status ChainSql(const std::string& type, const IndexClause& clause, int depth, s
   return Status::Ok();
 }
 
+// "param=?", or "param IN (?,...)" for any of several parameters, with the names bound.
+std::string ParamIn(const std::string& param, const std::vector<std::string>& any_param,
+                    std::vector<SqlArg>& args) {
+  if (any_param.empty()) {
+    args.push_back({SqlArg::kText, param});
+    return "param=?";
+  }
+  std::string sql = "param IN (";
+  for (size_t i = 0; i < any_param.size(); ++i) {
+    sql += i ? ",?" : "?";
+    args.push_back({SqlArg::kText, any_param[i]});
+  }
+  return sql + ")";
+}
+
 // Whether a version can be tested against every value of the clause with a lookup by seq (the
 // clause's rows are keyed down to the seq, or date rows through idx_date_by_seq). Such a clause
 // costs one lookup per candidate instead of collecting all of its matches first.
@@ -647,9 +663,9 @@ Status ClauseCondition(const std::string& type, const IndexClause& clause, const
   }
   if (clause.missing) {
     sql += alias + (*clause.missing ? ".seq NOT IN (" : ".seq IN (");
-    sql += std::string("SELECT seq FROM ") + TableOf(clause.kind) + " WHERE type=? AND param=?)";
+    sql += std::string("SELECT seq FROM ") + TableOf(clause.kind) + " WHERE type=? AND ";
     text(type);
-    text(clause.param);
+    sql += ParamIn(clause.param, clause.any_param, args) + ")";
     return Status::Ok();
   }
   if (!clause.negate && !clause.any_of.empty() && Probeable(clause)) {
@@ -916,14 +932,14 @@ class SqliteView : public virtual ReadView {
         }
         const char* agg = k.descending ? "max(" : "min(";
         if (k.kind == IndexKind::kDate) {
+          order_args.push_back({SqlArg::kText, q.type});
           std::string key = std::string("(SELECT ") + agg + (k.descending ? "end" : "start") +
                             ") FROM idx_date INDEXED BY idx_date_by_seq WHERE seq=c.seq AND "
-                            "type=? AND param=?)";
+                            "type=? AND " +
+                            ParamIn(k.param, k.any_param, order_args) + ")";
           // Resources without a date go last, with the key looked up once: SQLite puts NULL
           // last when descending, and the largest integer stands in for it when ascending.
           order += k.descending ? key + " DESC, " : "coalesce(" + key + ", 9223372036854775807), ";
-          order_args.push_back({SqlArg::kText, q.type});
-          order_args.push_back({SqlArg::kText, k.param});
           continue;
         }
         const char* column = "norm";
@@ -948,11 +964,10 @@ class SqliteView : public virtual ReadView {
             break;
         }
         std::string alias = "s" + std::to_string(i);
-        sql += std::string(" LEFT JOIN (SELECT seq, ") + agg + column + ") AS k FROM " +
-               TableOf(k.kind) + " WHERE type=? AND param=? GROUP BY seq) " + alias + " ON " +
-               alias + ".seq=c.seq";
         args.push_back({SqlArg::kText, q.type});
-        args.push_back({SqlArg::kText, k.param});
+        sql += std::string(" LEFT JOIN (SELECT seq, ") + agg + column + ") AS k FROM " +
+               TableOf(k.kind) + " WHERE type=? AND " + ParamIn(k.param, k.any_param, args) +
+               " GROUP BY seq) " + alias + " ON " + alias + ".seq=c.seq";
         order += alias + ".k IS NULL, " + alias + ".k" + dir + ", ";
       }
       RETURN_IF_ERROR(conditions("c", Rows::kVersions, sql, args));
