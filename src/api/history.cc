@@ -328,10 +328,20 @@ Result<std::string> EverythingBundle(store::ReadView& view, const RequestContext
   for (const auto& t : search::CompartmentTypes("Patient")) {
     if (t != "Patient") types.push_back(t);
   }
+  // Most compartment types hold nothing for a given patient: find those that do first.
+  std::vector<std::pair<std::string, std::string>> links;
+  for (const std::string& t : types) {
+    if (t == "Patient" || (!only_types.empty() && !only_types.count(t))) continue;
+    for (const std::string& p : search::CompartmentParams("Patient", t)) links.emplace_back(t, p);
+  }
+  ASSIGN_OR_RETURN(std::vector<std::string> held,
+                   view.ReferringTypes("Patient", patient_id, links));
+  std::set<std::string> holding(held.begin(), held.end());
   std::vector<store::VersionRecord> page;
   int64_t seen = 0, total = 0;
   for (const std::string& t : types) {
     if (!only_types.empty() && !only_types.count(t)) continue;
+    if (t != "Patient" && !holding.count(t)) continue;
     store::SearchQuery q;
     q.type = t;
     ASSIGN_OR_RETURN(auto clause, CompartmentClause(patient, t));

@@ -209,6 +209,12 @@ class ReadView {
   virtual Result<SearchPage> Search(const SearchQuery& query) = 0;
   virtual Result<HistoryPage> History(const HistoryQuery& query) = 0;
   virtual Result<std::optional<RequestRecord>> FindRequest(const std::string& request_id) = 0;
+  // The types among `links` ((type, reference parameter) pairs) that have a current version
+  // referring to target_type/target_id through that parameter: which types a compartment
+  // (Patient/123) holds anything of, in one lookup instead of one search per type.
+  virtual Result<std::vector<std::string>> ReferringTypes(
+      const std::string& target_type, const std::string& target_id,
+      const std::vector<std::pair<std::string, std::string>>& links) = 0;
 };
 
 class WriteTxn : public virtual ReadView {

@@ -1036,6 +1036,29 @@ class SqliteView : public virtual ReadView {
 
   Connection& connection() { return c_; }
 
+  Result<std::vector<std::string>> ReferringTypes(
+      const std::string& target_type, const std::string& target_id,
+      const std::vector<std::pair<std::string, std::string>>& links) override {
+    std::vector<std::string> out;
+    if (links.empty()) return out;
+    // One seek per (type, param) pair on the reference index's key (a join: SQLite scans the
+    // whole table for a row-value IN list).
+    std::string sql = "SELECT DISTINCT r.type FROM (VALUES ";
+    for (size_t i = 0; i < links.size(); ++i) sql += i ? ",(?,?)" : "(?,?)";
+    sql +=
+        ") l CROSS JOIN idx_ref r ON r.type=l.column1 AND r.param=l.column2 AND r.target=? AND "
+        "r.target_type=? WHERE NOT EXISTS (SELECT 1 FROM superseded x WHERE x.seq=r.seq)";
+    ASSIGN_OR_RETURN(sqlite3_stmt * s, c_.Prepare(sql));
+    Binder b{s};
+    for (const auto& [type, param] : links) b.Text(type).Text(param);
+    b.Text(target_id).Text(target_type);
+    int rc;
+    while ((rc = sqlite3_step(s)) == SQLITE_ROW) out.push_back(ColText(s, 0));
+    sqlite3_reset(s);
+    if (rc != SQLITE_DONE) return SqlError(c_.db(), "referring types");
+    return out;
+  }
+
   Result<std::optional<RequestRecord>> FindRequest(const std::string& request_id) override {
     ASSIGN_OR_RETURN(sqlite3_stmt * s,
                      c_.Prepare("SELECT fingerprint, status, headers, body FROM requests WHERE "
