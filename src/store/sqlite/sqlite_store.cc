@@ -774,7 +774,7 @@ class SqliteView : public virtual ReadView {
       if (!page.explained.empty()) page.explained.back().micros = NowMicros() - start;
     };
 
-    // The driver. A reference to one resource is taken at once; otherwise, with several
+    // The driver. A reference (to one resource) is taken at once; otherwise, with several
     // candidates, each is counted up to kProbeRows and the smallest wins (ties by rank): a
     // cheap statistic that adapts to the data (a chain on a rare name beats a common code).
     int driver = -1;
@@ -785,7 +785,13 @@ class SqliteView : public virtual ReadView {
         if (r >= 0) candidates.emplace_back(r, static_cast<int>(i));
       }
       std::sort(candidates.begin(), candidates.end());
-      if (candidates.size() == 1 || (!candidates.empty() && candidates[0].first == 0)) {
+      // Counting a date range can mean scanning far before the first match (rows are keyed by
+      // start, and most prefixes test end too): dates are estimated only against each other.
+      static constexpr int kCheapToCount = 7;
+      if (!candidates.empty() && candidates[0].first <= kCheapToCount) {
+        while (candidates.back().first > kCheapToCount) candidates.pop_back();
+      }
+      if (candidates.size() == 1 || (!candidates.empty() && candidates[0].first <= 2)) {
         driver = candidates[0].second;
       } else if (!candidates.empty()) {
         static constexpr int kProbeRows = 2000;
