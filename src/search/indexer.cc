@@ -174,11 +174,11 @@ class Extractor {
     row.text = std::string(s);
     out_.push_back(std::move(row));
   }
-  void Text(std::string_view s) {  // display text of a token, for :text
+  // Display text of a token, for :text, which matches the folded text only: the text as
+  // written (for :exact, which tokens do not take) is left out to keep the rows small.
+  void Text(std::string_view s) {
     if (s.empty()) return;
-    IndexEntry row{p_.code + ":text", IndexKind::kString, "", NormalizeText(s)};
-    row.text = std::string(s);
-    out_.push_back(std::move(row));
+    out_.push_back({p_.code + ":text", IndexKind::kString, "", NormalizeText(s)});
   }
   void Token(std::string_view system, std::string_view code) {
     if (code.empty()) return;
