@@ -879,7 +879,23 @@ class SqliteView : public virtual ReadView {
       return Status::Ok();
     };
     // The relation searched: the driver's matches joined to their versions, or the versions.
+    // _id (and _include's reads by id) start from the versions of those ids: left to itself,
+    // SQLite would walk every version of the type in seq order to honour ORDER BY.
+    const bool ids_drive = driver < 0 && !q.ids.empty() && !q.type.empty();
     auto relation = [&](std::vector<SqlArg>& args) -> Result<std::string> {
+      if (ids_drive) {
+        // The index of UNIQUE(type, id, version), named: flattened into the join, the
+        // subquery would otherwise take versions_by_type for its seq order.
+        std::string sql =
+            "(SELECT seq FROM versions INDEXED BY sqlite_autoindex_versions_1 WHERE type=? AND "
+            "id IN (";
+        args.push_back({SqlArg::kText, q.type});
+        for (size_t i = 0; i < q.ids.size(); ++i) {
+          sql += i ? ",?" : "?";
+          args.push_back({SqlArg::kText, q.ids[i]});
+        }
+        return sql + ")) m CROSS JOIN versions c ON c.seq=m.seq";
+      }
       if (driver < 0) return std::string("versions c");
       ASSIGN_OR_RETURN(std::string d, DriverSql(q.type, q.clauses[driver], args));
       return "(" + d + ") m CROSS JOIN versions c ON c.seq=m.seq";
@@ -979,7 +995,8 @@ class SqliteView : public virtual ReadView {
       RETURN_IF_ERROR(conditions("c", Rows::kVersions, sql, args));
       // m.seq, not c.seq: SQLite knows the driver's index delivers m.seq in order, which lets
       // LIMIT stop the scan early; it does not carry that order over the join to c.seq.
-      sql += " ORDER BY " + order + (driver >= 0 ? "m.seq" : "c.seq") + " LIMIT ? OFFSET ?";
+      sql += " ORDER BY " + order + (driver >= 0 || ids_drive ? "m.seq" : "c.seq") +
+             " LIMIT ? OFFSET ?";
       for (auto& a : order_args) args.push_back(std::move(a));
       args.push_back({SqlArg::kInt, {}, q.count + 1});
       args.push_back({SqlArg::kInt, {}, q.offset});
