@@ -228,6 +228,29 @@ Result<std::unique_ptr<ParamRegistry>> ParamRegistry::Build(const fhir::Model& m
       }
     }
     FindUnions(params);
+    for (const ParamDef* p : params) {
+      if (p->type != ParamType::kReference) continue;
+      auto* def = const_cast<ParamDef*>(p);
+      if (def->targets.size() == 1) {
+        def->only_target = def->targets[0];
+        continue;
+      }
+      static constexpr std::string_view kResolveIs = ".where(resolve() is ";
+      std::string common;
+      for (const std::string& b : def->branch_texts) {
+        size_t at = b.rfind(kResolveIs);
+        std::string t =
+            at == std::string::npos || b.back() != ')'
+                ? std::string()
+                : b.substr(at + kResolveIs.size(), b.size() - 1 - at - kResolveIs.size());
+        if (t.empty() || (!common.empty() && t != common)) {
+          common.clear();
+          break;
+        }
+        common = t;
+      }
+      def->only_target = common;
+    }
     std::sort(params.begin(), params.end(),
               [](const ParamDef* a, const ParamDef* b) { return a->code < b->code; });
   }

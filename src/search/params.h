@@ -39,6 +39,10 @@ struct ParamDef {
   std::vector<std::shared_ptr<const fhirpath::CompiledExpression>> branches;
   std::vector<std::string> branch_texts;  // the same branches as written
   std::vector<std::string> targets;       // reference parameters: the resource types they point at
+  // A reference parameter that can only index references to one type: a single target, or
+  // every branch ending in `.where(resolve() is T)` (clinical-patient lists Patient and Group
+  // but indexes Patient only). Empty otherwise.
+  std::string only_target;
   // Composite parameters: each component's parameter (resolved for this type) and expression.
   struct Component {
     const ParamDef* param = nullptr;

@@ -306,7 +306,6 @@ static Result<store::IndexClause> ParseClause(const ParamDef& def, const std::st
         break;
       }
       case IndexKind::kReference: {
-        std::string_view t, id;
         // Type/id (relative or absolute), a bare id, or a URL that is not Type/id.
         size_t slash = v.rfind('/');
         if (slash != std::string::npos) {
@@ -324,9 +323,10 @@ static Result<store::IndexClause> ParseClause(const ParamDef& def, const std::st
         } else {
           p.value = v;
           if (reference_type) p.system = reference_type;
+          // A bare id of a parameter with one target type (patient=123) can only mean that
+          // type: the search then reads the index down to the seq, like patient=Patient/123.
+          if (!p.system && !def.only_target.empty()) p.system = def.only_target;
         }
-        (void)t;
-        (void)id;
         break;
       }
       case IndexKind::kDate: {

@@ -105,4 +105,18 @@ TEST(QueryTest, CombinedParametersReadTheirPartsRows) {
   EXPECT_EQ(unions, 6);  // the six combo-* of Observation, and nothing else in R4
 }
 
+// A bare id of a reference parameter that indexes one type only is searched as that type.
+TEST(QueryTest, BareIdsOfSingleTypeReferencesAreTyped) {
+  auto only = [](const char* type, const char* code) {
+    const search::ParamDef* def = search::R4Params().Find(type, code);
+    return def ? def->only_target : std::string("?");
+  };
+  // R4: clinical-patient targets Patient and Group, but its expressions keep Patient only.
+  EXPECT_EQ(only("Observation", "patient"), "Patient");
+  EXPECT_EQ(only("Encounter", "patient"), "Patient");
+  EXPECT_EQ(only("Observation", "subject"), "");           // Patient, Group, Device, Location
+  EXPECT_EQ(only("Observation", "specimen"), "Specimen");  // one target
+  EXPECT_EQ(only("Observation", "encounter"), "");         // Encounter and EpisodeOfCare
+}
+
 }  // namespace taproot
