@@ -14,6 +14,7 @@
 #   bench/run-search.sh [seconds-per-query] [patients]
 set -eu
 cd "$(dirname "$0")/.."
+. bench/wrk/summary.sh
 SECS="${1:-10}"
 PATIENTS="${2:-1000}"
 BIN=build/taproot
@@ -66,11 +67,7 @@ run_wrk() {  # name paths-file
   sed "s|.*|url = \"$BASE&\"\noutput = \"/dev/null\"|" "$2" | curl -s -g -K - || true
   PATHS="$2" wrk -t2 -c16 -d3s -s bench/wrk/paths.lua "$BASE" >/dev/null
   PATHS="$2" wrk -t2 -c16 -d"${SECS}s" --latency -s bench/wrk/paths.lua "$BASE" >"$OUT/search-$1.txt"
-  rps=$(awk '/Requests\/sec/ {print $2}' "$OUT/search-$1.txt")
-  p50=$(awk '$1=="50%" {print $2}' "$OUT/search-$1.txt")
-  p99=$(awk '$1=="99%" {print $2}' "$OUT/search-$1.txt")
-  non2xx=$(awk '/Non-2xx/ {print $NF}' "$OUT/search-$1.txt")
-  echo "{\"name\":\"$1\",\"requests_per_second\":$rps,\"p50\":\"$p50\",\"p99\":\"$p99\",\"non_2xx\":${non2xx:-0}}"
+  wrk_summary "$1" "$OUT/search-$1.txt"
 }
 
 echo "== limit: /healthz at 16 clients" >&2

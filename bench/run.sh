@@ -6,6 +6,7 @@
 #   make bench            (or: bench/run.sh [seconds-per-wrk-run])
 set -eu
 cd "$(dirname "$0")/.."
+. bench/wrk/summary.sh
 SECS="${1:-10}"
 BIN=build/taproot
 OUT=bench/out
@@ -46,7 +47,6 @@ BASE="http://127.0.0.1:$PORT"
 curl -s -o /dev/null -X POST -H 'Content-Type: application/fhir+json' \
   --data-binary @"$DATA/patients.json" "$BASE/fhir"
 
-# wrk prints e.g. "Requests/sec:  61234.56" and, with --latency, "99%    2.31ms".
 run_wrk() {  # name script-or-empty path
   name=$1; script=$2; path=$3
   if [ -n "$script" ]; then
@@ -54,11 +54,7 @@ run_wrk() {  # name script-or-empty path
   else
     wrk -t2 -c64 -d"${SECS}s" --latency "$BASE$path" >"$OUT/$name.txt"
   fi
-  rps=$(awk '/Requests\/sec/ {print $2}' "$OUT/$name.txt")
-  p50=$(awk '$1=="50%" {print $2}' "$OUT/$name.txt")
-  p99=$(awk '$1=="99%" {print $2}' "$OUT/$name.txt")
-  non2xx=$(awk '/Non-2xx/ {print $NF}' "$OUT/$name.txt")
-  echo "{\"name\":\"$name\",\"requests_per_second\":$rps,\"p50\":\"$p50\",\"p99\":\"$p99\",\"non_2xx\":${non2xx:-0}}"
+  wrk_summary "$name" "$OUT/$name.txt"
 }
 
 echo "== over HTTP: wrk -t2 -c64 -d${SECS}s on 127.0.0.1 (wrk shares the machine)" >&2

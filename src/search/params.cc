@@ -136,6 +136,21 @@ void FindUnions(std::vector<const ParamDef*>& params) {
   }
 }
 
+// ParamDef::only_target: the one type a reference parameter can index, or empty.
+std::string OnlyTarget(const ParamDef& def) {
+  if (def.targets.size() == 1) return def.targets[0];
+  static constexpr std::string_view kResolveIs = ".where(resolve() is ";
+  std::string common;
+  for (const std::string& b : def.branch_texts) {
+    size_t at = b.rfind(kResolveIs);
+    if (at == std::string::npos || b.back() != ')') return {};
+    std::string t = b.substr(at + kResolveIs.size(), b.size() - 1 - at - kResolveIs.size());
+    if (t.empty() || (!common.empty() && t != common)) return {};
+    common = t;
+  }
+  return common;
+}
+
 }  // namespace
 
 Result<std::unique_ptr<ParamRegistry>> ParamRegistry::Build(const fhir::Model& model,
@@ -229,27 +244,7 @@ Result<std::unique_ptr<ParamRegistry>> ParamRegistry::Build(const fhir::Model& m
     }
     FindUnions(params);
     for (const ParamDef* p : params) {
-      if (p->type != ParamType::kReference) continue;
-      auto* def = const_cast<ParamDef*>(p);
-      if (def->targets.size() == 1) {
-        def->only_target = def->targets[0];
-        continue;
-      }
-      static constexpr std::string_view kResolveIs = ".where(resolve() is ";
-      std::string common;
-      for (const std::string& b : def->branch_texts) {
-        size_t at = b.rfind(kResolveIs);
-        std::string t =
-            at == std::string::npos || b.back() != ')'
-                ? std::string()
-                : b.substr(at + kResolveIs.size(), b.size() - 1 - at - kResolveIs.size());
-        if (t.empty() || (!common.empty() && t != common)) {
-          common.clear();
-          break;
-        }
-        common = t;
-      }
-      def->only_target = common;
+      if (p->type == ParamType::kReference) const_cast<ParamDef*>(p)->only_target = OnlyTarget(*p);
     }
     std::sort(params.begin(), params.end(),
               [](const ParamDef* a, const ParamDef* b) { return a->code < b->code; });

@@ -192,6 +192,22 @@ void BindAll(Binder& b, const std::vector<SqlArg>& args) {
 // Upper bound for "starts with" over a binary-collated TEXT column: 0xFF never occurs in UTF-8.
 std::string PrefixEnd(const std::string& prefix) { return prefix + "\xff"; }
 
+// "param=?", or "param IN (?,...)" for any of several parameters (a compartment's links, the
+// parts of a combined parameter), with the names and `suffix` (":text", "$system|code") bound.
+std::string ParamIn(const std::string& param, const std::vector<std::string>& any_param,
+                    std::vector<SqlArg>& args, const std::string& suffix = {}) {
+  if (any_param.empty()) {
+    args.push_back({SqlArg::kText, param + suffix});
+    return "param=?";
+  }
+  std::string sql = "param IN (";
+  for (size_t i = 0; i < any_param.size(); ++i) {
+    sql += i ? ",?" : "?";
+    args.push_back({SqlArg::kText, any_param[i] + suffix});
+  }
+  return sql + ")";
+}
+
 // The SQL that selects the versions (seq) of `type` resources with a row matching one predicate.
 // Only fixed fragments enter the SQL; every value is bound (appended to args).
 //
@@ -210,18 +226,8 @@ std::string PredicateSql(const std::string& type, const IndexClause& c, const In
           : std::string("SELECT 1 FROM ") + TableOf(kind) + " WHERE seq=" + probe + ".seq AND ";
   sql += "type=?";
   text(type);
-  if (c.any_param.empty()) {
-    sql += " AND param=?";
-    text(p.match == IndexPredicate::Match::kText ? c.param + ":text" : c.param + p.param_suffix);
-  } else {  // any of several parameters (a compartment's links)
-    sql += " AND param IN (";
-    for (size_t i = 0; i < c.any_param.size(); ++i) {
-      sql += i ? ",?" : "?";
-      text(c.any_param[i] +
-           (p.match == IndexPredicate::Match::kText ? std::string(":text") : p.param_suffix));
-    }
-    sql += ")";
-  }
+  sql += " AND " + ParamIn(c.param, c.any_param, args,
+                           p.match == IndexPredicate::Match::kText ? ":text" : p.param_suffix);
   // Ranges of ordered values (R4 search 3.1.1.4): [s, e] the search value, [rs, re] the row.
   auto ranges = [&](const char* rs, const char* re, auto bind_s, auto bind_e) {
     std::string RS(rs), RE(re);
@@ -503,21 +509,6 @@ Status ChainSql(const std::string& type, const IndexClause& clause, int depth, s
   }
   sql += ")";
   return Status::Ok();
-}
-
-// "param=?", or "param IN (?,...)" for any of several parameters, with the names bound.
-std::string ParamIn(const std::string& param, const std::vector<std::string>& any_param,
-                    std::vector<SqlArg>& args) {
-  if (any_param.empty()) {
-    args.push_back({SqlArg::kText, param});
-    return "param=?";
-  }
-  std::string sql = "param IN (";
-  for (size_t i = 0; i < any_param.size(); ++i) {
-    sql += i ? ",?" : "?";
-    args.push_back({SqlArg::kText, any_param[i]});
-  }
-  return sql + ")";
 }
 
 // Whether a version can be tested against every value of the clause with a lookup by seq (the
