@@ -17,6 +17,7 @@
 #include "common/clock.h"
 #include "common/compress.h"
 #include "common/log.h"
+#include "store/sql/search_sql.h"
 #include "store/sqlite/current_cache.h"
 
 namespace taproot::store {
@@ -151,35 +152,9 @@ struct Binder {
   }
 };
 
-const char* TableOf(IndexKind kind) {
-  switch (kind) {
-    case IndexKind::kToken:
-      return "idx_token";
-    case IndexKind::kString:
-      return "idx_string";
-    case IndexKind::kDate:
-      return "idx_date";
-    case IndexKind::kNumber:
-      return "idx_number";
-    case IndexKind::kQuantity:
-      return "idx_quantity";
-    case IndexKind::kReference:
-      return "idx_ref";
-    case IndexKind::kUri:
-      return "idx_uri";
-    case IndexKind::kText:
-      return "idx_fts";
-  }
-  return "idx_token";
-}
-
-// A bound value of a search query: text, integer or real.
-struct SqlArg {
-  enum { kText, kInt, kReal } kind;
-  std::string text;
-  int64_t i = 0;
-  double d = 0;
-};
+using sql::kVersionColumns;
+using sql::SqlArg;
+using sql::TableOf;
 
 void BindAll(Binder& b, const std::vector<SqlArg>& args) {
   for (const SqlArg& a : args) {
@@ -187,185 +162,6 @@ void BindAll(Binder& b, const std::vector<SqlArg>& args) {
     if (a.kind == SqlArg::kInt) b.Int(a.i);
     if (a.kind == SqlArg::kReal) b.Real(a.d);
   }
-}
-
-// Upper bound for "starts with" over a binary-collated TEXT column: 0xFF never occurs in UTF-8.
-std::string PrefixEnd(const std::string& prefix) { return prefix + "\xff"; }
-
-// "param=?", or "param IN (?,...)" for any of several parameters (a compartment's links, the
-// parts of a combined parameter), with the names and `suffix` (":text", "$system|code") bound.
-std::string ParamIn(const std::string& param, const std::vector<std::string>& any_param,
-                    std::vector<SqlArg>& args, const std::string& suffix = {}) {
-  if (any_param.empty()) {
-    args.push_back({SqlArg::kText, param + suffix});
-    return "param=?";
-  }
-  std::string sql = "param IN (";
-  for (size_t i = 0; i < any_param.size(); ++i) {
-    sql += i ? ",?" : "?";
-    args.push_back({SqlArg::kText, any_param[i] + suffix});
-  }
-  return sql + ")";
-}
-
-// The SQL that selects the versions (seq) of `type` resources with a row matching one predicate.
-// Only fixed fragments enter the SQL; every value is bound (appended to args).
-//
-// With `probe` (an alias), the SQL instead tests whether that one version has such a row: a
-// lookup by seq rather than a scan of every match (see Probeable).
-std::string PredicateSql(const std::string& type, const IndexClause& c, const IndexPredicate& p,
-                         std::vector<SqlArg>& args, const std::string& probe = {}) {
-  auto text = [&](std::string v) { args.push_back({SqlArg::kText, std::move(v)}); };
-  auto integer = [&](int64_t v) { args.push_back({SqlArg::kInt, {}, v}); };
-  auto real = [&](double v) { args.push_back({SqlArg::kReal, {}, 0, v}); };
-  IndexKind kind = p.match == IndexPredicate::Match::kText ? IndexKind::kString : c.kind;
-  std::string sql =
-      probe.empty() ? std::string("SELECT seq FROM ") + TableOf(kind) + " WHERE "
-      : kind == IndexKind::kDate
-          ? "SELECT 1 FROM idx_date INDEXED BY idx_date_by_seq WHERE seq=" + probe + ".seq AND "
-          : std::string("SELECT 1 FROM ") + TableOf(kind) + " WHERE seq=" + probe + ".seq AND ";
-  sql += "type=?";
-  text(type);
-  sql += " AND " + ParamIn(c.param, c.any_param, args,
-                           p.match == IndexPredicate::Match::kText ? ":text" : p.param_suffix);
-  // Ranges of ordered values (R4 search 3.1.1.4): [s, e] the search value, [rs, re] the row.
-  auto ranges = [&](const char* rs, const char* re, auto bind_s, auto bind_e) {
-    std::string RS(rs), RE(re);
-    switch (p.prefix) {
-      case Prefix::kEq:
-        sql += " AND " + RS + ">=? AND " + RE + "<=?";
-        bind_s(), bind_e();
-        break;
-      case Prefix::kNe:
-        sql += " AND NOT (" + RS + ">=? AND " + RE + "<=?)";
-        bind_s(), bind_e();
-        break;
-      case Prefix::kGt:
-        sql += " AND " + RE + ">?";
-        bind_e();
-        break;
-      case Prefix::kLt:
-        sql += " AND " + RS + "<?";
-        bind_s();
-        break;
-      case Prefix::kGe:
-        sql += " AND (" + RE + ">? OR (" + RS + ">=? AND " + RE + "<=?))";
-        bind_e(), bind_s(), bind_e();
-        break;
-      case Prefix::kLe:
-        sql += " AND (" + RS + "<? OR (" + RS + ">=? AND " + RE + "<=?))";
-        bind_s(), bind_s(), bind_e();
-        break;
-      case Prefix::kSa:
-        sql += " AND " + RS + ">?";
-        bind_e();
-        break;
-      case Prefix::kEb:
-        sql += " AND " + RE + "<?";
-        bind_s();
-        break;
-      case Prefix::kAp:  // start and end already widened by the parser
-        sql += " AND " + RS + "<=? AND " + RE + ">=?";
-        bind_e(), bind_s();
-        break;
-    }
-  };
-  switch (p.match == IndexPredicate::Match::kText ? IndexKind::kString : c.kind) {
-    case IndexKind::kToken:
-      if (p.match == IndexPredicate::Match::kIn) {
-        sql += " AND (code, system) IN (VALUES ";
-        for (size_t i = 0; i < p.codes.size(); ++i) {
-          sql += i ? ",(?,?)" : "(?,?)";
-          text(p.codes[i].second);
-          text(p.codes[i].first);
-        }
-        if (p.codes.empty()) sql += "(NULL,NULL)";
-        sql += ")";
-        break;
-      }
-      sql += " AND code=?";
-      text(p.value);
-      if (p.system) {
-        sql += " AND system=?";
-        text(*p.system);
-      }
-      break;
-    case IndexKind::kString:
-      if (p.match == IndexPredicate::Match::kExact) {
-        sql += " AND exact=?";
-        text(p.value);
-      } else if (p.match == IndexPredicate::Match::kContains) {
-        sql += " AND instr(norm, ?) > 0";
-        text(p.value);
-      } else {
-        sql += " AND norm>=? AND norm<?";
-        text(p.value);
-        text(PrefixEnd(p.value));
-      }
-      break;
-    case IndexKind::kDate:
-      ranges(
-          "start", "end", [&] { integer(p.start); }, [&] { integer(p.end); });
-      break;
-    case IndexKind::kNumber:
-    case IndexKind::kQuantity:
-      if (c.kind == IndexKind::kQuantity) {
-        if (!p.value.empty()) {
-          sql += " AND code=?";
-          text(p.value);
-        }
-        if (p.system) {
-          sql += " AND system=?";
-          text(*p.system);
-        }
-      }
-      // A stored value is a point. eq: it lies in the search value's precision range
-      // [low, high) (R4: "100" searches [99.5, 100.5)); the other prefixes compare values.
-      switch (p.prefix) {
-        case Prefix::kEq:
-          sql += " AND value>=? AND value<?";
-          real(p.low), real(p.high);
-          break;
-        case Prefix::kNe:
-          sql += " AND NOT (value>=? AND value<?)";
-          real(p.low), real(p.high);
-          break;
-        case Prefix::kAp:
-          sql += " AND value>=? AND value<=?";
-          real(p.low), real(p.high);
-          break;
-        default:
-          ranges(
-              "value", "value", [&] { real(p.low); }, [&] { real(p.high); });
-      }
-      break;
-    case IndexKind::kReference:
-      sql += " AND target=?";
-      text(p.value);
-      if (p.system) {
-        sql += " AND target_type=?";
-        text(*p.system);
-      }
-      break;
-    case IndexKind::kUri:
-      if (p.match == IndexPredicate::Match::kPrefix) {
-        sql += " AND uri>=? AND uri<?";
-        text(p.value);
-        text(PrefixEnd(p.value));
-      } else if (p.match == IndexPredicate::Match::kAbove) {
-        sql += " AND instr(?, uri) = 1";
-        text(p.value);
-      } else {
-        sql += " AND uri=?";
-        text(p.value);
-      }
-      break;
-    case IndexKind::kText:
-      sql += " AND body MATCH ?";  // an FTS5 query the search layer built from plain words
-      text(p.value);
-      break;
-  }
-  return sql;
 }
 
 std::string ColText(sqlite3_stmt* s, int col) {
@@ -464,8 +260,6 @@ Status Run(Connection& c, sqlite3_stmt* s, const char* what) {
   return Status::Ok();
 }
 
-constexpr const char* kVersionColumns = "type, id, version, ts, deleted, method, body, seq";
-
 Result<VersionRecord> RowToVersion(sqlite3_stmt* s, int first = 0) {
   VersionRecord r;
   r.type = ColText(s, first);
@@ -482,201 +276,60 @@ Result<VersionRecord> RowToVersion(sqlite3_stmt* s, int first = 0) {
   return r;
 }
 
-Status ClauseCondition(const std::string& type, const IndexClause& clause, const std::string& alias,
-                       int depth, bool few_candidates, std::string& sql, std::vector<SqlArg>& args);
+// Runs the shared search compiler's statements on one connection.
+class SqliteRunner : public sql::SqlRunner {
+ public:
+  explicit SqliteRunner(Connection& c) : c_(c) {}
 
-// The versions (seq) of `type` whose reference parameter points at a current resource matching
-// the chain's next clause: "SELECT seq FROM idx_ref ..." (a version may appear more than once).
-Status ChainSql(const std::string& type, const IndexClause& clause, int depth, std::string& sql,
-                std::vector<SqlArg>& args) {
-  auto text = [&](std::string v) { args.push_back({SqlArg::kText, std::move(v)}); };
-  std::string inner = "c" + std::to_string(depth + 1);
-  std::string ref = "r" + std::to_string(depth + 1);
-  sql += "SELECT " + ref + ".seq FROM idx_ref " + ref + " WHERE " + ref + ".type=? AND " + ref +
-         ".param=? AND (";
-  text(type);
-  text(clause.param);
-  for (size_t i = 0; i < clause.chain.size(); ++i) {
-    const auto& [target_type, next] = clause.chain[i];
-    if (i) sql += " OR ";
-    sql += "(" + ref + ".target_type=? AND " + ref + ".target IN (SELECT " + inner +
-           ".id FROM current " + inner + " WHERE " + inner + ".type=? AND " + inner +
-           ".deleted=0 AND ";
-    text(target_type);
-    text(target_type);
-    RETURN_IF_ERROR(ClauseCondition(target_type, *next, inner, depth + 1, false, sql, args));
-    sql += "))";
-  }
-  sql += ")";
-  return Status::Ok();
-}
-
-// Whether a version can be tested against every value of the clause with a lookup by seq (the
-// clause's rows are keyed down to the seq, or date rows through idx_date_by_seq). Such a clause
-// costs one lookup per candidate instead of collecting all of its matches first.
-bool Probeable(const IndexClause& c) {
-  if (!c.any_param.empty()) return false;
-  for (const IndexPredicate& p : c.any_of) {
-    if (p.match == IndexPredicate::Match::kText) return false;
-    bool ok = false;
-    switch (c.kind) {
-      case IndexKind::kToken:
-      case IndexKind::kReference:
-        ok = p.match == IndexPredicate::Match::kEqual && p.system.has_value();
-        break;
-      case IndexKind::kUri:
-        ok = p.match == IndexPredicate::Match::kEqual;
-        break;
-      case IndexKind::kDate:
-        ok = true;
-        break;
-      default:
-        break;
+  Result<int64_t> QueryInt(const std::string& sql, const std::vector<SqlArg>& args) override {
+    ASSIGN_OR_RETURN(sqlite3_stmt * s, c_.Prepare(sql));
+    Binder b{s};
+    BindAll(b, args);
+    if (sqlite3_step(s) != SQLITE_ROW) {
+      Status st = SqlError(c_.db(), "search");
+      sqlite3_reset(s);
+      return st;
     }
-    if (!ok) return false;
+    int64_t n = sqlite3_column_int64(s, 0);
+    sqlite3_reset(s);
+    return n;
   }
-  return true;
-}
 
-// How well a clause can start a search (lower is better: fewer rows, read in seq order), or -1
-// if it cannot (negations, :missing, chains and _has are tested against candidates instead).
-// Without table statistics this ranks by kind: a reference to one resource or a coded value
-// usually matches few rows; a date range or a name prefix many.
-int DriverRank(const IndexClause& c) {
-  if (c.negate || c.missing || c.has) return -1;
-  if (!c.chain.empty()) return 5;
-  if (c.any_of.empty()) return -1;
-  int worst = 0;
-  for (const IndexPredicate& p : c.any_of) {
-    int r = 9;
-    bool eq = p.match == IndexPredicate::Match::kEqual;
-    if (p.match == IndexPredicate::Match::kText) {
-      r = 9;
-    } else if (c.kind == IndexKind::kReference && eq) {
-      r = p.system ? 0 : 2;
-    } else if (c.kind == IndexKind::kToken && eq) {
-      r = p.system ? 1 : 3;
-    } else if (c.kind == IndexKind::kUri && eq) {
-      r = 3;
-    } else if (c.kind == IndexKind::kString && p.match == IndexPredicate::Match::kExact) {
-      r = 4;
-    } else if (c.kind == IndexKind::kToken) {
-      r = 5;
-    } else if (c.kind == IndexKind::kNumber || c.kind == IndexKind::kQuantity) {
-      r = 6;
-    } else if (c.kind == IndexKind::kString && p.match == IndexPredicate::Match::kPrefix) {
-      r = 7;
-    } else if (c.kind == IndexKind::kDate) {
-      r = 8;
+  Result<std::vector<VersionRecord>> QueryVersions(const std::string& sql,
+                                                   const std::vector<SqlArg>& args) override {
+    ASSIGN_OR_RETURN(sqlite3_stmt * s, c_.Prepare(sql));
+    Binder b{s};
+    BindAll(b, args);
+    std::vector<VersionRecord> out;
+    int rc;
+    while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
+      auto r = RowToVersion(s);
+      if (!r.ok()) {
+        sqlite3_reset(s);
+        return r.status();
+      }
+      out.push_back(std::move(r).value());
     }
-    worst = std::max(worst, r);
+    Status st = rc == SQLITE_DONE ? Status::Ok() : SqlError(c_.db(), "search");
+    sqlite3_reset(s);
+    if (!st.ok()) return st;
+    return out;
   }
-  return worst;
-}
 
-// The versions (seq) matching a driving clause, each once. One value that keys its rows down to
-// the seq comes out in seq order straight from the index.
-Result<std::string> DriverSql(const std::string& type, const IndexClause& c,
-                              std::vector<SqlArg>& args) {
-  if (!c.chain.empty()) {
-    std::string sql = "SELECT DISTINCT seq FROM (";
-    RETURN_IF_ERROR(ChainSql(type, c, 0, sql, args));
-    return sql + ")";
+  Result<std::vector<std::string>> Explain(const std::string& sql,
+                                           const std::vector<SqlArg>& args) override {
+    ASSIGN_OR_RETURN(sqlite3_stmt * e, c_.Prepare("EXPLAIN QUERY PLAN " + sql));
+    Binder b{e};
+    BindAll(b, args);
+    std::vector<std::string> plan;
+    while (sqlite3_step(e) == SQLITE_ROW) plan.push_back(ColText(e, 3));
+    sqlite3_reset(e);
+    return plan;
   }
-  if (c.any_of.size() == 1 && Probeable(c) && c.kind != IndexKind::kDate) {
-    return PredicateSql(type, c, c.any_of[0], args);
-  }
-  std::string sql = c.any_of.size() == 1 ? "SELECT DISTINCT seq FROM (" : "SELECT seq FROM (";
-  for (size_t i = 0; i < c.any_of.size(); ++i) {
-    if (i) sql += " UNION ";
-    sql += PredicateSql(type, c, c.any_of[i], args);
-  }
-  return sql + ")";
-}
 
-// Appends the condition that `<alias>` (a row of `current`, of `type`) matches `clause`. Each
-// clause is driven from its index, which finds the matching versions (seq) directly; rows of
-// earlier versions do not match current.seq. Chains and reverse chains nest, one alias per
-// level (bounded by the parser).
-//
-// `few_candidates`: the versions tested were already narrowed down (by a driving clause), so
-// per-candidate lookups beat collecting every match of a reverse chain.
-Status ClauseCondition(const std::string& type, const IndexClause& clause, const std::string& alias,
-                       int depth, bool few_candidates, std::string& sql,
-                       std::vector<SqlArg>& args) {
-  if (depth > 8) return Status::Invalid("search chains nest too deeply");
-  auto text = [&](std::string v) { args.push_back({SqlArg::kText, std::move(v)}); };
-  std::string inner = "c" + std::to_string(depth + 1);
-  std::string ref = "r" + std::to_string(depth + 1);
-  if (!clause.chain.empty()) {
-    sql += alias + ".seq IN (";
-    RETURN_IF_ERROR(ChainSql(type, clause, depth, sql, args));
-    sql += ")";
-    return Status::Ok();
-  }
-  if (clause.has && !clause.has->has) {
-    // Rows of the referring type's reference parameter, of versions still current, whose
-    // version matches the inner clause. With few candidates (a driver found them), each looks up
-    // its own referrers; otherwise the referred-to ids are collected once.
-    std::string live =
-        "NOT EXISTS (SELECT 1 FROM superseded x" + ref + " WHERE x" + ref + ".seq=" + ref + ".seq)";
-    if (few_candidates) {
-      sql += "EXISTS (SELECT 1 FROM idx_ref " + ref + " WHERE " + ref + ".type=? AND " + ref +
-             ".param=? AND " + ref + ".target=" + alias + ".id AND " + ref + ".target_type=? AND " +
-             live + " AND ";
-    } else {
-      sql += alias + ".id IN (SELECT " + ref + ".target FROM idx_ref " + ref + " WHERE " + ref +
-             ".type=? AND " + ref + ".param=? AND " + ref + ".target_type=? AND " + live + " AND ";
-    }
-    text(clause.has_type);
-    text(clause.param);
-    text(type);
-    RETURN_IF_ERROR(
-        ClauseCondition(clause.has_type, *clause.has, ref, depth + 1, few_candidates, sql, args));
-    sql += ")";
-    return Status::Ok();
-  }
-  if (clause.has) {
-    // A nested _has needs the referring resource's id: versions by seq, then current.
-    std::string v = "v" + std::to_string(depth + 1);
-    sql += alias + ".id IN (SELECT " + ref + ".target FROM idx_ref " + ref + " JOIN versions " + v +
-           " ON " + v + ".seq=" + ref + ".seq JOIN current " + inner + " ON " + inner +
-           ".type=" + v + ".type AND " + inner + ".id=" + v + ".id AND " + inner + ".seq=" + ref +
-           ".seq AND " + inner + ".deleted=0 WHERE " + ref + ".type=? AND " + ref +
-           ".param=? AND " + ref + ".target_type=? AND ";
-    text(clause.has_type);
-    text(clause.param);
-    text(type);
-    RETURN_IF_ERROR(
-        ClauseCondition(clause.has_type, *clause.has, inner, depth + 1, false, sql, args));
-    sql += ")";
-    return Status::Ok();
-  }
-  if (clause.missing) {
-    sql += alias + (*clause.missing ? ".seq NOT IN (" : ".seq IN (");
-    sql += std::string("SELECT seq FROM ") + TableOf(clause.kind) + " WHERE type=? AND ";
-    text(type);
-    sql += ParamIn(clause.param, clause.any_param, args) + ")";
-    return Status::Ok();
-  }
-  if (!clause.negate && !clause.any_of.empty() && Probeable(clause)) {
-    sql += "(";
-    for (size_t i = 0; i < clause.any_of.size(); ++i) {
-      if (i) sql += " OR ";
-      sql += "EXISTS (" + PredicateSql(type, clause, clause.any_of[i], args, alias) + ")";
-    }
-    sql += ")";
-    return Status::Ok();
-  }
-  sql += alias + (clause.negate ? ".seq NOT IN (" : ".seq IN (");
-  for (size_t i = 0; i < clause.any_of.size(); ++i) {
-    if (i) sql += " UNION ";
-    sql += PredicateSql(type, clause, clause.any_of[i], args);
-  }
-  if (clause.any_of.empty()) sql += "SELECT NULL WHERE 0";
-  sql += ")";
-  return Status::Ok();
-}
+ private:
+  Connection& c_;
+};
 
 // Reads shared by the read snapshot and the write transaction.
 class SqliteView : public virtual ReadView {
@@ -729,281 +382,8 @@ class SqliteView : public virtual ReadView {
   }
 
   Result<SearchPage> Search(const SearchQuery& q) override {
-    // Built from fixed fragments with bound values only; no caller text enters the SQL.
-    //
-    // Plan: when a clause can drive (DriverRank), its index rows are read first, in seq order
-    // where the index gives it, and each candidate version is then checked: not superseded (as
-    // of the snapshot), and matching the other clauses (by lookup where Probeable). Without such
-    // a clause the versions of the type are read in seq order. Results come in seq order (the
-    // order resources were written) unless _sort says otherwise.
-    int64_t newest = 0;
-    {
-      ASSIGN_OR_RETURN(sqlite3_stmt * m, c_.Prepare("SELECT coalesce(max(seq), 0) FROM versions"));
-      if (sqlite3_step(m) != SQLITE_ROW) return SqlError(c_.db(), "search snapshot");
-      newest = sqlite3_column_int64(m, 0);
-      sqlite3_reset(m);
-    }
-    SearchPage page;
-    page.snapshot_seq = q.as_of_seq ? std::min(*q.as_of_seq, newest) : newest;
-    // A later page runs against the first page's snapshot: versions written since are out, and
-    // versions superseded since are still in. Only needed when something was written since.
-    const bool as_of = q.as_of_seq && *q.as_of_seq < newest;
-
-    // _explain: the plan SQLite chose for a statement, bound like the statement itself.
-    auto explain = [&](const std::string& sql, const std::vector<SqlArg>& args) -> Status {
-      ASSIGN_OR_RETURN(sqlite3_stmt * e, c_.Prepare("EXPLAIN QUERY PLAN " + sql));
-      Binder b{e};
-      BindAll(b, args);
-      SearchPage::Step step;
-      step.sql = sql;
-      while (sqlite3_step(e) == SQLITE_ROW) step.plan.push_back(ColText(e, 3));
-      sqlite3_reset(e);
-      page.explained.push_back(std::move(step));
-      return Status::Ok();
-    };
-    auto timed = [&](int64_t start) {
-      if (!page.explained.empty()) page.explained.back().micros = NowMicros() - start;
-    };
-
-    // The driver. A reference (to one resource) is taken at once; otherwise, with several
-    // candidates, each is counted up to kProbeRows and the smallest wins (ties by rank): a
-    // cheap statistic that adapts to the data (a chain on a rare name beats a common code).
-    int driver = -1;
-    {
-      std::vector<std::pair<int, int>> candidates;  // (rank, clause)
-      for (size_t i = 0; i < q.clauses.size() && !q.type.empty(); ++i) {
-        int r = DriverRank(q.clauses[i]);
-        if (r >= 0) candidates.emplace_back(r, static_cast<int>(i));
-      }
-      std::sort(candidates.begin(), candidates.end());
-      // Counting a date range can mean scanning far before the first match (rows are keyed by
-      // start, and most prefixes test end too): dates are estimated only against each other.
-      static constexpr int kCheapToCount = 7;
-      if (!candidates.empty() && candidates[0].first <= kCheapToCount) {
-        while (candidates.back().first > kCheapToCount) candidates.pop_back();
-      }
-      if (candidates.size() == 1 || (!candidates.empty() && candidates[0].first <= 2)) {
-        driver = candidates[0].second;
-      } else if (!candidates.empty()) {
-        static constexpr int kProbeRows = 2000;
-        int64_t fewest = -1;
-        for (const auto& [rank, i] : candidates) {
-          std::vector<SqlArg> args;
-          ASSIGN_OR_RETURN(std::string d, DriverSql(q.type, q.clauses[i], args));
-          std::string sql = "SELECT count(*) FROM (SELECT 1 FROM (" + d + ") LIMIT " +
-                            std::to_string(kProbeRows) + ")";
-          if (q.explain) RETURN_IF_ERROR(explain(sql, args));
-          int64_t start = NowMicros();
-          ASSIGN_OR_RETURN(sqlite3_stmt * s, c_.Prepare(sql));
-          Binder b{s};
-          BindAll(b, args);
-          if (sqlite3_step(s) != SQLITE_ROW) return SqlError(c_.db(), "search estimate");
-          int64_t n = sqlite3_column_int64(s, 0);
-          sqlite3_reset(s);
-          if (q.explain) timed(start);
-          if (fewest < 0 || n < fewest) fewest = n, driver = i;
-        }
-      }
-    }
-    bool needs_id = !q.ids.empty() || q.updated_ge || q.updated_lt;
-    for (const IndexClause& c : q.clauses) needs_id = needs_id || c.has;
-
-    // The conditions every candidate must meet, on alias `a`: a row of `versions`, or of
-    // `current` (live by definition: no superseded test), or the driver's seq alone.
-    enum class Rows { kVersions, kCurrent, kSeqOnly };
-    bool counting = false;  // the total counts every match, wherever the page starts
-    auto conditions = [&](const std::string& a, Rows rows, std::string& sql,
-                          std::vector<SqlArg>& args) -> Status {
-      bool first = true;
-      auto next = [&] {
-        sql += first ? " WHERE " : " AND ";
-        first = false;
-      };
-      if (rows != Rows::kCurrent) {
-        next();
-        sql += "NOT EXISTS (SELECT 1 FROM superseded x WHERE x.seq=" + a + ".seq";
-        if (as_of) {
-          sql += " AND x.by_seq<=?";
-          args.push_back({SqlArg::kInt, {}, *q.as_of_seq});
-        }
-        sql += ")";
-        if (as_of) {
-          sql += " AND " + a + ".seq<=?";
-          args.push_back({SqlArg::kInt, {}, *q.as_of_seq});
-        }
-      }
-      if (rows != Rows::kSeqOnly) {
-        next();
-        sql += a + ".deleted=0";
-        if (!q.type.empty()) {
-          sql += " AND " + a + ".type=?";
-          args.push_back({SqlArg::kText, q.type});
-        }
-        if (!q.ids.empty()) {
-          sql += " AND " + a + ".id IN (";
-          for (size_t i = 0; i < q.ids.size(); ++i) {
-            sql += i ? ",?" : "?";
-            args.push_back({SqlArg::kText, q.ids[i]});
-          }
-          sql += ")";
-        }
-        if (q.updated_ge) {
-          sql += " AND " + a + ".ts>=?";
-          args.push_back({SqlArg::kInt, {}, *q.updated_ge});
-        }
-        if (q.updated_lt) {
-          sql += " AND " + a + ".ts<?";
-          args.push_back({SqlArg::kInt, {}, *q.updated_lt});
-        }
-      }
-      if (q.after_seq && !counting) {
-        next();
-        sql += a + ".seq>?";
-        args.push_back({SqlArg::kInt, {}, *q.after_seq});
-      }
-      for (size_t i = 0; i < q.clauses.size(); ++i) {
-        if (static_cast<int>(i) == driver) continue;
-        if (q.type.empty()) return Status::Invalid("search parameters need a resource type");
-        next();
-        RETURN_IF_ERROR(ClauseCondition(q.type, q.clauses[i], a, 0, driver >= 0, sql, args));
-      }
-      return Status::Ok();
-    };
-    // The relation searched: the driver's matches joined to their versions, or the versions.
-    // _id (and _include's reads by id) start from the versions of those ids: left to itself,
-    // SQLite would walk every version of the type in seq order to honour ORDER BY.
-    const bool ids_drive = driver < 0 && !q.ids.empty() && !q.type.empty();
-    auto relation = [&](std::vector<SqlArg>& args) -> Result<std::string> {
-      if (ids_drive) {
-        // The index of UNIQUE(type, id, version), named: flattened into the join, the
-        // subquery would otherwise take versions_by_type for its seq order.
-        std::string sql =
-            "(SELECT seq FROM versions INDEXED BY sqlite_autoindex_versions_1 WHERE type=? AND "
-            "id IN (";
-        args.push_back({SqlArg::kText, q.type});
-        for (size_t i = 0; i < q.ids.size(); ++i) {
-          sql += i ? ",?" : "?";
-          args.push_back({SqlArg::kText, q.ids[i]});
-        }
-        return sql + ")) m CROSS JOIN versions c ON c.seq=m.seq";
-      }
-      if (driver < 0) return std::string("versions c");
-      ASSIGN_OR_RETURN(std::string d, DriverSql(q.type, q.clauses[driver], args));
-      return "(" + d + ") m CROSS JOIN versions c ON c.seq=m.seq";
-    };
-
-    if (q.want_total) {
-      counting = true;
-      std::vector<SqlArg> args;
-      std::string sql;
-      if (driver >= 0 && !needs_id) {
-        // Index rows exist only for live versions of their type: counting the driver's matches
-        // needs no version rows at all.
-        ASSIGN_OR_RETURN(std::string d, DriverSql(q.type, q.clauses[driver], args));
-        sql = "SELECT count(*) FROM (" + d + ") m";
-        RETURN_IF_ERROR(conditions("m", Rows::kSeqOnly, sql, args));
-      } else if (driver < 0 && !as_of) {
-        // `current` holds exactly the live versions, keyed by type.
-        sql = "SELECT count(*) FROM current c";
-        RETURN_IF_ERROR(conditions("c", Rows::kCurrent, sql, args));
-      } else {
-        ASSIGN_OR_RETURN(std::string from, relation(args));
-        sql = "SELECT count(*) FROM " + from;
-        RETURN_IF_ERROR(conditions("c", Rows::kVersions, sql, args));
-      }
-      if (q.explain) RETURN_IF_ERROR(explain(sql, args));
-      int64_t start = NowMicros();
-      ASSIGN_OR_RETURN(sqlite3_stmt * s, c_.Prepare(sql));
-      Binder b{s};
-      BindAll(b, args);
-      if (sqlite3_step(s) != SQLITE_ROW) return SqlError(c_.db(), "search count");
-      page.total = sqlite3_column_int64(s, 0);
-      sqlite3_reset(s);
-      if (q.explain) timed(start);
-    }
-    counting = false;
-    if (q.count > 0) {
-      std::vector<SqlArg> args;
-      ASSIGN_OR_RETURN(std::string from, relation(args));
-      std::string sql =
-          "SELECT c.type, c.id, c.version, c.ts, c.deleted, c.method, c.body, c.seq FROM " + from;
-      // Sort keys. Dates are looked up per result through idx_date_by_seq; other kinds join
-      // their parameter's rows once, grouped per version (min for ascending, max for
-      // descending: a resource sorts by its first or last value).
-      std::string order;
-      std::vector<SqlArg> order_args;
-      for (size_t i = 0; i < q.sort.size(); ++i) {
-        const SortKey& k = q.sort[i];
-        const char* dir = k.descending ? " DESC" : "";
-        if (k.param == "_id") {
-          order += std::string("c.id") + dir + ", ";
-          continue;
-        }
-        if (k.param == "_lastUpdated") {
-          order += std::string("c.ts") + dir + ", ";
-          continue;
-        }
-        const char* agg = k.descending ? "max(" : "min(";
-        if (k.kind == IndexKind::kDate) {
-          order_args.push_back({SqlArg::kText, q.type});
-          std::string key = std::string("(SELECT ") + agg + (k.descending ? "end" : "start") +
-                            ") FROM idx_date INDEXED BY idx_date_by_seq WHERE seq=c.seq AND "
-                            "type=? AND " +
-                            ParamIn(k.param, k.any_param, order_args) + ")";
-          // Resources without a date go last, with the key looked up once: SQLite puts NULL
-          // last when descending, and the largest integer stands in for it when ascending.
-          order += k.descending ? key + " DESC, " : "coalesce(" + key + ", 9223372036854775807), ";
-          continue;
-        }
-        const char* column = "norm";
-        switch (k.kind) {
-          case IndexKind::kToken:
-            column = "code";
-            break;
-          case IndexKind::kNumber:
-          case IndexKind::kQuantity:
-            column = "value";
-            break;
-          case IndexKind::kReference:
-            column = "target";
-            break;
-          case IndexKind::kUri:
-            column = "uri";
-            break;
-          case IndexKind::kText:
-            column = "body";
-            break;
-          default:
-            break;
-        }
-        std::string alias = "s" + std::to_string(i);
-        args.push_back({SqlArg::kText, q.type});
-        sql += std::string(" LEFT JOIN (SELECT seq, ") + agg + column + ") AS k FROM " +
-               TableOf(k.kind) + " WHERE type=? AND " + ParamIn(k.param, k.any_param, args) +
-               " GROUP BY seq) " + alias + " ON " + alias + ".seq=c.seq";
-        order += alias + ".k IS NULL, " + alias + ".k" + dir + ", ";
-      }
-      RETURN_IF_ERROR(conditions("c", Rows::kVersions, sql, args));
-      // m.seq, not c.seq: SQLite knows the driver's index delivers m.seq in order, which lets
-      // LIMIT stop the scan early; it does not carry that order over the join to c.seq.
-      sql += " ORDER BY " + order + (driver >= 0 || ids_drive ? "m.seq" : "c.seq") +
-             " LIMIT ? OFFSET ?";
-      for (auto& a : order_args) args.push_back(std::move(a));
-      args.push_back({SqlArg::kInt, {}, q.count + 1});
-      args.push_back({SqlArg::kInt, {}, q.offset});
-      if (q.explain) RETURN_IF_ERROR(explain(sql, args));
-      int64_t start = NowMicros();
-      ASSIGN_OR_RETURN(sqlite3_stmt * s, c_.Prepare(sql));
-      Binder b{s};
-      BindAll(b, args);
-      ASSIGN_OR_RETURN(page.resources, All(s));
-      if (q.explain) timed(start);
-      if (static_cast<int64_t>(page.resources.size()) > q.count) {
-        page.has_more = true;
-        page.resources.pop_back();
-      }
-    }
-    return page;
+    SqliteRunner runner(c_);
+    return sql::RunSearch(sql::Dialect::kSqlite, q, runner);
   }
 
   Result<HistoryPage> History(const HistoryQuery& q) override {

@@ -1,0 +1,61 @@
+// The search compiler shared by the SQL backends (SQLite and PostgreSQL). It turns a SearchQuery
+// into statements over the schema both backends keep (versions, current, superseded and one
+// idx_* table per index kind), chooses a plan (one clause read first from its index, the others
+// checked per candidate) and runs the statements through the backend's SqlRunner.
+//
+// The two dialects differ only in small things: placeholders, SQLite's INDEXED BY hints and
+// CROSS JOIN ordering, a few function names, the top of a "starts with" range and full-text
+// matching. Everything else, including the plan, is the same text.
+//
+// Only fixed fragments enter the SQL; every value from a query is bound as an argument.
+// Thread-safety: stateless; RunSearch uses only the runner it is given.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "common/status.h"
+#include "store/store.h"
+
+namespace taproot::store::sql {
+
+enum class Dialect { kSqlite, kPostgres };
+
+// A bound value of a statement: text, integer or real.
+struct SqlArg {
+  enum Kind { kText, kInt, kReal } kind = kText;
+  std::string text;
+  int64_t i = 0;
+  double d = 0;
+};
+
+// The columns a version row is selected with, in the order RunSearch expects them.
+inline constexpr const char* kVersionColumns = "type, id, version, ts, deleted, method, body, seq";
+
+// What a backend gives the compiler: statements written with "?" placeholders, run with
+// their arguments bound in order.
+class SqlRunner {
+ public:
+  virtual ~SqlRunner() = default;
+  // A statement that returns one row with one integer (a count, the newest seq).
+  virtual Result<int64_t> QueryInt(const std::string& sql, const std::vector<SqlArg>& args) = 0;
+  // A statement that returns version rows (the columns of kVersionColumns, in order).
+  virtual Result<std::vector<VersionRecord>> QueryVersions(const std::string& sql,
+                                                           const std::vector<SqlArg>& args) = 0;
+  // The backend's plan for a statement, one line per step (_explain).
+  virtual Result<std::vector<std::string>> Explain(const std::string& sql,
+                                                   const std::vector<SqlArg>& args) = 0;
+};
+
+Result<SearchPage> RunSearch(Dialect dialect, const SearchQuery& query, SqlRunner& runner);
+
+// The index table of a kind: "idx_token", "idx_date" ...
+const char* TableOf(IndexKind kind);
+
+// "?" placeholders numbered for PostgreSQL ("$1", "$2" ...). The compiler writes '?' only as a
+// placeholder (never inside a literal), so a plain scan is exact.
+std::string NumberPlaceholders(std::string_view sql);
+
+}  // namespace taproot::store::sql
