@@ -10,6 +10,8 @@
 //    between its reads and its writes. Conditional create/update/delete therefore cannot race.
 //  * Concurrent Write calls may be committed together (group commit): one sync for many writes.
 //  * Read(fn) runs fn against a consistent snapshot.
+//  * A backend shared by several processes (PostgreSQL) may fail a Write with kAborted when a
+//    concurrent write conflicts with it; nothing of it is kept, and the caller runs it again.
 //
 // Ownership: the Store owns its connections and threads. ReadView and WriteTxn references are
 // valid only during the callback. Thread-safety: Store methods may be called from any thread.
@@ -271,5 +273,18 @@ struct SqliteOptions {
 };
 
 Result<std::unique_ptr<Store>> OpenSqliteStore(const SqliteOptions& options);
+
+struct PostgresOptions {
+  // The primary, as a libpq connection URL: postgresql://user@host:port/dbname. Every write
+  // and every read goes here.
+  std::string url;
+  int connections = 16;  // pooled connections (each serves one read or write at a time)
+  int64_t request_log_ttl_seconds = 24 * 3600;
+};
+
+// Opens (and creates or migrates the schema of) a store in a PostgreSQL database. Several
+// processes may open the same database; a write that loses a race with a concurrent one fails
+// with kAborted for the caller to prepare again (store/postgres/postgres_store.h).
+Result<std::unique_ptr<Store>> OpenPostgresStore(const PostgresOptions& options);
 
 }  // namespace taproot::store

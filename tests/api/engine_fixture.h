@@ -1,5 +1,7 @@
-// A store and engine in a temporary directory, with helpers to send requests. Shared by the
-// api tests.
+// A store and engine, with helpers to send requests. Shared by the api tests, which run on
+// both backends (SQLite in a temporary directory, PostgreSQL in a new database of the test
+// cluster): each fixture derived from EngineTest is instantiated for both with
+// TAPROOT_BOTH_BACKENDS.
 #pragma once
 
 #include <gtest/gtest.h>
@@ -13,22 +15,23 @@
 #include "fhir/model.h"
 #include "search/query.h"
 #include "store/store.h"
+#include "store/test_stores.h"
 
 namespace taproot::api {
 
-class EngineTest : public ::testing::Test {
+class EngineTest : public ::testing::TestWithParam<taproot::testing::Backend> {
  protected:
   void SetUp() override {
-    dir_ = std::filesystem::temp_directory_path() / ("taproot-api-" + NewUuid());
-    store::SqliteOptions o;
-    o.dir = dir_.string();
-    store_ = std::move(store::OpenSqliteStore(o)).value();
+    place_ = std::make_unique<taproot::testing::TestStore>(GetParam());
+    auto opened = place_->Open();
+    ASSERT_TRUE(opened.ok()) << opened.status().ToString();
+    store_ = std::move(opened).value();
     engine_ = std::make_unique<Engine>(*store_, fhir::R4());
   }
   void TearDown() override {
     engine_.reset();
     store_.reset();
-    std::filesystem::remove_all(dir_);
+    place_.reset();
   }
 
   FhirResponse Do(const std::string& method, const std::string& target,
@@ -74,9 +77,15 @@ class EngineTest : public ::testing::Test {
     return Body(r).at("total").as_int64();
   }
 
-  std::filesystem::path dir_;
+  std::unique_ptr<taproot::testing::TestStore> place_;
   std::unique_ptr<store::Store> store_;
   std::unique_ptr<Engine> engine_;
 };
+
+#define TAPROOT_BOTH_BACKENDS(Fixture)                                                             \
+  INSTANTIATE_TEST_SUITE_P(                                                                        \
+      Backends, Fixture,                                                                           \
+      ::testing::Values(taproot::testing::Backend::kSqlite, taproot::testing::Backend::kPostgres), \
+      taproot::testing::BackendName)
 
 }  // namespace taproot::api

@@ -8,10 +8,12 @@
 namespace taproot::api {
 namespace {
 
+TAPROOT_BOTH_BACKENDS(EngineTest);
+
 const char* kPatient =
     R"({"resourceType":"Patient","identifier":[{"system":"urn:nhs","value":"9000000009"}],"name":[{"family":"Smith"}]})";
 
-TEST_F(EngineTest, CreateReadVreadUpdateDelete) {
+TEST_P(EngineTest, CreateReadVreadUpdateDelete) {
   FhirResponse c = Do("POST", "Patient", kPatient);
   ASSERT_EQ(c.status, 201) << c.body;
   json::value created = Body(c);
@@ -45,13 +47,13 @@ TEST_F(EngineTest, CreateReadVreadUpdateDelete) {
   EXPECT_EQ(Do("GET", "Patient/" + id + "/_history/4").status, 404);
 }
 
-TEST_F(EngineTest, CreateOnUpdateWithClientId) {
+TEST_P(EngineTest, CreateOnUpdateWithClientId) {
   FhirResponse r = Do("PUT", "Patient/my-id", R"({"resourceType":"Patient","id":"my-id"})");
   EXPECT_EQ(r.status, 201);
   EXPECT_EQ(Do("PUT", "Patient/my-id", R"({"resourceType":"Patient","id":"my-id"})").status, 200);
 }
 
-TEST_F(EngineTest, BadInputIsRejectedAndNothingIsStored) {
+TEST_P(EngineTest, BadInputIsRejectedAndNothingIsStored) {
   struct Case {
     std::string method, target, body;
     int status;
@@ -88,7 +90,7 @@ TEST_F(EngineTest, BadInputIsRejectedAndNothingIsStored) {
   EXPECT_EQ(Do("GET", "Patient?_format=xml").status, 406);
 }
 
-TEST_F(EngineTest, IfMatchOptimisticLocking) {
+TEST_P(EngineTest, IfMatchOptimisticLocking) {
   std::string id(Body(Do("POST", "Patient", kPatient)).at("id").as_string());
   std::string body = R"({"resourceType":"Patient","id":")" + id + R"("})";
   FhirResponse stale = Do("PUT", "Patient/" + id, body, {{"if-match", "W/\"7\""}});
@@ -100,7 +102,7 @@ TEST_F(EngineTest, IfMatchOptimisticLocking) {
   EXPECT_EQ(Do("GET", "Patient/" + id, "", {{"if-none-match", "W/\"2\""}}).status, 304);
 }
 
-TEST_F(EngineTest, PreferReturn) {
+TEST_P(EngineTest, PreferReturn) {
   FhirResponse minimal = Do("POST", "Patient", kPatient, {{"prefer", "return=minimal"}});
   EXPECT_EQ(minimal.status, 201);
   EXPECT_TRUE(minimal.body.empty());
@@ -109,7 +111,7 @@ TEST_F(EngineTest, PreferReturn) {
   EXPECT_EQ(Body(oo).at("resourceType"), "OperationOutcome");
 }
 
-TEST_F(EngineTest, ConditionalCreateUpdateDelete) {
+TEST_P(EngineTest, ConditionalCreateUpdateDelete) {
   std::vector<std::pair<std::string, std::string>> ine = {
       {"if-none-exist", "identifier=urn:nhs|9000000009"}};
   FhirResponse first = Do("POST", "Patient", kPatient, ine);
@@ -141,7 +143,7 @@ TEST_F(EngineTest, ConditionalCreateUpdateDelete) {
   EXPECT_EQ(Do("DELETE", "Patient").status, 405);
 }
 
-TEST_F(EngineTest, FiftyConcurrentConditionalCreatesMakeOne) {
+TEST_P(EngineTest, FiftyConcurrentConditionalCreatesMakeOne) {
   std::vector<std::thread> threads;
   std::atomic<int> created{0}, matched{0}, other{0};
   for (int i = 0; i < 50; ++i) {
@@ -158,7 +160,7 @@ TEST_F(EngineTest, FiftyConcurrentConditionalCreatesMakeOne) {
   EXPECT_EQ(Total("Patient?identifier=urn:nhs|9000000009"), 1);
 }
 
-TEST_F(EngineTest, JsonPatch) {
+TEST_P(EngineTest, JsonPatch) {
   std::string id(Body(Do("POST", "Patient", kPatient)).at("id").as_string());
   std::vector<std::pair<std::string, std::string>> ct = {
       {"content-type", "application/json-patch+json"}};
@@ -189,7 +191,7 @@ TEST_F(EngineTest, JsonPatch) {
   EXPECT_EQ(Do("PATCH", "Patient/" + id, "[]").status, 415);
 }
 
-TEST_F(EngineTest, HistoryWithPagingSinceAndAt) {
+TEST_P(EngineTest, HistoryWithPagingSinceAndAt) {
   std::string id(Body(Do("POST", "Patient", kPatient)).at("id").as_string());
   std::string v1_time(Body(Do("GET", "Patient/" + id)).at("meta").at("lastUpdated").as_string());
   for (int i = 0; i < 4; ++i) {
@@ -231,7 +233,7 @@ TEST_F(EngineTest, HistoryWithPagingSinceAndAt) {
   EXPECT_EQ(Do("GET", "Patient/unknown/_history").status, 404);
 }
 
-TEST_F(EngineTest, SearchBasics) {
+TEST_P(EngineTest, SearchBasics) {
   for (int i = 0; i < 5; ++i) {
     Do("POST", "Patient",
        R"({"resourceType":"Patient","identifier":[{"system":"s","value":")" + std::to_string(i) +
@@ -256,7 +258,7 @@ TEST_F(EngineTest, SearchBasics) {
   EXPECT_EQ(Body(Do("GET", "Patient?_summary=count")).at("total"), 5);
 }
 
-TEST_F(EngineTest, RetriedWriteWithSameRequestIdIsAppliedOnce) {
+TEST_P(EngineTest, RetriedWriteWithSameRequestIdIsAppliedOnce) {
   FhirResponse a = Do("POST", "Patient", kPatient, {}, "req-1");
   FhirResponse b = Do("POST", "Patient", kPatient, {}, "req-1");
   EXPECT_EQ(a.status, 201);
@@ -272,7 +274,7 @@ TEST_F(EngineTest, RetriedWriteWithSameRequestIdIsAppliedOnce) {
       409);
 }
 
-TEST_F(EngineTest, CapabilityStatementListsWhatWorks) {
+TEST_P(EngineTest, CapabilityStatementListsWhatWorks) {
   FhirResponse r = Do("GET", "metadata");
   ASSERT_EQ(r.status, 200);
   json::value cs = Body(r);

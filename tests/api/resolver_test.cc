@@ -9,6 +9,7 @@ namespace taproot::api {
 namespace {
 
 class ResolverTest : public EngineTest {};
+TAPROOT_BOTH_BACKENDS(ResolverTest);
 
 std::vector<std::string> Strings(const fhirpath::Collection& c) {
   std::vector<std::string> out;
@@ -16,7 +17,7 @@ std::vector<std::string> Strings(const fhirpath::Collection& c) {
   return out;
 }
 
-TEST_F(ResolverTest, FollowsReferencesToStoredResources) {
+TEST_P(ResolverTest, FollowsReferencesToStoredResources) {
   ASSERT_EQ(
       Do("PUT", "/Patient/p1", R"({"resourceType":"Patient","id":"p1","name":[{"given":["Ada"]}]})")
           .status,
@@ -57,7 +58,7 @@ TEST_F(ResolverTest, FollowsReferencesToStoredResources) {
                   .ok());
 }
 
-TEST_F(ResolverTest, WithoutTheHookOnlyContainedAndBundleReferencesResolve) {
+TEST_P(ResolverTest, WithoutTheHookOnlyContainedAndBundleReferencesResolve) {
   auto obs = ParseJson(R"({"resourceType":"Observation","status":"final","code":{"text":"x"},
       "contained":[{"resourceType":"Patient","id":"c","gender":"other"}],
       "subject":{"reference":"#c"},"focus":[{"reference":"Patient/p1"}]})");
@@ -67,7 +68,7 @@ TEST_F(ResolverTest, WithoutTheHookOnlyContainedAndBundleReferencesResolve) {
   EXPECT_EQ(Strings(*r), (std::vector<std::string>{"other"}));
 }
 
-TEST_F(ResolverTest, MemberOfSeesValueSetsStoredOnTheServer) {
+TEST_P(ResolverTest, MemberOfSeesValueSetsStoredOnTheServer) {
   ASSERT_EQ(Do("POST", "/CodeSystem", R"({"resourceType":"CodeSystem","status":"active",
       "url":"http://example.org/cs/colour","content":"complete",
       "concept":[{"code":"red"},{"code":"green"},{"code":"blue"}]})")

@@ -22,7 +22,7 @@ json::value WithoutServerMeta(json::value v) {
   return v;
 }
 
-TEST_F(EngineTest, AllR4ExamplesRoundTrip) {
+TEST_P(EngineTest, AllR4ExamplesRoundTrip) {
   std::filesystem::path dir = std::filesystem::path(TAPROOT_FIXTURES) / "examples";
   int count = 0;
   std::vector<std::string> failures;

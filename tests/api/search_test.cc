@@ -43,9 +43,11 @@ class SearchTest : public EngineTest {
   }
 };
 
+TAPROOT_BOTH_BACKENDS(SearchTest);
+
 using Set = std::set<std::string>;
 
-TEST_F(SearchTest, StringsMatchPrefixCaseAndAccentInsensitively) {
+TEST_P(SearchTest, StringsMatchPrefixCaseAndAccentInsensitively) {
   Put("Patient", "a",
       R"({"resourceType":"Patient","id":"a","name":[{"family":"Müller","given":["Anna"]}]})");
   Put("Patient", "b",
@@ -68,7 +70,7 @@ TEST_F(SearchTest, StringsMatchPrefixCaseAndAccentInsensitively) {
   EXPECT_EQ(Ids("Patient?address:missing=false"), (Set{"b"}));
 }
 
-TEST_F(SearchTest, TokensBySystemCodeTextAndNot) {
+TEST_P(SearchTest, TokensBySystemCodeTextAndNot) {
   Put("Observation", "o1", R"({"resourceType":"Observation","id":"o1","status":"final",
       "code":{"coding":[{"system":"http://loinc.org","code":"8867-4","display":"Heart rate"}]}})");
   Put("Observation", "o2", R"({"resourceType":"Observation","id":"o2","status":"amended",
@@ -99,7 +101,7 @@ TEST_F(SearchTest, TokensBySystemCodeTextAndNot) {
   EXPECT_EQ(Status("Patient?identifier:of-type=M123"), 400);
 }
 
-TEST_F(SearchTest, TokensInValueSetsAndHierarchies) {
+TEST_P(SearchTest, TokensInValueSetsAndHierarchies) {
   // R4's data-absent-reason: asked-unknown and temp-unknown are below unknown; masked is not.
   const char* dar = "http://terminology.hl7.org/CodeSystem/data-absent-reason";
   auto obs = [&](const std::string& id, const std::string& code) {
@@ -132,7 +134,7 @@ TEST_F(SearchTest, TokensInValueSetsAndHierarchies) {
   EXPECT_EQ(Status("Observation?data-absent-reason:in=http://example.org/vs/none"), 400);
 }
 
-TEST_F(SearchTest, ReferencesByTypeIdUrlAndIdentifier) {
+TEST_P(SearchTest, ReferencesByTypeIdUrlAndIdentifier) {
   Put("Patient", "p1", R"({"resourceType":"Patient","id":"p1"})");
   Put("Group", "g1", R"({"resourceType":"Group","id":"g1","type":"person","actual":true})");
   Put("Observation", "o1", R"({"resourceType":"Observation","id":"o1","status":"final",
@@ -152,7 +154,7 @@ TEST_F(SearchTest, ReferencesByTypeIdUrlAndIdentifier) {
   EXPECT_EQ(Ids("Observation?subject:missing=true"), (Set{"o3"}));
 }
 
-TEST_F(SearchTest, DatesWithEveryPrefixAndPrecision) {
+TEST_P(SearchTest, DatesWithEveryPrefixAndPrecision) {
   // e1: all of 2020-03-10 (a date); e2: an instant in 2021; e3: a period from 2019 to 2022.
   Put("Encounter", "e1", R"({"resourceType":"Encounter","id":"e1","status":"finished",
       "class":{"code":"AMB"},"period":{"start":"2020-03-10","end":"2020-03-10"}})");
@@ -177,7 +179,7 @@ TEST_F(SearchTest, DatesWithEveryPrefixAndPrecision) {
   EXPECT_EQ(Status("Encounter?date=soon"), 400);
 }
 
-TEST_F(SearchTest, NumbersAndQuantitiesWithUnits) {
+TEST_P(SearchTest, NumbersAndQuantitiesWithUnits) {
   Put("Observation", "g1", R"({"resourceType":"Observation","id":"g1","status":"final",
       "code":{"text":"glucose"},"valueQuantity":{"value":5.5,"system":"http://unitsofmeasure.org","code":"mmol/L"}})");
   Put("Observation", "g2", R"({"resourceType":"Observation","id":"g2","status":"final",
@@ -208,7 +210,7 @@ TEST_F(SearchTest, NumbersAndQuantitiesWithUnits) {
   EXPECT_EQ(Status("RiskAssessment?probability=high"), 400);
 }
 
-TEST_F(SearchTest, UrisAboveAndBelow) {
+TEST_P(SearchTest, UrisAboveAndBelow) {
   Put("ValueSet", "v1", R"({"resourceType":"ValueSet","id":"v1","status":"active",
       "url":"http://example.org/fhir/ValueSet/colours"})");
   Put("ValueSet", "v2", R"({"resourceType":"ValueSet","id":"v2","status":"active",
@@ -219,7 +221,7 @@ TEST_F(SearchTest, UrisAboveAndBelow) {
             (Set{"v1", "v2"}));
 }
 
-TEST_F(SearchTest, MetaParametersAndUpdatesReplaceRows) {
+TEST_P(SearchTest, MetaParametersAndUpdatesReplaceRows) {
   Put("Patient", "m", R"({"resourceType":"Patient","id":"m","meta":{
       "profile":["https://fhir.hl7.org.uk/StructureDefinition/UKCore-Patient"],
       "tag":[{"system":"urn:t","code":"demo"}],"security":[{"code":"R"}],"source":"urn:src"},
@@ -247,7 +249,7 @@ TEST_F(SearchTest, MetaParametersAndUpdatesReplaceRows) {
   EXPECT_EQ(total("/Patient?_summary=count"), 0);
 }
 
-TEST_F(SearchTest, IncludeAndRevinclude) {
+TEST_P(SearchTest, IncludeAndRevinclude) {
   Put("Organization", "org", R"({"resourceType":"Organization","id":"org","name":"Leeds GP"})");
   Put("Practitioner", "dr", R"({"resourceType":"Practitioner","id":"dr"})");
   Put("Patient", "p1",
@@ -298,7 +300,7 @@ TEST_F(SearchTest, IncludeAndRevinclude) {
   EXPECT_EQ(Status("Observation?_include=Nope:subject"), 400);
 }
 
-TEST_F(SearchTest, ChainsAndReverseChains) {
+TEST_P(SearchTest, ChainsAndReverseChains) {
   Put("Organization", "leeds",
       R"({"resourceType":"Organization","id":"leeds","name":"Leeds Practice"})");
   Put("Organization", "york",
@@ -344,7 +346,7 @@ TEST_F(SearchTest, ChainsAndReverseChains) {
   EXPECT_EQ(Status("Patient?_has:Observation:code:status=final"), 400);  // code is no reference
 }
 
-TEST_F(SearchTest, CompartmentsAndEverything) {
+TEST_P(SearchTest, CompartmentsAndEverything) {
   Put("Patient", "p1", R"({"resourceType":"Patient","id":"p1"})");
   Put("Patient", "p2", R"({"resourceType":"Patient","id":"p2"})");
   Put("Practitioner", "dr", R"({"resourceType":"Practitioner","id":"dr"})");
@@ -406,7 +408,7 @@ TEST_F(SearchTest, CompartmentsAndEverything) {
   EXPECT_EQ(Do("GET", "/Patient/nobody/$everything").status, 404);
 }
 
-TEST_F(SearchTest, SortByAnyParameterAndSeveralKeys) {
+TEST_P(SearchTest, SortByAnyParameterAndSeveralKeys) {
   Put("Patient", "a",
       R"({"resourceType":"Patient","id":"a","name":[{"family":"Brown"}],"birthDate":"1990-05-01"})");
   Put("Patient", "b",
@@ -436,7 +438,7 @@ TEST_F(SearchTest, SortByAnyParameterAndSeveralKeys) {
 
 // $reindex rebuilds rows a store lacks (here: written without index rows, as by an older
 // build), in the background, with its progress readable while and after it runs.
-TEST_F(SearchTest, ReindexRebuildsMissingRows) {
+TEST_P(SearchTest, ReindexRebuildsMissingRows) {
   ASSERT_TRUE(store_
                   ->Write([&](store::WriteTxn& txn) -> taproot::Status {
                     for (int i = 0; i < 1200; ++i) {
@@ -487,7 +489,7 @@ TEST_F(SearchTest, ReindexRebuildsMissingRows) {
 
 // On real Synthea data: totals the server gives against counts taken here by walking the
 // source bundles' JSON.
-TEST_F(SearchTest, SyntheaTotalsMatchCountsFromTheSourceBundles) {
+TEST_P(SearchTest, SyntheaTotalsMatchCountsFromTheSourceBundles) {
   std::filesystem::path dir = std::filesystem::path(TAPROOT_FIXTURES) / "bundles";
   std::vector<json::value> loaded;
   int patients = 0;
@@ -572,7 +574,7 @@ TEST_F(SearchTest, SyntheaTotalsMatchCountsFromTheSourceBundles) {
             all_obs);
 }
 
-TEST_F(SearchTest, FullTextOfNarrativeAndContent) {
+TEST_P(SearchTest, FullTextOfNarrativeAndContent) {
   EXPECT_EQ(Status("Condition?_content=x"), 400);  // not indexed unless switched on
   search::SetContentIndexing(true);
   Put("Condition", "c1", R"({"resourceType":"Condition","id":"c1",
@@ -593,7 +595,7 @@ TEST_F(SearchTest, FullTextOfNarrativeAndContent) {
   search::SetContentIndexing(false);
 }
 
-TEST_F(SearchTest, CompositeParameters) {
+TEST_P(SearchTest, CompositeParameters) {
   // Blood pressure: systolic 120 and diastolic 80 (components); a heart rate of 72 (value).
   Put("Observation", "bp", R"({"resourceType":"Observation","id":"bp","status":"final",
       "code":{"coding":[{"system":"http://loinc.org","code":"85354-9"}]},
@@ -657,7 +659,7 @@ TEST_F(SearchTest, CompositeParameters) {
   EXPECT_EQ(sorted.at("entry").at(0).at("resource").at("id"), "hr");
 }
 
-TEST_F(SearchTest, SummaryAndElements) {
+TEST_P(SearchTest, SummaryAndElements) {
   Put("Patient", "s", R"({"resourceType":"Patient","id":"s",
       "text":{"status":"generated","div":"<div xmlns=\"http://www.w3.org/1999/xhtml\">Ann</div>"},
       "name":[{"family":"Ash"}],"gender":"female","maritalStatus":{"text":"M"},
@@ -696,7 +698,7 @@ TEST_F(SearchTest, SummaryAndElements) {
   EXPECT_FALSE(none.as_object().contains("total"));
 }
 
-TEST_F(SearchTest, ExplainShowsPlansAndTimings) {
+TEST_P(SearchTest, ExplainShowsPlansAndTimings) {
   Put("Patient", "x", R"({"resourceType":"Patient","id":"x","gender":"female"})");
   FhirResponse r = Do("GET", "/Patient?gender=female&_explain=true");
   ASSERT_EQ(r.status, 200);
@@ -710,7 +712,7 @@ TEST_F(SearchTest, ExplainShowsPlansAndTimings) {
 
 // Many distinct search shapes: the store's statement cache stays bounded (the fuzzer saw it
 // grow without limit) and evicting idle statements never breaks a search.
-TEST_F(SearchTest, ManySearchShapes) {
+TEST_P(SearchTest, ManySearchShapes) {
   Put("Patient", "z", R"({"resourceType":"Patient","id":"z","gender":"female","active":true,
       "name":[{"family":"Zed","given":["Zoe"]}],"birthDate":"1970-01-01"})");
   const char* parts[] = {"gender=female",    "active=true",     "family=zed", "given=zoe",
@@ -730,7 +732,7 @@ TEST_F(SearchTest, ManySearchShapes) {
 
 // Paging keeps the first page's snapshot: later pages neither skip nor repeat resources while
 // others are created, deleted or changed.
-TEST_F(SearchTest, PagesKeepTheirSnapshot) {
+TEST_P(SearchTest, PagesKeepTheirSnapshot) {
   for (const char* id : {"b", "c", "d"}) {
     Put("Patient", id,
         std::string(R"({"resourceType":"Patient","id":")") + id + R"(","gender":"female"})");
@@ -754,7 +756,7 @@ TEST_F(SearchTest, PagesKeepTheirSnapshot) {
   EXPECT_EQ(Ids("Patient?gender=female"), (Set{"a", "b"}));
 }
 
-TEST_F(SearchTest, NextLinksVisitEveryMatchOnce) {
+TEST_P(SearchTest, NextLinksVisitEveryMatchOnce) {
   Set expected;
   for (int i = 0; i < 25; ++i) {
     std::string id = "p" + std::to_string(i);
@@ -790,7 +792,7 @@ TEST_F(SearchTest, NextLinksVisitEveryMatchOnce) {
   EXPECT_EQ(seen, expected);
 }
 
-TEST_F(SearchTest, BadAndUnsupportedParameters) {
+TEST_P(SearchTest, BadAndUnsupportedParameters) {
   EXPECT_EQ(Status("Patient?family:fuzzy=x"), 400);  // unknown modifier, strict
   EXPECT_EQ(Status("Patient?nonsense=x"), 400);
   EXPECT_EQ(Status("Patient?address:missing=maybe"), 400);

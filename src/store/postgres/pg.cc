@@ -1,0 +1,205 @@
+#include "store/postgres/pg.h"
+
+#include <libpq-fe.h>
+
+#include <cmath>
+#include <cstdio>
+
+namespace taproot::store::pg {
+
+Params& Params::Text(std::string v) {
+  values_.push_back({std::move(v), false, false});
+  return *this;
+}
+Params& Params::Int(int64_t v) { return Text(std::to_string(v)); }
+Params& Params::Real(double v) {
+  if (std::isnan(v)) return Text("NaN");
+  if (std::isinf(v)) return Text(v > 0 ? "Infinity" : "-Infinity");
+  char buf[32];
+  std::snprintf(buf, sizeof buf, "%.17g", v);
+  return Text(buf);
+}
+Params& Params::Bytes(std::string v) {
+  values_.push_back({std::move(v), true, false});
+  return *this;
+}
+Params& Params::Null() {
+  values_.push_back({{}, false, true});
+  return *this;
+}
+
+Rows::~Rows() {
+  if (r_) PQclear(r_);
+}
+Rows& Rows::operator=(Rows&& o) noexcept {
+  std::swap(r_, o.r_);
+  return *this;
+}
+int Rows::rows() const { return r_ ? PQntuples(r_) : 0; }
+bool Rows::IsNull(int row, int col) const { return PQgetisnull(r_, row, col) != 0; }
+int64_t Rows::Int(int row, int col) const {
+  if (PQgetisnull(r_, row, col)) return 0;
+  const auto* p = reinterpret_cast<const unsigned char*>(PQgetvalue(r_, row, col));
+  int len = PQgetlength(r_, row, col);
+  uint64_t v = 0;
+  for (int i = 0; i < len; ++i) v = (v << 8) | p[i];
+  if (len > 0 && len < 8 && (p[0] & 0x80)) v |= ~uint64_t{0} << (8 * len);  // sign-extend
+  return static_cast<int64_t>(v);
+}
+std::string_view Rows::Bytes(int row, int col) const {
+  if (PQgetisnull(r_, row, col)) return {};
+  return std::string_view(PQgetvalue(r_, row, col), static_cast<size_t>(PQgetlength(r_, row, col)));
+}
+
+namespace {
+
+void IgnoreNotice(void*, const PGresult*) {}
+
+// SQLSTATE classes the callers act on: a conflicting concurrent transaction (retry), a
+// duplicate key, and the database being away (503 until it returns).
+Status FromResult(PGconn* c, PGresult* r, std::string_view what) {
+  const char* state = r ? PQresultErrorField(r, PG_DIAG_SQLSTATE) : nullptr;
+  std::string msg = std::string(what) + ": " + (r ? PQresultErrorMessage(r) : PQerrorMessage(c));
+  while (!msg.empty() && (msg.back() == '\n' || msg.back() == ' ')) msg.pop_back();
+  std::string_view s = state ? state : "";
+  if (s == "40001" || s == "40P01") {
+    return Status::Make(StatusCode::kAborted, "a concurrent write conflicted; retry (" + msg + ")");
+  }
+  if (s == "23505") return Status::Conflict(msg);
+  if (PQstatus(c) != CONNECTION_OK || s.substr(0, 2) == "08" || s.substr(0, 2) == "53" ||
+      s == "57P01" || s == "57P02" || s == "57P03" || s == "25006" || s.empty()) {
+    return Status::Unavailable("the database is unavailable: " + msg);
+  }
+  return Status::Internal(msg);
+}
+
+}  // namespace
+
+Conn::~Conn() {
+  if (c_) PQfinish(c_);
+}
+
+Result<std::unique_ptr<Conn>> Conn::Open(const std::string& url) {
+  auto conn = std::make_unique<Conn>();
+  conn->c_ = PQconnectdb(url.c_str());
+  if (PQstatus(conn->c_) != CONNECTION_OK) {
+    std::string msg = PQerrorMessage(conn->c_);
+    while (!msg.empty() && msg.back() == '\n') msg.pop_back();
+    return Status::Unavailable("cannot connect to PostgreSQL: " + msg);
+  }
+  PQsetNoticeReceiver(conn->c_, IgnoreNotice, nullptr);
+  RETURN_IF_ERROR(conn->Exec("SET TIME ZONE 'UTC'"));
+  return conn;
+}
+
+Status Conn::Check(PGresult* r, std::string_view what) {
+  ExecStatusType st = r ? PQresultStatus(r) : PGRES_FATAL_ERROR;
+  if (st == PGRES_COMMAND_OK || st == PGRES_TUPLES_OK) return Status::Ok();
+  return FromResult(c_, r, what);
+}
+
+Status Conn::Exec(const std::string& sql) {
+  PGresult* r = PQexec(c_, sql.c_str());
+  Rows owned(r);
+  return Check(r, "PostgreSQL");
+}
+
+// The parameter arrays libpq takes, pointing into `params`.
+struct Conn::Bound {
+  explicit Bound(const Params& params) {
+    for (const auto& v : params.values_) {
+      values.push_back(v.null ? nullptr : v.data.c_str());
+      lengths.push_back(static_cast<int>(v.data.size()));
+      formats.push_back(v.binary ? 1 : 0);
+    }
+  }
+  int n() const { return static_cast<int>(values.size()); }
+  std::vector<const char*> values;
+  std::vector<int> lengths, formats;
+};
+
+Result<Rows> Conn::Query(const std::string& sql, const Params& params) {
+  Bound b(params);
+  PGresult* r = PQexecParams(c_, sql.c_str(), b.n(), nullptr, b.values.data(), b.lengths.data(),
+                             b.formats.data(), 1);
+  Rows rows(r);
+  RETURN_IF_ERROR(Check(r, "PostgreSQL"));
+  return rows;
+}
+
+Result<Rows> Conn::Prepared(const std::string& sql, const Params& params) {
+  auto it = prepared_.find(sql);
+  if (it == prepared_.end()) {
+    std::string name = "s" + std::to_string(prepared_.size());
+    PGresult* prep = PQprepare(c_, name.c_str(), sql.c_str(), 0, nullptr);
+    Rows owned(prep);
+    RETURN_IF_ERROR(Check(prep, "PostgreSQL prepare"));
+    it = prepared_.emplace(sql, std::move(name)).first;
+  }
+  Bound b(params);
+  PGresult* r = PQexecPrepared(c_, it->second.c_str(), b.n(), b.values.data(), b.lengths.data(),
+                               b.formats.data(), 1);
+  Rows rows(r);
+  RETURN_IF_ERROR(Check(r, "PostgreSQL"));
+  return rows;
+}
+
+bool Conn::Healthy() const { return PQstatus(c_) == CONNECTION_OK; }
+
+Status Conn::Reset() {
+  PQreset(c_);
+  prepared_.clear();  // a new session has none of them
+  if (PQstatus(c_) != CONNECTION_OK) {
+    std::string msg = PQerrorMessage(c_);
+    while (!msg.empty() && msg.back() == '\n') msg.pop_back();
+    return Status::Unavailable("the database is unavailable: " + msg);
+  }
+  PQsetNoticeReceiver(c_, IgnoreNotice, nullptr);
+  return Exec("SET TIME ZONE 'UTC'");
+}
+
+bool Conn::Idle() const { return PQtransactionStatus(c_) == PQTRANS_IDLE; }
+bool Conn::InFailedTransaction() const { return PQtransactionStatus(c_) == PQTRANS_INERROR; }
+
+std::string TextArray(const std::vector<std::string_view>& values) {
+  std::string out = "{";
+  for (size_t i = 0; i < values.size(); ++i) {
+    if (i) out += ',';
+    out += '"';
+    for (char ch : values[i]) {
+      if (ch == '"' || ch == '\\') out += '\\';
+      out += ch;
+    }
+    out += '"';
+  }
+  return out + "}";
+}
+
+std::string IntArray(const std::vector<int64_t>& values) {
+  std::string out = "{";
+  for (size_t i = 0; i < values.size(); ++i) {
+    if (i) out += ',';
+    out += std::to_string(values[i]);
+  }
+  return out + "}";
+}
+
+std::string RealArray(const std::vector<double>& values) {
+  std::string out = "{";
+  char buf[32];
+  for (size_t i = 0; i < values.size(); ++i) {
+    if (i) out += ',';
+    double v = values[i];
+    if (std::isnan(v)) {
+      out += "NaN";
+    } else if (std::isinf(v)) {
+      out += v > 0 ? "Infinity" : "-Infinity";
+    } else {
+      std::snprintf(buf, sizeof buf, "%.17g", v);
+      out += buf;
+    }
+  }
+  return out + "}";
+}
+
+}  // namespace taproot::store::pg

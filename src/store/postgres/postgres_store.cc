@@ -1,0 +1,781 @@
+#include "store/postgres/postgres_store.h"
+
+#include <atomic>
+#include <condition_variable>
+#include <mutex>
+
+#include "common/clock.h"
+#include "common/compress.h"
+#include "store/postgres/pg.h"
+#include "store/sql/search_sql.h"
+
+namespace taproot::store {
+namespace {
+
+using sql::SqlArg;
+
+struct Migration {
+  int version;
+  const char* description;
+  const char* sql;
+};
+
+// Versioned migrations, applied in order, each once, each in its own transaction. Never edit
+// one that has shipped: add the next.
+//
+// Text key columns use the "C" collation: byte order, which the starts-with ranges of the
+// search compiler rely on, and which is the same on every machine.
+const Migration kMigrations[] = {
+    {1, "versions, current versions, search index tables, request log", R"sql(
+CREATE EXTENSION IF NOT EXISTS unaccent;
+-- Lower case without accents: how full-text words are compared (as SQLite's unicode61 tokenizer
+-- with remove_diacritics does).
+CREATE OR REPLACE FUNCTION taproot_fold(text) RETURNS text LANGUAGE sql IMMUTABLE STRICT
+  PARALLEL SAFE AS $$ SELECT lower(unaccent($1)) $$;
+-- Every version of every resource, in commit order (seq). Bodies are zstd-compressed JSON.
+CREATE TABLE versions(
+  seq bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+  type text COLLATE "C" NOT NULL,
+  id text COLLATE "C" NOT NULL,
+  version bigint NOT NULL,
+  ts bigint NOT NULL,
+  deleted smallint NOT NULL,
+  method text NOT NULL,
+  body bytea,
+  UNIQUE(type, id, version));
+CREATE INDEX versions_by_type ON versions(type, seq);
+CREATE INDEX versions_by_ts ON versions(ts);
+-- The current version of each resource.
+CREATE TABLE current(
+  type text COLLATE "C" NOT NULL,
+  id text COLLATE "C" NOT NULL,
+  version bigint NOT NULL,
+  seq bigint NOT NULL,
+  deleted smallint NOT NULL,
+  ts bigint NOT NULL,
+  PRIMARY KEY(type, id));
+-- Search index rows, one table per kind, each row with the seq of the version that produced it
+-- (see the SQLite schema in store/sqlite/sqlite_store.cc: the same tables, the same keys).
+CREATE TABLE idx_token(
+  type text COLLATE "C" NOT NULL, param text COLLATE "C" NOT NULL,
+  code text COLLATE "C" NOT NULL, system text COLLATE "C" NOT NULL, seq bigint NOT NULL,
+  PRIMARY KEY(type, param, code, system, seq));
+CREATE TABLE idx_string(
+  type text COLLATE "C" NOT NULL, param text COLLATE "C" NOT NULL,
+  norm text COLLATE "C" NOT NULL, exact text COLLATE "C" NOT NULL, seq bigint NOT NULL,
+  PRIMARY KEY(type, param, norm, exact, seq));
+CREATE TABLE idx_date(
+  type text COLLATE "C" NOT NULL, param text COLLATE "C" NOT NULL,
+  start bigint NOT NULL, "end" bigint NOT NULL, seq bigint NOT NULL,
+  PRIMARY KEY(type, param, start, "end", seq));
+CREATE INDEX idx_date_by_seq ON idx_date(seq);
+CREATE TABLE idx_number(
+  type text COLLATE "C" NOT NULL, param text COLLATE "C" NOT NULL,
+  value double precision NOT NULL, seq bigint NOT NULL,
+  PRIMARY KEY(type, param, value, seq));
+CREATE TABLE idx_quantity(
+  type text COLLATE "C" NOT NULL, param text COLLATE "C" NOT NULL,
+  code text COLLATE "C" NOT NULL, system text COLLATE "C" NOT NULL,
+  value double precision NOT NULL, seq bigint NOT NULL,
+  PRIMARY KEY(type, param, code, system, value, seq));
+CREATE TABLE idx_ref(
+  type text COLLATE "C" NOT NULL, param text COLLATE "C" NOT NULL,
+  target text COLLATE "C" NOT NULL, target_type text COLLATE "C" NOT NULL, seq bigint NOT NULL,
+  PRIMARY KEY(type, param, target, target_type, seq));
+CREATE TABLE idx_uri(
+  type text COLLATE "C" NOT NULL, param text COLLATE "C" NOT NULL,
+  uri text COLLATE "C" NOT NULL, seq bigint NOT NULL,
+  PRIMARY KEY(type, param, uri, seq));
+-- Full text (_text, _content): words folded by taproot_fold, in a GIN index.
+CREATE TABLE idx_fts(
+  type text COLLATE "C" NOT NULL, param text COLLATE "C" NOT NULL, seq bigint NOT NULL,
+  body tsvector NOT NULL);
+CREATE INDEX idx_fts_body ON idx_fts USING gin(body);
+CREATE INDEX idx_fts_seq ON idx_fts(seq);
+-- Versions no longer current, and the version that replaced them.
+CREATE TABLE superseded(seq bigint PRIMARY KEY, by_seq bigint NOT NULL);
+-- Applied write requests by X-Request-ID.
+CREATE TABLE requests(
+  request_id text PRIMARY KEY,
+  fingerprint text NOT NULL,
+  ts bigint NOT NULL,
+  status integer NOT NULL,
+  headers text NOT NULL,
+  body bytea NOT NULL);
+CREATE INDEX requests_by_ts ON requests(ts);
+)sql"},
+};
+
+// Held (as a session lock) while migrations run, so that nodes starting together take turns.
+constexpr int64_t kMigrationLock = 0x7461707230303031;  // "tapr0001"
+
+// A B-tree entry must fit in a third of a page (about 2,700 bytes). Longer index values are cut
+// at a character boundary: such a value still matches by prefix, not as a whole.
+constexpr size_t kMaxKeyBytes = 1000;
+
+std::string_view KeyText(std::string_view s) {
+  if (s.size() <= kMaxKeyBytes) return s;
+  size_t n = kMaxKeyBytes;
+  while (n > 0 && (static_cast<unsigned char>(s[n]) & 0xC0) == 0x80) --n;
+  return s.substr(0, n);
+}
+
+pg::Params ToParams(const std::vector<SqlArg>& args) {
+  pg::Params p;
+  for (const SqlArg& a : args) {
+    if (a.kind == SqlArg::kText) p.Text(a.text);
+    if (a.kind == SqlArg::kInt) p.Int(a.i);
+    if (a.kind == SqlArg::kReal) p.Real(a.d);
+  }
+  return p;
+}
+
+Result<VersionRecord> RowToVersion(const pg::Rows& r, int row) {
+  VersionRecord v;
+  v.type = r.Text(row, 0);
+  v.id = r.Text(row, 1);
+  v.version = r.Int(row, 2);
+  v.last_updated = r.Int(row, 3);
+  v.deleted = r.Int(row, 4) != 0;
+  v.method = r.Text(row, 5);
+  std::string_view body = r.Bytes(row, 6);
+  if (!body.empty()) {
+    ASSIGN_OR_RETURN(v.json, ZstdDecompress(body));
+  }
+  v.seq = r.Int(row, 7);
+  return v;
+}
+
+Result<std::vector<VersionRecord>> AllVersions(const pg::Rows& r) {
+  std::vector<VersionRecord> out;
+  out.reserve(static_cast<size_t>(r.rows()));
+  for (int i = 0; i < r.rows(); ++i) {
+    ASSIGN_OR_RETURN(VersionRecord v, RowToVersion(r, i));
+    out.push_back(std::move(v));
+  }
+  return out;
+}
+
+uint64_t Fnv1a(std::string_view s) {
+  uint64_t h = 1469598103934665603ull;
+  for (unsigned char ch : s) h = (h ^ ch) * 1099511628211ull;
+  return h;
+}
+
+void AppendClauseKey(const IndexClause& c, std::string& out) {
+  out += c.param;
+  out += '\x1f';
+  out += std::to_string(static_cast<int>(c.kind));
+  if (c.negate) out += "!";
+  if (c.missing) out += *c.missing ? "?1" : "?0";
+  for (const std::string& p : c.any_param) out += "|" + p;
+  for (const IndexPredicate& p : c.any_of) {
+    out += '\x1e';
+    out += p.system ? "s" + *p.system : "-";
+    out += '\x1f' + p.value + '\x1f' + p.param_suffix + '\x1f';
+    out += std::to_string(static_cast<int>(p.match)) + std::to_string(static_cast<int>(p.prefix));
+    out += std::to_string(p.start) + ":" + std::to_string(p.end) + ":" + std::to_string(p.low) +
+           ":" + std::to_string(p.high);
+    for (const auto& [system, code] : p.codes) out += '\x1d' + system + '|' + code;
+  }
+  for (const auto& [type, next] : c.chain) {
+    out += "\x1c" + type + "(";
+    AppendClauseKey(*next, out);
+    out += ")";
+  }
+  if (c.has) {
+    out += "\x1c_has:" + c.has_type + "(";
+    AppendClauseKey(*c.has, out);
+    out += ")";
+  }
+}
+
+// The criteria of a search, as text: equal for two searches that ask the same thing.
+std::string CriteriaKey(const SearchQuery& q) {
+  std::string out = q.type;
+  for (const std::string& id : q.ids) out += "\x1did=" + id;
+  for (const IndexClause& c : q.clauses) {
+    out += '\x1e';
+    AppendClauseKey(c, out);
+  }
+  return out;
+}
+
+// Runs the search compiler's statements, each planned for its values (a prepared statement's
+// generic plan would ignore how selective a code or a patient is).
+class PgRunner : public sql::SqlRunner {
+ public:
+  explicit PgRunner(pg::Conn& c) : c_(c) {}
+  Result<int64_t> QueryInt(const std::string& sql, const std::vector<SqlArg>& args) override {
+    ASSIGN_OR_RETURN(pg::Rows r, c_.Query(sql::NumberPlaceholders(sql), ToParams(args)));
+    if (r.rows() != 1) return Status::Internal("search: expected one row");
+    return r.Int(0, 0);
+  }
+  Result<std::vector<VersionRecord>> QueryVersions(const std::string& sql,
+                                                   const std::vector<SqlArg>& args) override {
+    ASSIGN_OR_RETURN(pg::Rows r, c_.Query(sql::NumberPlaceholders(sql), ToParams(args)));
+    return AllVersions(r);
+  }
+  Result<std::vector<std::string>> Explain(const std::string& sql,
+                                           const std::vector<SqlArg>& args) override {
+    ASSIGN_OR_RETURN(pg::Rows r,
+                     c_.Query("EXPLAIN " + sql::NumberPlaceholders(sql), ToParams(args)));
+    std::vector<std::string> plan;
+    for (int i = 0; i < r.rows(); ++i) plan.push_back(r.Text(i, 0));
+    return plan;
+  }
+
+ private:
+  pg::Conn& c_;
+};
+
+class PgView : public virtual ReadView {
+ public:
+  explicit PgView(pg::Conn& c) : c_(c) {}
+
+  Result<std::optional<VersionRecord>> ReadCurrent(const std::string& type,
+                                                   const std::string& id) override {
+    ASSIGN_OR_RETURN(pg::Rows r, c_.Prepared("SELECT type, id, version, ts, deleted, method, "
+                                             "body, seq FROM versions WHERE seq=(SELECT seq FROM "
+                                             "current WHERE type=$1 AND id=$2)",
+                                             pg::Params().Text(type).Text(id)));
+    return One(r);
+  }
+
+  Result<std::optional<VersionRecord>> ReadVersion(const std::string& type, const std::string& id,
+                                                   int64_t version) override {
+    ASSIGN_OR_RETURN(pg::Rows r,
+                     c_.Prepared("SELECT type, id, version, ts, deleted, method, body, seq FROM "
+                                 "versions WHERE type=$1 AND id=$2 AND version=$3::bigint",
+                                 pg::Params().Text(type).Text(id).Int(version)));
+    return One(r);
+  }
+
+  Result<SearchPage> Search(const SearchQuery& q) override {
+    PgRunner runner(c_);
+    return sql::RunSearch(sql::Dialect::kPostgres, q, runner);
+  }
+
+  Result<HistoryPage> History(const HistoryQuery& q) override {
+    std::string where = " WHERE true";
+    std::vector<SqlArg> args;
+    if (!q.type.empty()) {
+      where += " AND v.type=?";
+      args.push_back({SqlArg::kText, q.type});
+    }
+    if (!q.id.empty()) {
+      where += " AND v.id=?";
+      args.push_back({SqlArg::kText, q.id});
+    }
+    if (q.since) {
+      where += " AND v.ts>=?";
+      args.push_back({SqlArg::kInt, {}, *q.since});
+    }
+    if (q.at) {
+      where +=
+          " AND v.ts<=? AND NOT EXISTS (SELECT 1 FROM versions w WHERE w.type=v.type AND "
+          "w.id=v.id AND w.version>v.version AND w.ts<=?)";
+      args.push_back({SqlArg::kInt, {}, *q.at});
+      args.push_back({SqlArg::kInt, {}, *q.at});
+    }
+    HistoryPage page;
+    {
+      ASSIGN_OR_RETURN(pg::Rows r,
+                       c_.Query(sql::NumberPlaceholders("SELECT count(*) FROM versions v" + where),
+                                ToParams(args)));
+      page.total = r.Int(0, 0);
+    }
+    if (q.before_seq) {
+      where += " AND v.seq<?";
+      args.push_back({SqlArg::kInt, {}, *q.before_seq});
+    }
+    args.push_back({SqlArg::kInt, {}, q.count + 1});
+    ASSIGN_OR_RETURN(pg::Rows r,
+                     c_.Query(sql::NumberPlaceholders("SELECT v.type, v.id, v.version, v.ts, "
+                                                      "v.deleted, v.method, v.body, v.seq FROM "
+                                                      "versions v" +
+                                                      where + " ORDER BY v.seq DESC LIMIT ?"),
+                              ToParams(args)));
+    ASSIGN_OR_RETURN(page.entries, AllVersions(r));
+    if (static_cast<int64_t>(page.entries.size()) > q.count) {
+      page.entries.pop_back();
+      page.next_before_seq = page.entries.back().seq;
+    }
+    return page;
+  }
+
+  Result<std::vector<std::string>> ReferringTypes(
+      const std::string& target_type, const std::string& target_id,
+      const std::vector<std::pair<std::string, std::string>>& links) override {
+    std::vector<std::string> out;
+    if (links.empty()) return out;
+    std::string sql = "SELECT DISTINCT r.type FROM (VALUES ";
+    pg::Params p;
+    for (size_t i = 0; i < links.size(); ++i) {
+      sql += i ? ",(?,?)" : "(?,?)";
+      p.Text(links[i].first).Text(links[i].second);
+    }
+    sql +=
+        ") l(t, p) JOIN idx_ref r ON r.type=l.t AND r.param=l.p AND r.target=? AND "
+        "r.target_type=? WHERE NOT EXISTS (SELECT 1 FROM superseded x WHERE x.seq=r.seq)";
+    p.Text(target_id).Text(target_type);
+    ASSIGN_OR_RETURN(pg::Rows r, c_.Query(sql::NumberPlaceholders(sql), p));
+    for (int i = 0; i < r.rows(); ++i) out.push_back(r.Text(i, 0));
+    return out;
+  }
+
+  Result<std::optional<RequestRecord>> FindRequest(const std::string& request_id) override {
+    ASSIGN_OR_RETURN(pg::Rows r, c_.Prepared("SELECT fingerprint, status, headers, body FROM "
+                                             "requests WHERE request_id=$1",
+                                             pg::Params().Text(request_id)));
+    if (r.rows() == 0) return std::optional<RequestRecord>();
+    RequestRecord rec;
+    rec.request_id = request_id;
+    rec.fingerprint = r.Text(0, 0);
+    rec.status = static_cast<int>(r.Int(0, 1));
+    rec.headers_json = r.Text(0, 2);
+    ASSIGN_OR_RETURN(rec.body, ZstdDecompress(r.Bytes(0, 3)));
+    return std::optional<RequestRecord>(std::move(rec));
+  }
+
+  pg::Conn& conn() { return c_; }
+
+ protected:
+  static Result<std::optional<VersionRecord>> One(const pg::Rows& r) {
+    if (r.rows() == 0) return std::optional<VersionRecord>();
+    ASSIGN_OR_RETURN(VersionRecord v, RowToVersion(r, 0));
+    return std::optional<VersionRecord>(std::move(v));
+  }
+
+  pg::Conn& c_;
+};
+
+class PgWriteTxn : public PgView, public WriteTxn {
+ public:
+  PgWriteTxn(pg::Conn& c, std::atomic<int64_t>& last_ts) : PgView(c), last_ts_(last_ts) {}
+
+  int64_t NextTimestamp() override {
+    // Strictly increasing within this process. Across processes on one database, timestamps
+    // are as good as the machines' clocks (run NTP); versions stay ordered by seq regardless.
+    int64_t now = NowMicros();
+    int64_t last = last_ts_.load();
+    int64_t next;
+    do {
+      next = now > last ? now : last + 1;
+    } while (!last_ts_.compare_exchange_weak(last, next));
+    return next;
+  }
+
+  Status Put(const WriteRecord& rec) override {
+    const VersionRecord& v = rec.version;
+    std::string compressed;
+    if (rec.compressed_body.empty() && !v.json.empty()) compressed = ZstdCompress(v.json, 1);
+    const std::string& body = rec.compressed_body.empty() ? compressed : rec.compressed_body;
+    pg::Params p;
+    p.Text(v.type)
+        .Text(v.id)
+        .Int(v.version)
+        .Int(v.last_updated)
+        .Int(v.deleted ? 1 : 0)
+        .Text(v.method);
+    if (body.empty()) {
+      p.Null();
+    } else {
+      p.Bytes(body);
+    }
+    // One round trip: the new version, the version it supersedes, and the current pointer.
+    // The CTEs see one snapshot, so `s` reads the current row as it was before `c` moves it.
+    // If another transaction wrote this version first (it waits for that one to end), nothing
+    // is inserted and no row comes back.
+    auto r = c_.Prepared(
+        "WITH v AS (INSERT INTO versions(type, id, version, ts, deleted, method, body) "
+        "VALUES ($1, $2, $3::bigint, $4::bigint, $5::smallint, $6, $7::bytea) "
+        "ON CONFLICT (type, id, version) DO NOTHING RETURNING seq), "
+        "s AS (INSERT INTO superseded(seq, by_seq) SELECT c.seq, v.seq FROM current c, v WHERE "
+        "c.type=$1 AND c.id=$2), "
+        "c AS (INSERT INTO current(type, id, version, seq, deleted, ts) SELECT $1, $2, "
+        "$3::bigint, v.seq, $5::smallint, $4::bigint FROM v ON CONFLICT (type, id) DO UPDATE SET "
+        "version=EXCLUDED.version, seq=EXCLUDED.seq, deleted=EXCLUDED.deleted, ts=EXCLUDED.ts) "
+        "SELECT seq FROM v",
+        p);
+    if (!r.ok()) return r.status();
+    if (r->rows() == 0) {
+      // The caller read the resource before a concurrent write (maybe on another node) added
+      // this version: preparing the request again reads the new one.
+      return Status::Make(StatusCode::kAborted, "version " + std::to_string(v.version) + " of " +
+                                                    v.type + "/" + v.id +
+                                                    " was written by a concurrent request");
+    }
+    int64_t seq = r->Int(0, 0);
+    if (v.deleted || rec.index.empty()) return Status::Ok();
+    std::vector<std::pair<int64_t, const IndexEntry*>> rows;
+    rows.reserve(rec.index.size());
+    for (const IndexEntry& e : rec.index) rows.emplace_back(seq, &e);
+    return InsertRows(v.type, rows);
+  }
+
+  // A search inside a write decides a conditional create, update or delete. Writes with the
+  // same criteria take turns (an advisory lock on a hash of the criteria, held to the end of
+  // the transaction), and the search runs after the lock is granted, so under READ COMMITTED it
+  // sees what the previous holder committed: two nodes cannot both create "the" patient with
+  // identifier X. Criteria written differently (identifier=X and identifier=sys|X) do not
+  // share a lock.
+  Result<SearchPage> Search(const SearchQuery& q) override {
+    RETURN_IF_ERROR(c_.Query("SELECT pg_advisory_xact_lock($1::bigint)",
+                             pg::Params().Int(static_cast<int64_t>(Fnv1a(CriteriaKey(q)))))
+                        .status());
+    return PgView::Search(q);
+  }
+
+  Status PutIndexRows(const std::string& type,
+                      const std::vector<std::pair<int64_t, IndexEntry>>& rows) override {
+    std::vector<std::pair<int64_t, const IndexEntry*>> ptrs;
+    ptrs.reserve(rows.size());
+    for (const auto& [seq, e] : rows) ptrs.emplace_back(seq, &e);
+    return InsertRows(type, ptrs);
+  }
+
+  // Every row in one statement: one INSERT ... SELECT FROM unnest(arrays) per kind present.
+  Status InsertRows(const std::string& type,
+                    const std::vector<std::pair<int64_t, const IndexEntry*>>& rows) {
+    static constexpr IndexKind kKinds[] = {
+        IndexKind::kToken,    IndexKind::kString,    IndexKind::kDate, IndexKind::kNumber,
+        IndexKind::kQuantity, IndexKind::kReference, IndexKind::kUri,  IndexKind::kText};
+    pg::Params p;
+    p.Text(type);
+    int n = 1;
+    auto next = [&] { return "$" + std::to_string(++n); };
+    std::string sql = "WITH ";
+    int ctes = 0;
+    for (IndexKind kind : kKinds) {
+      std::vector<std::string_view> params, a, b;
+      std::vector<int64_t> seqs, i1, i2;
+      std::vector<double> d;
+      for (const auto& [seq, e] : rows) {
+        if (e->kind != kind) continue;
+        params.push_back(e->param);
+        seqs.push_back(seq);
+        switch (kind) {
+          case IndexKind::kToken:
+          case IndexKind::kReference:
+            a.push_back(KeyText(e->value));
+            b.push_back(KeyText(e->system));
+            break;
+          case IndexKind::kString:
+            a.push_back(KeyText(e->value));
+            b.push_back(KeyText(e->text));
+            break;
+          case IndexKind::kDate:
+            i1.push_back(e->start);
+            i2.push_back(e->end);
+            break;
+          case IndexKind::kNumber:
+            d.push_back(e->number);
+            break;
+          case IndexKind::kQuantity:
+            a.push_back(KeyText(e->value));
+            b.push_back(KeyText(e->system));
+            d.push_back(e->number);
+            break;
+          case IndexKind::kUri:
+            a.push_back(KeyText(e->value));
+            break;
+          case IndexKind::kText:
+            a.push_back(e->value);
+            break;
+        }
+      }
+      if (params.empty()) continue;
+      std::string cte = "k" + std::to_string(ctes);
+      sql += ctes++ ? ", " : "";
+      sql += cte + " AS (INSERT INTO " + sql::TableOf(kind);
+      std::string pp = next() + "::text[]";
+      p.Text(pg::TextArray(params));
+      auto text_arr = [&](const std::vector<std::string_view>& v) {
+        p.Text(pg::TextArray(v));
+        return next() + "::text[]";
+      };
+      auto int_arr = [&](const std::vector<int64_t>& v) {
+        p.Text(pg::IntArray(v));
+        return next() + "::bigint[]";
+      };
+      auto real_arr = [&](const std::vector<double>& v) {
+        p.Text(pg::RealArray(v));
+        return next() + "::float8[]";
+      };
+      switch (kind) {
+        case IndexKind::kToken: {
+          std::string ca = text_arr(a), cb = text_arr(b), cs = int_arr(seqs);
+          sql += "(type, param, code, system, seq) SELECT $1, x, y, z, q FROM unnest(" + pp + ", " +
+                 ca + ", " + cb + ", " + cs + ") AS u(x, y, z, q)";
+          break;
+        }
+        case IndexKind::kReference: {
+          std::string ca = text_arr(a), cb = text_arr(b), cs = int_arr(seqs);
+          sql += "(type, param, target, target_type, seq) SELECT $1, x, y, z, q FROM unnest(" + pp +
+                 ", " + ca + ", " + cb + ", " + cs + ") AS u(x, y, z, q)";
+          break;
+        }
+        case IndexKind::kString: {
+          std::string ca = text_arr(a), cb = text_arr(b), cs = int_arr(seqs);
+          sql += "(type, param, norm, exact, seq) SELECT $1, x, y, z, q FROM unnest(" + pp + ", " +
+                 ca + ", " + cb + ", " + cs + ") AS u(x, y, z, q)";
+          break;
+        }
+        case IndexKind::kDate: {
+          std::string c1 = int_arr(i1), c2 = int_arr(i2), cs = int_arr(seqs);
+          sql += "(type, param, start, \"end\", seq) SELECT $1, x, y, z, q FROM unnest(" + pp +
+                 ", " + c1 + ", " + c2 + ", " + cs + ") AS u(x, y, z, q)";
+          break;
+        }
+        case IndexKind::kNumber: {
+          std::string cd = real_arr(d), cs = int_arr(seqs);
+          sql += "(type, param, value, seq) SELECT $1, x, y, q FROM unnest(" + pp + ", " + cd +
+                 ", " + cs + ") AS u(x, y, q)";
+          break;
+        }
+        case IndexKind::kQuantity: {
+          std::string ca = text_arr(a), cb = text_arr(b), cd = real_arr(d), cs = int_arr(seqs);
+          sql += "(type, param, code, system, value, seq) SELECT $1, x, y, z, w, q FROM unnest(" +
+                 pp + ", " + ca + ", " + cb + ", " + cd + ", " + cs + ") AS u(x, y, z, w, q)";
+          break;
+        }
+        case IndexKind::kUri: {
+          std::string ca = text_arr(a), cs = int_arr(seqs);
+          sql += "(type, param, uri, seq) SELECT $1, x, y, q FROM unnest(" + pp + ", " + ca + ", " +
+                 cs + ") AS u(x, y, q)";
+          break;
+        }
+        case IndexKind::kText: {
+          std::string ca = text_arr(a), cs = int_arr(seqs);
+          sql +=
+              "(type, param, seq, body) SELECT $1, x, q, to_tsvector('simple', taproot_fold(y)) "
+              "FROM unnest(" +
+              pp + ", " + ca + ", " + cs + ") AS u(x, y, q)";
+          break;
+        }
+      }
+      // The same row twice (two paths to one value) is kept once, as in SQLite.
+      sql += kind == IndexKind::kText ? ")" : " ON CONFLICT DO NOTHING)";
+    }
+    if (ctes == 0) return Status::Ok();
+    sql += " SELECT 1";
+    return c_.Prepared(sql, p).status();
+  }
+
+  Status Nested(const std::function<Status(WriteTxn&)>& fn) override {
+    RETURN_IF_ERROR(c_.Exec("SAVEPOINT nested"));
+    Status st = fn(*this);
+    if (st.ok()) st = c_.Exec("RELEASE SAVEPOINT nested");
+    if (!st.ok()) {
+      (void)c_.Exec("ROLLBACK TO SAVEPOINT nested");
+      (void)c_.Exec("RELEASE SAVEPOINT nested");
+    }
+    return st;
+  }
+
+  Status RecordRequest(const RequestRecord& r) override {
+    return c_
+        .Prepared(
+            "INSERT INTO requests(request_id, fingerprint, ts, status, headers, body) VALUES "
+            "($1, $2, $3::bigint, $4::integer, $5, $6::bytea) ON CONFLICT (request_id) DO UPDATE "
+            "SET fingerprint=EXCLUDED.fingerprint, ts=EXCLUDED.ts, status=EXCLUDED.status, "
+            "headers=EXCLUDED.headers, body=EXCLUDED.body",
+            pg::Params()
+                .Text(r.request_id)
+                .Text(r.fingerprint)
+                .Int(NowMicros())
+                .Int(r.status)
+                .Text(r.headers_json)
+                .Bytes(ZstdCompress(r.body, 1)))
+        .status();
+  }
+
+ private:
+  std::atomic<int64_t>& last_ts_;
+};
+
+class PostgresStore : public Store {
+ public:
+  explicit PostgresStore(PostgresOptions options) : options_(std::move(options)) {}
+  ~PostgresStore() override { Close(); }
+
+  Status Open() {
+    if (options_.connections < 1) options_.connections = 1;
+    for (int i = 0; i < options_.connections; ++i) {
+      ASSIGN_OR_RETURN(auto c, pg::Conn::Open(options_.url));
+      idle_.push_back(std::move(c));
+    }
+    pg::Conn& c = *idle_.front();
+    RETURN_IF_ERROR(Migrate(c));
+    ASSIGN_OR_RETURN(pg::Rows r, c.Query("SELECT coalesce((SELECT max(ts) FROM versions), 0), "
+                                         "NOT EXISTS (SELECT 1 FROM current)"));
+    last_ts_ = r.Int(0, 0);
+    was_empty_ = r.Int(0, 1) != 0;
+    open_ = true;
+    return Status::Ok();
+  }
+
+  Status Read(const std::function<Status(ReadView&)>& fn) override {
+    return WithConn([&](pg::Conn& c) -> Status {
+      RETURN_IF_ERROR(c.Exec("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY"));
+      PgView view(c);
+      Status st = fn(view);
+      Status end = c.Exec(st.ok() ? "COMMIT" : "ROLLBACK");
+      return st.ok() ? end : st;
+    });
+  }
+
+  Status ReadStatement(const std::function<Status(ReadView&)>& fn) override {
+    return WithConn([&](pg::Conn& c) -> Status {
+      PgView view(c);
+      return fn(view);
+    });
+  }
+
+  Status Write(const std::function<Status(WriteTxn&)>& fn) override {
+    Status st = WithConn([&](pg::Conn& c) -> Status {
+      RETURN_IF_ERROR(c.Exec("BEGIN"));
+      PgWriteTxn txn(c, last_ts_);
+      Status st = fn(txn);
+      // A statement that failed unnoticed would make COMMIT roll back without an error.
+      if (st.ok() && c.InFailedTransaction()) {
+        st = Status::Internal("a statement of the transaction failed");
+      }
+      if (!st.ok()) {
+        (void)c.Exec("ROLLBACK");
+        return st;
+      }
+      // Durable when COMMIT returns (synchronous_commit, PostgreSQL's default).
+      RETURN_IF_ERROR(c.Exec("COMMIT"));
+      return Status::Ok();
+    });
+    if (st.ok()) {
+      write_calls_++;
+      commits_++;
+      if (write_calls_ % 1000 == 0) PruneRequests();
+    }
+    return st;
+  }
+
+  Result<StoreStats> Stats() override {
+    StoreStats stats;
+    stats.write_calls = write_calls_;
+    stats.commits = commits_;
+    RETURN_IF_ERROR(WithConn([&](pg::Conn& c) -> Status {
+      ASSIGN_OR_RETURN(pg::Rows r, c.Query("SELECT (SELECT count(*) FROM current WHERE "
+                                           "deleted=0), (SELECT count(*) FROM versions)"));
+      stats.resources = r.Int(0, 0);
+      stats.versions = r.Int(0, 1);
+      return Status::Ok();
+    }));
+    return stats;
+  }
+
+  bool IsOpen() const override { return open_; }
+  bool WasEmptyAtOpen() const override { return was_empty_; }
+
+  void Close() override {
+    std::unique_lock lock(mu_);
+    if (!open_ && idle_.empty()) return;
+    open_ = false;
+    cv_.notify_all();
+    cv_.wait(lock, [&] { return busy_ == 0; });
+    idle_.clear();
+  }
+
+ private:
+  Status Migrate(pg::Conn& c) {
+    RETURN_IF_ERROR(c.Exec("SELECT pg_advisory_lock(" + std::to_string(kMigrationLock) + ")"));
+    Status st = ApplyMigrations(c);
+    (void)c.Exec("SELECT pg_advisory_unlock(" + std::to_string(kMigrationLock) + ")");
+    return st;
+  }
+
+  Status ApplyMigrations(pg::Conn& c) {
+    RETURN_IF_ERROR(
+        c.Exec("CREATE TABLE IF NOT EXISTS taproot_migrations(version integer PRIMARY KEY, "
+               "description text NOT NULL, applied_at timestamptz NOT NULL DEFAULT now())"));
+    ASSIGN_OR_RETURN(pg::Rows r, c.Query("SELECT coalesce(max(version), 0) FROM "
+                                         "taproot_migrations"));
+    int64_t at = r.Int(0, 0);
+    int latest = std::end(kMigrations)[-1].version;
+    if (at > latest) {
+      return Status::Unavailable("the database's schema (migration " + std::to_string(at) +
+                                 ") is newer than this build knows (" + std::to_string(latest) +
+                                 "): upgrade taproot");
+    }
+    for (const Migration& m : kMigrations) {
+      if (m.version <= at) continue;
+      RETURN_IF_ERROR(c.Exec("BEGIN"));
+      Status st = c.Exec(m.sql);
+      if (st.ok()) {
+        auto ins =
+            c.Query("INSERT INTO taproot_migrations(version, description) VALUES ($1::integer, $2)",
+                    pg::Params().Int(m.version).Text(m.description));
+        st = ins.status();
+      }
+      if (st.ok()) st = c.Exec("COMMIT");
+      if (!st.ok()) {
+        (void)c.Exec("ROLLBACK");
+        return Status::Unavailable("schema migration " + std::to_string(m.version) +
+                                   " failed: " + st.message());
+      }
+    }
+    return Status::Ok();
+  }
+
+  // Runs fn with a pooled connection. A connection that lost its server is reconnected first;
+  // while the database stays away, calls fail with kUnavailable (HTTP 503).
+  Status WithConn(const std::function<Status(pg::Conn&)>& fn) {
+    std::unique_ptr<pg::Conn> c;
+    {
+      std::unique_lock lock(mu_);
+      cv_.wait(lock, [&] { return !idle_.empty() || !open_; });
+      if (!open_) return Status::Unavailable("the store is closed");
+      c = std::move(idle_.back());
+      idle_.pop_back();
+      busy_++;
+    }
+    Status st = c->Healthy() ? Status::Ok() : c->Reset();
+    if (st.ok()) st = fn(*c);
+    if (c->Healthy() && !c->Idle()) (void)c->Exec("ROLLBACK");
+    {
+      std::lock_guard lock(mu_);
+      busy_--;
+      idle_.push_back(std::move(c));
+    }
+    cv_.notify_all();
+    return st;
+  }
+
+  void PruneRequests() {
+    (void)WithConn([&](pg::Conn& c) -> Status {
+      return c
+          .Query("DELETE FROM requests WHERE ts < $1::bigint",
+                 pg::Params().Int(NowMicros() - options_.request_log_ttl_seconds * 1000000))
+          .status();
+    });
+  }
+
+  PostgresOptions options_;
+  std::atomic<int64_t> last_ts_{0};
+  std::atomic<int64_t> write_calls_{0}, commits_{0};
+  bool was_empty_ = false;
+  std::atomic<bool> open_{false};
+
+  std::mutex mu_;
+  std::condition_variable cv_;
+  std::vector<std::unique_ptr<pg::Conn>> idle_;
+  int busy_ = 0;
+};
+
+}  // namespace
+
+Result<std::unique_ptr<Store>> OpenPostgresStore(const PostgresOptions& options) {
+  auto store = std::make_unique<PostgresStore>(options);
+  RETURN_IF_ERROR(store->Open());
+  return std::unique_ptr<Store>(std::move(store));
+}
+
+}  // namespace taproot::store
