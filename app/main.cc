@@ -28,8 +28,9 @@ int main(int argc, char** argv) {
 
   app::ServeOptions serve;
   auto* serve_cmd = cli.add_subcommand("serve", "Serve the FHIR REST API over HTTP");
-  serve_cmd->add_option("--data", serve.data_dir, "Store directory (created if missing)")
+  serve_cmd->add_option("--data", serve.store.data_dir, "Store directory (created if missing)")
       ->capture_default_str();
+  app::AddStoreOptions(serve_cmd, serve.store);
   serve_cmd->add_option("--listen", serve.listen, "HOST:PORT to listen on (port 0: any free port)")
       ->capture_default_str();
   serve_cmd->add_option("--threads", serve.threads, "I/O threads (default: one per core)");
@@ -48,7 +49,9 @@ int main(int argc, char** argv) {
   serve_cmd->add_flag("--unsafe-no-sync", unsafe_no_sync,
                       "Do not fsync commits (benchmarks only: acknowledged writes can be lost)");
 
-  std::string import_data, import_server;
+  std::string import_server;
+  app::StoreChoice import_store;
+  import_store.data_dir.clear();
   std::vector<std::string> import_paths;
   // More files in flight than cores: the store commits concurrent writes together, and one
   // commit of many bundles rewrites far fewer index pages than many commits of one or two
@@ -58,10 +61,11 @@ int main(int argc, char** argv) {
   auto* import_cmd = cli.add_subcommand(
       "import", "Load Bundles, NDJSON and resources into a store (--data) or a server (--server)");
   auto* data_opt =
-      import_cmd->add_option("--data", import_data, "Store directory (offline import)");
+      import_cmd->add_option("--data", import_store.data_dir, "Store directory (offline import)");
   auto* server_opt = import_cmd->add_option("--server", import_server,
                                             "FHIR base URL, e.g. http://127.0.0.1:8080/fhir");
   data_opt->excludes(server_opt);
+  app::AddStoreOptions(import_cmd, import_store);
   import_cmd->add_option("--threads", import_threads, "Files loaded at once")
       ->capture_default_str();
   import_cmd->add_flag("--no-progress", no_progress, "Do not show a progress display");
@@ -115,14 +119,20 @@ int main(int argc, char** argv) {
   }
   if (serve_cmd->parsed()) {
     serve.access_log = !no_access_log;
-    serve.sync = !unsafe_no_sync;
+    serve.store.sync = !unsafe_no_sync;
     int rc = app::Serve(serve);
     FlushLogs();
     return rc;
   }
   if (import_cmd->parsed()) {
-    if (import_data.empty() && import_server.empty()) {
-      std::fprintf(stderr, "import: give --data DIR (offline) or --server URL\n");
+    bool to_postgres = import_store.kind == "postgres" || !import_store.postgres_url.empty();
+    if (import_store.data_dir.empty() && import_server.empty() && !to_postgres) {
+      std::fprintf(stderr,
+                   "import: give --data DIR or --postgres URL (offline), or --server URL\n");
+      return 2;
+    }
+    if (!import_server.empty() && to_postgres) {
+      std::fprintf(stderr, "import: --server and --postgres exclude each other\n");
       return 2;
     }
     importer::ImportOptions io;
@@ -133,9 +143,7 @@ int main(int argc, char** argv) {
       auto sink = importer::MakeHttpSink(import_server);
       summary = importer::Import(import_paths, *sink, io);
     } else {
-      store::SqliteOptions so;
-      so.dir = import_data;
-      auto store = store::OpenSqliteStore(so);
+      auto store = app::OpenStore(import_store);
       if (!store.ok()) {
         std::fprintf(stderr, "import: %s\n", store.status().ToString().c_str());
         return 1;

@@ -56,10 +56,7 @@ int Serve(const ServeOptions& options) {
   pthread_sigmask(SIG_BLOCK, &signals, nullptr);
 
   const fhir::Model& model = fhir::R4();
-  store::SqliteOptions so;
-  so.dir = options.data_dir;
-  so.sync = options.sync;
-  auto opened = store::OpenSqliteStore(so);
+  auto opened = OpenStore(options.store);
   if (!opened.ok()) {
     LogError("cannot open the store: " + opened.status().ToString());
     return 1;
@@ -162,8 +159,8 @@ int Serve(const ServeOptions& options) {
     return 1;
   }
   LogInfo("Taproot " TAPROOT_VERSION " serving FHIR R4 at http://" + host + ":" +
-          std::to_string(server.port()) + std::string(kBase) + " (store: " + options.data_dir +
-          ")");
+          std::to_string(server.port()) + std::string(kBase) +
+          " (store: " + DescribeStore(options.store) + ")");
   FlushLogs();
   if (!options.port_file.empty()) {
     std::ofstream pf(options.port_file + ".tmp");

@@ -5,10 +5,12 @@
 
 #include <string>
 
+#include "store_choice.h"
+
 namespace taproot::app {
 
 struct ServeOptions {
-  std::string data_dir = "./data";
+  StoreChoice store;
   std::string listen = "127.0.0.1:8080";
   int threads = 0;  // I/O threads; 0: one per core
   int workers = 64;
@@ -16,7 +18,6 @@ struct ServeOptions {
   std::string demo_dir;   // loaded when the store is new
   std::string port_file;  // written with the bound port once listening (for tests)
   bool access_log = true;
-  bool sync = true;
 };
 
 int Serve(const ServeOptions& options);

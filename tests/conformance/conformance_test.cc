@@ -10,6 +10,7 @@
 #include "common/json.h"
 #include "http/client.h"
 #include "http/test_server.h"
+#include "store/test_stores.h"
 #include "test_util.h"
 
 namespace taproot {
@@ -160,13 +161,21 @@ std::optional<std::string> Extract(const json::value& v, const std::string& path
   return json::serialize(*cur);
 }
 
-class ConformanceTest : public ::testing::TestWithParam<std::string> {};
+// Each file runs against a server on each backend.
+class ConformanceTest : public ::testing::TestWithParam<std::tuple<std::string, testing::Backend>> {
+};
 
 TEST_P(ConformanceTest, File) {
-  fs::path file = GetParam();
+  fs::path file = std::get<0>(GetParam());
   std::vector<Step> steps = ParseFile(testing::ReadFileText(file));
   ASSERT_FALSE(steps.empty()) << "no steps in " << file;
-  testing::TestServer server;
+  testing::TestStore place(std::get<1>(GetParam()));
+  std::vector<std::string> args;
+  if (place.backend() == testing::Backend::kPostgres) {
+    ASSERT_FALSE(place.url().empty()) << "no PostgreSQL test database";
+    args = place.ServeArgs();
+  }
+  testing::TestServer server({}, args);
   ASSERT_TRUE(server.Start()) << server.log();
   http::Client client(server.base());
   std::map<std::string, std::string> vars;
@@ -218,10 +227,14 @@ std::vector<std::string> Files() {
   return out;
 }
 
-INSTANTIATE_TEST_SUITE_P(Files, ConformanceTest, ::testing::ValuesIn(Files()),
-                         [](const ::testing::TestParamInfo<std::string>& info) {
-                           return fs::path(info.param).stem().string();
-                         });
+INSTANTIATE_TEST_SUITE_P(
+    Files, ConformanceTest,
+    ::testing::Combine(::testing::ValuesIn(Files()),
+                       ::testing::Values(testing::Backend::kSqlite, testing::Backend::kPostgres)),
+    [](const ::testing::TestParamInfo<std::tuple<std::string, testing::Backend>>& info) {
+      return fs::path(std::get<0>(info.param)).stem().string() +
+             (std::get<1>(info.param) == testing::Backend::kSqlite ? "_Sqlite" : "_Postgres");
+    });
 
 }  // namespace
 }  // namespace taproot

@@ -10,6 +10,7 @@
 #include "common/json.h"
 #include "http/client.h"
 #include "importer/progress.h"
+#include "store/test_stores.h"
 #include "test_server.h"
 #include "test_util.h"
 
@@ -27,15 +28,24 @@ fs::path TempDir() {
   return d;
 }
 
-TEST(ImportTest, AllSyntheaBundlesLoadOfflineWithZeroFailures) {
-  fs::path data = TempDir();
-  CommandRun r = Command(std::string(TAPROOT_BINARY) + " import --no-progress --data " +
-                         data.string() + " " + TAPROOT_FIXTURES + "/bundles");
+class OfflineImportTest : public ::testing::TestWithParam<testing::Backend> {};
+INSTANTIATE_TEST_SUITE_P(Backends, OfflineImportTest,
+                         ::testing::Values(testing::Backend::kSqlite, testing::Backend::kPostgres),
+                         testing::BackendName);
+
+TEST_P(OfflineImportTest, AllSyntheaBundlesLoadWithZeroFailures) {
+  testing::TestStore place(GetParam());
+  std::string store_args;
+  for (const std::string& a : place.ServeArgs()) store_args += " '" + a + "'";
+  CommandRun r = Command(std::string(TAPROOT_BINARY) + " import --no-progress" + store_args + " " +
+                         TAPROOT_FIXTURES + "/bundles");
   EXPECT_EQ(r.exit_code, 0) << r.text;
   EXPECT_NE(r.text.find("from 61 files"), std::string::npos) << r.text;
   EXPECT_NE(r.text.find(", 0 failed, peak RSS"), std::string::npos) << r.text;
   // The loaded store serves the patients and their references resolve to stored resources.
-  testing::TestServer server(data.string());
+  testing::TestServer server = GetParam() == testing::Backend::kSqlite
+                                   ? testing::TestServer(place.dir())
+                                   : testing::TestServer({}, place.ServeArgs());
   ASSERT_TRUE(server.Start()) << server.log();
   http::Client c(server.base());
   auto patients = c.Send("GET", "/fhir/Patient?_summary=count");
@@ -45,7 +55,6 @@ TEST(ImportTest, AllSyntheaBundlesLoadOfflineWithZeroFailures) {
   std::string subject(b.at("entry").at(0).at("resource").at("subject").at("reference").as_string());
   EXPECT_EQ(c.Send("GET", "/fhir/" + subject)->status, 200) << subject;
   server.Kill();
-  fs::remove_all(data);
 }
 
 TEST(ImportTest, OverHttpOneBadFileDoesNotStopTheOthers) {
