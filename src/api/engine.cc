@@ -2,7 +2,9 @@
 
 #include <atomic>
 #include <boost/json.hpp>
+#include <chrono>
 #include <mutex>
+#include <random>
 #include <thread>
 
 #include "api/bundle.h"
@@ -263,10 +265,19 @@ class Engine::Impl {
     // Preparation (parsing, validation, serialisation, compression, and for Bundles the
     // resolution of conditional references against a snapshot) runs here, in parallel across
     // requests; the writer only checks what may have changed and stores. If a snapshot went
-    // stale in between, the writer aborts and the request is prepared again.
+        // stale in between, the writer aborts and the request is prepared again. On a store shared
+    // by several nodes (PostgreSQL), a write that lost a race to another node's write of the same
+    // resource aborts too: with many writers on one resource, each round lets one through, so
+    // the retries back off a little, at random, to spread the next round out.
     FhirResponse res;
     Status st;
-    for (int attempt = 0; attempt < 5; ++attempt) {
+    static constexpr int kAttempts = 40;
+    for (int attempt = 0; attempt < kAttempts; ++attempt) {
+      if (attempt > 0) {
+        thread_local std::minstd_rand rng(std::random_device{}());
+        int max_us = std::min(200 * attempt, 5000);
+        std::this_thread::sleep_for(std::chrono::microseconds(rng() % (max_us + 1)));
+      }
       auto prepared = Prepare(ctx, req, parts);
       if (!prepared.ok()) return ErrorResponse(prepared.status());
       st = WriteOnce(ctx, fingerprint, *prepared, res);
