@@ -80,8 +80,13 @@ Conn::~Conn() {
 }
 
 Result<std::unique_ptr<Conn>> Conn::Open(const std::string& url) {
-  auto conn = std::make_unique<Conn>();
-  conn->c_ = PQconnectdb(url.c_str());
+    auto conn = std::make_unique<Conn>();
+  // A database host that does not answer must not hang requests: give up connecting after a
+  // few seconds unless the URL says otherwise.
+  const char* keys[] = {"dbname", "connect_timeout", nullptr};
+  const char* values[] = {url.c_str(), "5", nullptr};
+  if (url.find("connect_timeout") != std::string::npos) keys[1] = values[1] = nullptr;
+  conn->c_ = PQconnectdbParams(keys, values, /*expand_dbname=*/1);
   if (PQstatus(conn->c_) != CONNECTION_OK) {
     std::string msg = PQerrorMessage(conn->c_);
     while (!msg.empty() && msg.back() == '\n') msg.pop_back();
