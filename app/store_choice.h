@@ -5,6 +5,7 @@
 
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "common/status.h"
 #include "store/store.h"
@@ -18,12 +19,14 @@ namespace taproot::app {
 struct StoreChoice {
   std::string kind = "sqlite";  // "sqlite" or "postgres"
   std::string data_dir = "./data";
-  std::string postgres_url;
+    std::string postgres_url;
+  std::vector<std::string> postgres_replicas;
   int postgres_connections = 16;
   bool sync = true;  // SQLite only: fsync every commit
 };
 
-// Adds --store, --postgres and --postgres-connections to a command (--data is the command's own).
+// Adds --store, --postgres, --postgres-replica and --postgres-connections to a command (--data
+// is the command's own).
 void AddStoreOptions(CLI::App* cmd, StoreChoice& choice);
 
 Result<std::unique_ptr<store::Store>> OpenStore(const StoreChoice& choice);

@@ -334,7 +334,9 @@ Status PrepareBundle(store::Store& store, const Ops& ops, BundlePlan& plan) {
       }
     }
   }
-  return store.Read([&](store::ReadView& view) -> Status {
+    // From the primary: what it decides is checked again by the write, and a stale replica would
+  // only make that check fail.
+  return store.ReadPrimary([&](store::ReadView& view) -> Status {
     for (BundleEntryPlan& e : plan.entries) {
       if (!e.error.ok() || !e.resource || (e.method != "POST" && e.method != "PUT")) continue;
       std::string where = "Bundle.entry[" + std::to_string(e.index) + "].resource";

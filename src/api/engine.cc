@@ -103,6 +103,11 @@ class Engine::Impl {
     return res;
   }
 
+    static bool WantsLatest(const FhirRequest& req) {
+    const std::string& cc = req.Header("cache-control");
+    return !cc.empty() && Contains(cc, "no-cache");
+  }
+
   FhirResponse Dispatch(const RequestContext& ctx, const FhirRequest& req) {
     if (Status st = CheckFormats(req); !st.ok()) return ErrorResponse(st);
     std::vector<std::string> parts = SplitPath(req.path);
@@ -118,7 +123,10 @@ class Engine::Impl {
       // read and vread are one query each; everything else needs a snapshot.
       bool one_query = (parts.size() == 2 && parts[1] != "_history") ||
                        (parts.size() == 4 && parts[2] == "_history");
-      Status st = one_query ? store_.ReadStatement(route) : store_.Read(route);
+            // Cache-Control: no-cache asks for the latest: the primary, never a replica.
+      Status st = WantsLatest(req)  ? store_.ReadPrimary(route)
+                  : one_query       ? store_.ReadStatement(route)
+                                    : store_.Read(route);
       if (!st.ok()) return ErrorResponse(st);
       return res;
     }
@@ -240,11 +248,12 @@ class Engine::Impl {
     if (!form.ok()) return ErrorResponse(form.status());
     Params params = req.query;
     params.insert(params.end(), form->begin(), form->end());
-    FhirResponse res;
-    Status st = store_.Read([&](store::ReadView& view) -> Status {
+        FhirResponse res;
+    auto run = [&](store::ReadView& view) -> Status {
       res = Search(view, ctx, req, type, params);
       return Status::Ok();
-    });
+    };
+    Status st = WantsLatest(req) ? store_.ReadPrimary(run) : store_.Read(run);
     return st.ok() ? res : ErrorResponse(st);
   }
 
@@ -255,7 +264,8 @@ class Engine::Impl {
     std::string fingerprint = req.method + " " + req.path + "?" + req.raw_query;
     if (ctx.client_request_id) {
       std::optional<store::RequestRecord> seen;
-      Status st = store_.Read([&](store::ReadView& view) -> Status {
+            // The first attempt may have gone to another node a moment ago: ask the primary.
+      Status st = store_.ReadPrimary([&](store::ReadView& view) -> Status {
         ASSIGN_OR_RETURN(seen, view.FindRequest(ctx.request_id));
         return Status::Ok();
       });

@@ -19,7 +19,7 @@ Status Reindex(store::Store& store, const fhir::Model& model, const std::vector<
     store::SearchQuery q;
     q.type = type;
     q.count = 0;
-    RETURN_IF_ERROR(store.Read([&](store::ReadView& view) -> Status {
+    RETURN_IF_ERROR(store.ReadPrimary([&](store::ReadView& view) -> Status {
       ASSIGN_OR_RETURN(store::SearchPage page, view.Search(q));
       total += page.total.value_or(0);
       return Status::Ok();
@@ -37,7 +37,7 @@ Status Reindex(store::Store& store, const fhir::Model& model, const std::vector<
       q.after_seq = after;
       q.count = 500;
       q.want_total = false;
-      RETURN_IF_ERROR(store.Read([&](store::ReadView& view) -> Status {
+      RETURN_IF_ERROR(store.ReadPrimary([&](store::ReadView& view) -> Status {
         ASSIGN_OR_RETURN(store::SearchPage page, view.Search(q));
         batch = std::move(page.resources);
         return Status::Ok();

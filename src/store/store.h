@@ -248,9 +248,14 @@ class Store {
  public:
   virtual ~Store() = default;
   virtual Status Read(const std::function<Status(ReadView&)>& fn) = 0;
-  // For a callback that runs exactly one query (a read by id): a single statement is consistent
+    // For a callback that runs exactly one query (a read by id): a single statement is consistent
   // by itself, so the backend may skip the explicit snapshot transaction.
   virtual Status ReadStatement(const std::function<Status(ReadView&)>& fn) = 0;
+  // Read and ReadStatement may be served by a read replica that has replayed every write this
+  // process made (so a client reads its own writes), but not necessarily those of other
+  // processes. ReadPrimary sees every committed write: for reads that decide a write, and for
+  // clients that ask for the latest (Cache-Control: no-cache). Without replicas, it is Read.
+  virtual Status ReadPrimary(const std::function<Status(ReadView&)>& fn) { return Read(fn); }
   virtual Status Write(const std::function<Status(WriteTxn&)>& fn) = 0;
   virtual Result<StoreStats> Stats() = 0;
   // True while the store accepts reads and writes.
@@ -277,8 +282,10 @@ Result<std::unique_ptr<Store>> OpenSqliteStore(const SqliteOptions& options);
 struct PostgresOptions {
   // The primary, as a libpq connection URL: postgresql://user@host:port/dbname. Every write
   // and every read goes here.
-  std::string url;
-  int connections = 16;  // pooled connections (each serves one read or write at a time)
+    std::string url;
+  // Streaming replicas of the primary: reads and searches go to them (see Store::Read).
+  std::vector<std::string> replicas;
+  int connections = 16;  // pooled connections per server (each serves one call at a time)
   int64_t request_log_ttl_seconds = 24 * 3600;
 };
 

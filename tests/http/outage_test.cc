@@ -30,8 +30,8 @@ class OutageTest : public ::testing::Test {
     fs::remove_all(dir_);
   }
   testing::CommandOutput Cluster(const std::string& cmd) {
-    return testing::RunCommand(std::string(TAPROOT_SOURCE_DIR) + "/scripts/pg-test-cluster " +
-                               cmd + " " + dir_);
+    return testing::RunCommand(std::string(TAPROOT_SOURCE_DIR) + "/scripts/pg-test-cluster " + cmd +
+                               " " + dir_);
   }
   std::string dir_, url_;
 };
@@ -43,18 +43,20 @@ TEST_F(OutageTest, UnavailableWhileAwayAndRecoversWhenBack) {
                                   "--postgres-connections", "4"});
   ASSERT_TRUE(server.Start()) << server.log();
   http::Client c(server.base());
-  ASSERT_EQ(c.Send("PUT", "/fhir/Patient/p1", R"({"resourceType":"Patient","id":"p1"})", kJson)
-                ->status,
-            201);
+  ASSERT_EQ(
+      c.Send("PUT", "/fhir/Patient/p1", R"({"resourceType":"Patient","id":"p1"})", kJson)->status,
+      201);
 
   ASSERT_EQ(Cluster("pause").exit_code, 0);
   // Every kind of request, more times than there are pooled connections.
   for (int i = 0; i < 6; ++i) {
-    for (auto [method, target, body] : std::vector<std::tuple<std::string, std::string, std::string>>{
+    for (auto [method, target, body] :
+         std::vector<std::tuple<std::string, std::string, std::string>>{
              {"GET", "/fhir/Patient/p1", ""},
              {"GET", "/fhir/Patient?_id=p1", ""},
              {"POST", "/fhir/Patient", R"({"resourceType":"Patient","gender":"male"})"},
-             {"PUT", "/fhir/Patient/p1", R"({"resourceType":"Patient","id":"p1","gender":"female"})"}}) {
+             {"PUT", "/fhir/Patient/p1",
+              R"({"resourceType":"Patient","id":"p1","gender":"female"})"}}) {
       auto r = c.Send(method, target, body, body.empty() ? http::Headers{} : kJson);
       ASSERT_TRUE(r.ok()) << r.status().ToString();
       EXPECT_EQ(r->status, 503) << method << " " << target << ": " << r->body;

@@ -24,10 +24,9 @@ class TwoNodesTest : public ::testing::Test {
     place_ = std::make_unique<TestStore>(Backend::kPostgres);
     ASSERT_FALSE(place_->url().empty()) << "no PostgreSQL test database";
     for (auto& node : nodes_) {
-      node = std::make_unique<TestServer>(std::string(),
-                                          std::vector<std::string>{"--store", "postgres",
-                                                                   "--postgres", place_->url(),
-                                                                   "--no-access-log"});
+      node = std::make_unique<TestServer>(
+          std::string(), std::vector<std::string>{"--store", "postgres", "--postgres",
+                                                  place_->url(), "--no-access-log"});
       ASSERT_TRUE(node->Start()) << node->log();
     }
   }
@@ -41,9 +40,9 @@ const http::Headers kJson = {{"Content-Type", "application/fhir+json"}};
 
 TEST_F(TwoNodesTest, OptimisticIncrementsAcrossNodesLoseNothing) {
   http::Client seed(Base(0));
-  auto created = seed.Send("PUT", "/fhir/Patient/counter",
-                           R"({"resourceType":"Patient","id":"counter","multipleBirthInteger":0})",
-                           kJson);
+  auto created =
+      seed.Send("PUT", "/fhir/Patient/counter",
+                R"({"resourceType":"Patient","id":"counter","multipleBirthInteger":0})", kJson);
   ASSERT_TRUE(created.ok());
   ASSERT_EQ(created->status, 201) << created->body;
   constexpr int kThreads = 8, kEach = 15;
@@ -140,8 +139,8 @@ TEST_F(TwoNodesTest, BlindUpdatesGetDenseVersionsAndConditionalCreatesMakeOne) {
   for (int v = 1; v <= kThreads * kEach; ++v) EXPECT_TRUE(distinct.count(std::to_string(v))) << v;
   http::Client c(Base(1));
   for (int k = 0; k < kIdentifiers; ++k) {
-    auto found = c.Send("GET", "/fhir/Patient?identifier=urn:test|same-" + std::to_string(k) +
-                                   "&_summary=count");
+    auto found = c.Send(
+        "GET", "/fhir/Patient?identifier=urn:test|same-" + std::to_string(k) + "&_summary=count");
     EXPECT_EQ(ParseJson(found->body)->at("total").as_int64(), 1) << k;
   }
 }

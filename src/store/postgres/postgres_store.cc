@@ -595,47 +595,147 @@ class PgWriteTxn : public PgView, public WriteTxn {
   std::atomic<int64_t>& last_ts_;
 };
 
+// A pool of connections to one server. Connections are opened on first need (up to `size`),
+// and one that lost its server is reconnected when next taken.
+class Pool {
+ public:
+  Pool(std::string url, int size) : url_(std::move(url)), size_(size < 1 ? 1 : size) {}
+
+  // Opens every connection now: the primary fails fast at start when it is unreachable.
+  Status Fill() {
+    std::lock_guard lock(mu_);
+    while (open_count_ < size_) {
+      ASSIGN_OR_RETURN(auto c, pg::Conn::Open(url_));
+      idle_.push_back(std::move(c));
+      open_count_++;
+    }
+    return Status::Ok();
+  }
+
+  // Runs fn with a connection. While the server stays away, fails with kUnavailable (503).
+  // A connection only learns that its server restarted when it next fails: `retry` (for calls
+  // that change nothing, or that failed before changing anything) runs fn once more on a
+  // reconnected connection, so the first request after a restart does not see the old one.
+  Status With(const std::function<Status(pg::Conn&)>& fn, bool retry = false) {
+    std::unique_ptr<pg::Conn> c;
+    bool open_new = false;
+    {
+      std::unique_lock lock(mu_);
+      cv_.wait(lock, [&] { return !idle_.empty() || open_count_ < size_ || closed_; });
+      if (closed_) return Status::Unavailable("the store is closed");
+      if (!idle_.empty()) {
+        c = std::move(idle_.back());
+        idle_.pop_back();
+      } else {
+        open_new = true;
+        open_count_++;
+      }
+      busy_++;
+    }
+    Status st;
+    if (open_new) {
+      auto opened = pg::Conn::Open(url_);
+      if (opened.ok()) {
+        c = std::move(opened).value();
+      } else {
+        st = opened.status();
+      }
+    } else if (!c->Healthy()) {
+      st = c->Reset();
+    }
+    if (st.ok()) st = fn(*c);
+    if (retry && c && st.code() == StatusCode::kUnavailable && !c->Healthy() && c->Reset().ok()) {
+      st = fn(*c);
+    }
+    if (c && c->Healthy() && !c->Idle()) (void)c->Exec("ROLLBACK");
+    {
+      std::lock_guard lock(mu_);
+      busy_--;
+      if (c) {
+        idle_.push_back(std::move(c));
+      } else {
+        open_count_--;  // could not connect: the next caller tries again
+      }
+    }
+    cv_.notify_all();
+    return st;
+  }
+
+  // Refuses new work, waits for the calls in progress, and disconnects.
+  void Close() {
+    std::unique_lock lock(mu_);
+    closed_ = true;
+    cv_.notify_all();
+    cv_.wait(lock, [&] { return busy_ == 0; });
+    idle_.clear();
+    open_count_ = 0;
+  }
+
+ private:
+  const std::string url_;
+  const int size_;
+  std::mutex mu_;
+  std::condition_variable cv_;
+  std::vector<std::unique_ptr<pg::Conn>> idle_;
+  int open_count_ = 0, busy_ = 0;
+  bool closed_ = false;
+};
+
+// A streaming replica: its pool, and the newest WAL position it was seen to have replayed.
+struct Replica {
+  Replica(std::string url, int size) : pool(std::move(url), size) {}
+  Pool pool;
+  std::atomic<uint64_t> replayed{0};
+};
+
 class PostgresStore : public Store {
  public:
-  explicit PostgresStore(PostgresOptions options) : options_(std::move(options)) {}
+  explicit PostgresStore(PostgresOptions options)
+      : options_(std::move(options)), primary_(options_.url, options_.connections) {
+    for (const std::string& url : options_.replicas) {
+      replicas_.push_back(std::make_unique<Replica>(url, options_.connections));
+    }
+  }
   ~PostgresStore() override { Close(); }
 
   Status Open() {
-    if (options_.connections < 1) options_.connections = 1;
-    for (int i = 0; i < options_.connections; ++i) {
-      ASSIGN_OR_RETURN(auto c, pg::Conn::Open(options_.url));
-      idle_.push_back(std::move(c));
-    }
-    pg::Conn& c = *idle_.front();
-    RETURN_IF_ERROR(Migrate(c));
-    ASSIGN_OR_RETURN(pg::Rows r, c.Query("SELECT coalesce((SELECT max(ts) FROM versions), 0), "
-                                         "NOT EXISTS (SELECT 1 FROM current)"));
-    last_ts_ = r.Int(0, 0);
-    was_empty_ = r.Int(0, 1) != 0;
+    RETURN_IF_ERROR(primary_.Fill());
+    RETURN_IF_ERROR(primary_.With([&](pg::Conn& c) -> Status {
+      RETURN_IF_ERROR(Migrate(c));
+      ASSIGN_OR_RETURN(pg::Rows r, c.Query("SELECT coalesce((SELECT max(ts) FROM versions), 0), "
+                                           "NOT EXISTS (SELECT 1 FROM current)"));
+      last_ts_ = r.Int(0, 0);
+      was_empty_ = r.Int(0, 1) != 0;
+      return Status::Ok();
+    }));
     open_ = true;
     return Status::Ok();
   }
 
   Status Read(const std::function<Status(ReadView&)>& fn) override {
-    return WithConn([&](pg::Conn& c) -> Status {
-      RETURN_IF_ERROR(c.Exec("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY"));
-      PgView view(c);
-      Status st = fn(view);
-      Status end = c.Exec(st.ok() ? "COMMIT" : "ROLLBACK");
-      return st.ok() ? end : st;
-    });
+    return Route([&](pg::Conn& c) { return Snapshot(c, fn); });
   }
 
   Status ReadStatement(const std::function<Status(ReadView&)>& fn) override {
-    return WithConn([&](pg::Conn& c) -> Status {
+    return Route([&](pg::Conn& c) -> Status {
       PgView view(c);
       return fn(view);
     });
   }
 
+  Status ReadPrimary(const std::function<Status(ReadView&)>& fn) override {
+    return primary_.With([&](pg::Conn& c) { return Snapshot(c, fn); }, /*retry=*/true);
+  }
+
   Status Write(const std::function<Status(WriteTxn&)>& fn) override {
-    Status st = WithConn([&](pg::Conn& c) -> Status {
-      RETURN_IF_ERROR(c.Exec("BEGIN"));
+    Status st = primary_.With([&](pg::Conn& c) -> Status {
+      Status begun = c.Exec("BEGIN");
+      if (!begun.ok() && !c.Healthy()) {
+        // The server restarted since this connection last worked; nothing was sent yet.
+        RETURN_IF_ERROR(c.Reset());
+        begun = c.Exec("BEGIN");
+      }
+      RETURN_IF_ERROR(begun);
       PgWriteTxn txn(c, last_ts_);
       Status st = fn(txn);
       // A statement that failed unnoticed would make COMMIT roll back without an error.
@@ -648,6 +748,18 @@ class PostgresStore : public Store {
       }
       // Durable when COMMIT returns (synchronous_commit, PostgreSQL's default).
       RETURN_IF_ERROR(c.Exec("COMMIT"));
+      if (!replicas_.empty()) {
+        // Where WAL is being inserted now, past this commit's record (the write position can
+        // lag it when commits are asynchronous): reads on this node go to a replica only once
+        // it has replayed this far, so a client reads its own writes.
+        auto lsn = c.Query("SELECT pg_current_wal_insert_lsn()");
+        if (lsn.ok()) {
+          uint64_t at = static_cast<uint64_t>(lsn->Int(0, 0));
+          uint64_t seen = written_lsn_.load();
+          while (seen < at && !written_lsn_.compare_exchange_weak(seen, at)) {
+          }
+        }
+      }
       return Status::Ok();
     });
     if (st.ok()) {
@@ -662,7 +774,7 @@ class PostgresStore : public Store {
     StoreStats stats;
     stats.write_calls = write_calls_;
     stats.commits = commits_;
-    RETURN_IF_ERROR(WithConn([&](pg::Conn& c) -> Status {
+    RETURN_IF_ERROR(primary_.With([&](pg::Conn& c) -> Status {
       ASSIGN_OR_RETURN(pg::Rows r, c.Query("SELECT (SELECT count(*) FROM current WHERE "
                                            "deleted=0), (SELECT count(*) FROM versions)"));
       stats.resources = r.Int(0, 0);
@@ -676,15 +788,53 @@ class PostgresStore : public Store {
   bool WasEmptyAtOpen() const override { return was_empty_; }
 
   void Close() override {
-    std::unique_lock lock(mu_);
-    if (!open_ && idle_.empty()) return;
     open_ = false;
-    cv_.notify_all();
-    cv_.wait(lock, [&] { return busy_ == 0; });
-    idle_.clear();
+    primary_.Close();
+    for (auto& r : replicas_) r->pool.Close();
   }
 
  private:
+  static Status Snapshot(pg::Conn& c, const std::function<Status(ReadView&)>& fn) {
+    RETURN_IF_ERROR(c.Exec("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY"));
+    PgView view(c);
+    Status st = fn(view);
+    Status end = c.Exec(st.ok() ? "COMMIT" : "ROLLBACK");
+    return st.ok() ? end : st;
+  }
+
+  // A read goes to a replica (in turn) that has replayed every write this node made; its
+  // replay position is asked again only when this node wrote since it was last seen. A replica
+  // that is behind, or away, leaves the read to the primary.
+  Status Route(const std::function<Status(pg::Conn&)>& fn) {
+    if (!open_) return Status::Unavailable("the store is closed");
+    size_t n = replicas_.size();
+    uint64_t need = written_lsn_.load();
+    for (size_t k = 0; k < n; ++k) {
+      Replica& r = *replicas_[(next_replica_++ + k) % n];
+
+      bool served = false;
+      Status st = r.pool.With(
+          [&](pg::Conn& c) -> Status {
+            if (r.replayed.load() < need) {
+              ASSIGN_OR_RETURN(pg::Rows lsn, c.Query("SELECT pg_last_wal_replay_lsn()"));
+              if (lsn.rows() != 1 || lsn.IsNull(0, 0)) {
+                return Status::Unavailable("not a streaming replica");
+              }
+              uint64_t at = static_cast<uint64_t>(lsn.Int(0, 0));
+              uint64_t seen = r.replayed.load();
+              while (seen < at && !r.replayed.compare_exchange_weak(seen, at)) {
+              }
+              if (at < need) return Status::Ok();  // behind: the primary serves this read
+            }
+            served = true;
+            return fn(c);
+          },
+          /*retry=*/true);
+      if (served && st.code() != StatusCode::kUnavailable) return st;
+    }
+    return primary_.With(fn, /*retry=*/true);
+  }
+
   Status Migrate(pg::Conn& c) {
     RETURN_IF_ERROR(c.Exec("SELECT pg_advisory_lock(" + std::to_string(kMigrationLock) + ")"));
     Status st = ApplyMigrations(c);
@@ -725,32 +875,8 @@ class PostgresStore : public Store {
     return Status::Ok();
   }
 
-  // Runs fn with a pooled connection. A connection that lost its server is reconnected first;
-  // while the database stays away, calls fail with kUnavailable (HTTP 503).
-  Status WithConn(const std::function<Status(pg::Conn&)>& fn) {
-    std::unique_ptr<pg::Conn> c;
-    {
-      std::unique_lock lock(mu_);
-      cv_.wait(lock, [&] { return !idle_.empty() || !open_; });
-      if (!open_) return Status::Unavailable("the store is closed");
-      c = std::move(idle_.back());
-      idle_.pop_back();
-      busy_++;
-    }
-    Status st = c->Healthy() ? Status::Ok() : c->Reset();
-    if (st.ok()) st = fn(*c);
-    if (c->Healthy() && !c->Idle()) (void)c->Exec("ROLLBACK");
-    {
-      std::lock_guard lock(mu_);
-      busy_--;
-      idle_.push_back(std::move(c));
-    }
-    cv_.notify_all();
-    return st;
-  }
-
   void PruneRequests() {
-    (void)WithConn([&](pg::Conn& c) -> Status {
+    (void)primary_.With([&](pg::Conn& c) -> Status {
       return c
           .Query("DELETE FROM requests WHERE ts < $1::bigint",
                  pg::Params().Int(NowMicros() - options_.request_log_ttl_seconds * 1000000))
@@ -759,15 +885,14 @@ class PostgresStore : public Store {
   }
 
   PostgresOptions options_;
+  Pool primary_;
+  std::vector<std::unique_ptr<Replica>> replicas_;
+  std::atomic<size_t> next_replica_{0};
+  std::atomic<uint64_t> written_lsn_{0};  // the WAL position after this node's latest write
   std::atomic<int64_t> last_ts_{0};
   std::atomic<int64_t> write_calls_{0}, commits_{0};
   bool was_empty_ = false;
   std::atomic<bool> open_{false};
-
-  std::mutex mu_;
-  std::condition_variable cv_;
-  std::vector<std::unique_ptr<pg::Conn>> idle_;
-  int busy_ = 0;
 };
 
 }  // namespace
