@@ -8,6 +8,7 @@
 #include "fhir/model.h"
 #include "fhirpath_cmd.h"
 #include "importer/importer.h"
+#include "migrate.h"
 #include "search/indexer.h"
 #include "serve.h"
 #include "store/store.h"
@@ -94,6 +95,19 @@ int main(int argc, char** argv) {
                          "each");
   fhirpath_cmd->add_option("expression", fp.expression, "The FHIRPath expression");
 
+  app::MigrateOptions migrate;
+  bool migrate_no_progress = false;
+  auto* migrate_cmd = cli.add_subcommand(
+      "migrate", "Copy an embedded store, every version, into an empty PostgreSQL database");
+  migrate_cmd->add_option("--from-sqlite", migrate.from_sqlite, "The store directory to copy")
+      ->required();
+  migrate_cmd->add_option("--postgres", migrate.to.postgres_url, "The target database URL")
+      ->required();
+  migrate_cmd->add_option("--batch", migrate.batch, "Versions per transaction")
+      ->check(CLI::Range(1, 100000))
+      ->capture_default_str();
+  migrate_cmd->add_flag("--no-progress", migrate_no_progress, "Do not show a progress display");
+
   auto* version_cmd = cli.add_subcommand("version", "Print the version");
 
   CLI11_PARSE(cli, argc, argv);
@@ -123,6 +137,10 @@ int main(int argc, char** argv) {
     int rc = app::Serve(serve);
     FlushLogs();
     return rc;
+  }
+  if (migrate_cmd->parsed()) {
+    migrate.progress = !migrate_no_progress;
+    return app::Migrate(migrate);
   }
   if (import_cmd->parsed()) {
     bool to_postgres = import_store.kind == "postgres" || !import_store.postgres_url.empty();

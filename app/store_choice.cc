@@ -12,7 +12,7 @@ void AddStoreOptions(CLI::App* cmd, StoreChoice& choice) {
   cmd->add_option("--postgres", choice.postgres_url,
                   "PostgreSQL URL, e.g. postgresql://taproot@db.example:5432/taproot (implies "
                   "--store postgres; the schema is created or migrated on start)");
-    cmd->add_option("--postgres-replica", choice.postgres_replicas,
+  cmd->add_option("--postgres-replica", choice.postgres_replicas,
                   "A streaming replica of --postgres to serve reads and searches (repeatable); "
                   "writes, and reads with Cache-Control: no-cache, go to the primary");
   cmd->add_option("--postgres-connections", choice.postgres_connections,
@@ -28,7 +28,7 @@ Result<std::unique_ptr<store::Store>> OpenStore(const StoreChoice& choice) {
     }
     store::PostgresOptions po;
     po.url = choice.postgres_url;
-        po.connections = choice.postgres_connections;
+    po.connections = choice.postgres_connections;
     po.replicas = choice.postgres_replicas;
     return store::OpenPostgresStore(po);
   }

@@ -19,7 +19,7 @@ namespace taproot::app {
 struct StoreChoice {
   std::string kind = "sqlite";  // "sqlite" or "postgres"
   std::string data_dir = "./data";
-    std::string postgres_url;
+  std::string postgres_url;
   std::vector<std::string> postgres_replicas;
   int postgres_connections = 16;
   bool sync = true;  // SQLite only: fsync every commit

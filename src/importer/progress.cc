@@ -7,8 +7,10 @@
 
 namespace taproot::importer {
 
-Progress::Progress(std::string label, int64_t total_files, int64_t total_bytes, bool enabled)
+Progress::Progress(std::string label, int64_t total_files, int64_t total_bytes, bool enabled,
+                   std::string unit)
     : label_(std::move(label)),
+      unit_(std::move(unit)),
       total_files_(total_files),
       total_bytes_(total_bytes),
       enabled_(enabled),
@@ -18,7 +20,7 @@ Progress::Progress(std::string label, int64_t total_files, int64_t total_bytes, 
 
 std::string Progress::Line(const std::string& label, int64_t files, int64_t total_files,
                            int64_t resources, int64_t failures, double seconds, double fraction,
-                           int width) {
+                           int width, const std::string& unit) {
   double rate = seconds > 0 ? resources / seconds : 0;
   char eta[32] = "--";
   if (fraction > 0.01 && fraction < 1) {
@@ -27,9 +29,9 @@ std::string Progress::Line(const std::string& label, int64_t files, int64_t tota
     std::snprintf(eta, sizeof eta, "0s");
   }
   char text[256];
-  std::snprintf(text, sizeof text, " %3.0f%% files %lld/%lld  %lld resources  %.0f/s  %s%s ETA %s",
-                fraction * 100, static_cast<long long>(files), static_cast<long long>(total_files),
-                static_cast<long long>(resources), rate,
+  std::snprintf(text, sizeof text, " %3.0f%% %s %lld/%lld  %lld resources  %.0f/s  %s%s ETA %s",
+                fraction * 100, unit.c_str(), static_cast<long long>(files),
+                static_cast<long long>(total_files), static_cast<long long>(resources), rate,
                 failures ? std::to_string(failures).c_str() : "", failures ? " failed " : "", eta);
   std::string out = label;
   int bar = width - static_cast<int>(out.size() + std::string(text).size()) - 3;
@@ -70,7 +72,7 @@ void Progress::Draw(bool final) {
     if (ioctl(STDERR_FILENO, TIOCGWINSZ, &ws) == 0 && ws.ws_col > 20) width = ws.ws_col;
   }
   std::string line = Line(label_, files_, total_files_, resources_, failures_, secs, fraction,
-                          tty_ ? width - 1 : 0);
+                          tty_ ? width - 1 : 0, unit_);
   if (tty_) {
     std::fprintf(stderr, "\r%s\033[K%s", line.c_str(), final ? "\n" : "");
   } else {

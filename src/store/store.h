@@ -211,6 +211,9 @@ class ReadView {
   virtual Result<SearchPage> Search(const SearchQuery& query) = 0;
   virtual Result<HistoryPage> History(const HistoryQuery& query) = 0;
   virtual Result<std::optional<RequestRecord>> FindRequest(const std::string& request_id) = 0;
+  // Every version (tombstones too) with seq > after_seq, oldest first, at most `limit`: a full
+  // copy of the store, batch by batch (taproot migrate).
+  virtual Result<std::vector<VersionRecord>> ScanVersions(int64_t after_seq, int64_t limit) = 0;
   // The types among `links` ((type, reference parameter) pairs) that have a current version
   // referring to target_type/target_id through that parameter: which types a compartment
   // (Patient/123) holds anything of, in one lookup instead of one search per type.
@@ -248,7 +251,7 @@ class Store {
  public:
   virtual ~Store() = default;
   virtual Status Read(const std::function<Status(ReadView&)>& fn) = 0;
-    // For a callback that runs exactly one query (a read by id): a single statement is consistent
+  // For a callback that runs exactly one query (a read by id): a single statement is consistent
   // by itself, so the backend may skip the explicit snapshot transaction.
   virtual Status ReadStatement(const std::function<Status(ReadView&)>& fn) = 0;
   // Read and ReadStatement may be served by a read replica that has replayed every write this
@@ -282,7 +285,7 @@ Result<std::unique_ptr<Store>> OpenSqliteStore(const SqliteOptions& options);
 struct PostgresOptions {
   // The primary, as a libpq connection URL: postgresql://user@host:port/dbname. Every write
   // and every read goes here.
-    std::string url;
+  std::string url;
   // Streaming replicas of the primary: reads and searches go to them (see Store::Read).
   std::vector<std::string> replicas;
   int connections = 16;  // pooled connections per server (each serves one call at a time)

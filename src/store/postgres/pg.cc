@@ -80,7 +80,7 @@ Conn::~Conn() {
 }
 
 Result<std::unique_ptr<Conn>> Conn::Open(const std::string& url) {
-    auto conn = std::make_unique<Conn>();
+  auto conn = std::make_unique<Conn>();
   // A database host that does not answer must not hang requests: give up connecting after a
   // few seconds unless the URL says otherwise.
   const char* keys[] = {"dbname", "connect_timeout", nullptr};

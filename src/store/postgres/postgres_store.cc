@@ -324,6 +324,14 @@ class PgView : public virtual ReadView {
     return out;
   }
 
+  Result<std::vector<VersionRecord>> ScanVersions(int64_t after_seq, int64_t limit) override {
+    ASSIGN_OR_RETURN(pg::Rows r, c_.Prepared("SELECT type, id, version, ts, deleted, method, "
+                                             "body, seq FROM versions WHERE seq>$1::bigint ORDER "
+                                             "BY seq LIMIT $2::bigint",
+                                             pg::Params().Int(after_seq).Int(limit)));
+    return AllVersions(r);
+  }
+
   Result<std::optional<RequestRecord>> FindRequest(const std::string& request_id) override {
     ASSIGN_OR_RETURN(pg::Rows r, c_.Prepared("SELECT fingerprint, status, headers, body FROM "
                                              "requests WHERE request_id=$1",

@@ -453,6 +453,14 @@ class SqliteView : public virtual ReadView {
     return out;
   }
 
+  Result<std::vector<VersionRecord>> ScanVersions(int64_t after_seq, int64_t limit) override {
+    ASSIGN_OR_RETURN(sqlite3_stmt * s,
+                     c_.Prepare(std::string("SELECT ") + kVersionColumns +
+                                " FROM versions WHERE seq>? ORDER BY seq LIMIT ?"));
+    Binder{s}.Int(after_seq).Int(limit);
+    return All(s);
+  }
+
   Result<std::optional<RequestRecord>> FindRequest(const std::string& request_id) override {
     ASSIGN_OR_RETURN(sqlite3_stmt * s,
                      c_.Prepare("SELECT fingerprint, status, headers, body FROM requests WHERE "
