@@ -9,6 +9,7 @@
 #include "common/json.h"
 #include "fhir/model.h"
 #include "importer/progress.h"
+#include "search/compartments.h"
 #include "search/indexer.h"
 
 namespace taproot::app {
@@ -48,7 +49,6 @@ Result<Batch> NextBatch(store::Store& source, int64_t after, int limit, int thre
         store::WriteRecord& r = batch.records[i];
         if (r.version.json.empty()) continue;
         r.compressed_body = ZstdCompress(r.version.json, 1);
-        if (!current[i]) continue;
         auto doc = ParseJson(r.version.json);
         if (!doc.ok()) {
           errors[static_cast<size_t>(t)] = Status::Internal(
@@ -56,7 +56,8 @@ Result<Batch> NextBatch(store::Store& source, int64_t after, int limit, int thre
               std::to_string(r.version.version) + " is not valid JSON: " + doc.status().message());
           return;
         }
-        r.index = search::ExtractIndex(model, r.version.type, *doc);
+        if (current[i]) r.index = search::ExtractIndex(model, r.version.type, *doc);
+        r.patient = search::PatientKey(r.version.type, r.version.id, r.index, &*doc);
       }
     });
   }

@@ -334,7 +334,7 @@ Status PrepareBundle(store::Store& store, const Ops& ops, BundlePlan& plan) {
       }
     }
   }
-    // From the primary: what it decides is checked again by the write, and a stale replica would
+  // From the primary: what it decides is checked again by the write, and a stale replica would
   // only make that check fail.
   return store.ReadPrimary([&](store::ReadView& view) -> Status {
     for (BundleEntryPlan& e : plan.entries) {

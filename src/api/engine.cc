@@ -103,7 +103,7 @@ class Engine::Impl {
     return res;
   }
 
-    static bool WantsLatest(const FhirRequest& req) {
+  static bool WantsLatest(const FhirRequest& req) {
     const std::string& cc = req.Header("cache-control");
     return !cc.empty() && Contains(cc, "no-cache");
   }
@@ -123,10 +123,10 @@ class Engine::Impl {
       // read and vread are one query each; everything else needs a snapshot.
       bool one_query = (parts.size() == 2 && parts[1] != "_history") ||
                        (parts.size() == 4 && parts[2] == "_history");
-            // Cache-Control: no-cache asks for the latest: the primary, never a replica.
-      Status st = WantsLatest(req)  ? store_.ReadPrimary(route)
-                  : one_query       ? store_.ReadStatement(route)
-                                    : store_.Read(route);
+      // Cache-Control: no-cache asks for the latest: the primary, never a replica.
+      Status st = WantsLatest(req) ? store_.ReadPrimary(route)
+                  : one_query      ? store_.ReadStatement(route)
+                                   : store_.Read(route);
       if (!st.ok()) return ErrorResponse(st);
       return res;
     }
@@ -248,7 +248,7 @@ class Engine::Impl {
     if (!form.ok()) return ErrorResponse(form.status());
     Params params = req.query;
     params.insert(params.end(), form->begin(), form->end());
-        FhirResponse res;
+    FhirResponse res;
     auto run = [&](store::ReadView& view) -> Status {
       res = Search(view, ctx, req, type, params);
       return Status::Ok();
@@ -264,7 +264,7 @@ class Engine::Impl {
     std::string fingerprint = req.method + " " + req.path + "?" + req.raw_query;
     if (ctx.client_request_id) {
       std::optional<store::RequestRecord> seen;
-            // The first attempt may have gone to another node a moment ago: ask the primary.
+      // The first attempt may have gone to another node a moment ago: ask the primary.
       Status st = store_.ReadPrimary([&](store::ReadView& view) -> Status {
         ASSIGN_OR_RETURN(seen, view.FindRequest(ctx.request_id));
         return Status::Ok();
@@ -275,7 +275,7 @@ class Engine::Impl {
     // Preparation (parsing, validation, serialisation, compression, and for Bundles the
     // resolution of conditional references against a snapshot) runs here, in parallel across
     // requests; the writer only checks what may have changed and stores. If a snapshot went
-        // stale in between, the writer aborts and the request is prepared again. On a store shared
+    // stale in between, the writer aborts and the request is prepared again. On a store shared
     // by several nodes (PostgreSQL), a write that lost a race to another node's write of the same
     // resource aborts too: with many writers on one resource, each round lets one through, so
     // the retries back off a little, at random, to spread the next round out.

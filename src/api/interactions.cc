@@ -10,6 +10,7 @@
 #include "fhir/json_patch.h"
 #include "fhir/primitives.h"
 #include "fhir/validator.h"
+#include "search/compartments.h"
 #include "search/indexer.h"
 #include "search/query.h"
 
@@ -95,6 +96,7 @@ PreparedResource PrepareResource(const fhir::Model& model, std::string type, std
   p.text = json::serialize(out);
   p.compressed = ZstdCompress(p.text, 1);
   p.index = search::ExtractIndex(model, type, doc);
+  p.patient = search::PatientKey(type, id, p.index, &doc);
   p.type = std::move(type);
   p.id = std::move(id);
   p.body_id = std::string(GetString(resource, "id"));
@@ -112,6 +114,7 @@ Result<OpResult> Ops::WriteVersion(store::WriteTxn& txn, const PreparedResource&
   rec.version.method = method;
   rec.compressed_body = prepared.compressed;
   rec.index = prepared.index;
+  rec.patient = prepared.patient;
   RETURN_IF_ERROR(txn.Put(rec));
   OpResult r;
   r.status = status;

@@ -46,6 +46,7 @@ struct PreparedResource {
   std::string text;
   std::string compressed;
   std::vector<store::IndexEntry> index;
+  std::string patient;  // search::PatientKey
 };
 
 PreparedResource PrepareResource(const fhir::Model& model, std::string type, std::string id,

@@ -7,6 +7,8 @@
 #include "common/embedded.h"
 #include "common/json.h"
 #include "common/log.h"
+#include "search/indexer.h"
+#include "search/params.h"
 
 namespace taproot::search {
 namespace {
@@ -72,6 +74,30 @@ const std::vector<std::string>& CompartmentTypes(std::string_view compartment) {
   static const std::vector<std::string> kNone;
   auto c = Get().types.find(compartment);
   return c == Get().types.end() ? kNone : c->second;
+}
+
+std::string PatientKey(std::string_view type, std::string_view id,
+                       const std::vector<store::IndexEntry>& rows,
+                       const boost::json::value* resource) {
+  if (type == "Patient") return std::string(id);
+  auto first_patient = [](const std::vector<store::IndexEntry>& of, const std::string& param) {
+    for (const store::IndexEntry& e : of) {
+      if (e.kind == store::IndexKind::kReference && e.param == param && e.system == "Patient") {
+        return e.value;
+      }
+    }
+    return std::string();
+  };
+  for (const std::string& param : CompartmentParams("Patient", type)) {
+    std::string key = first_patient(rows, param);
+    if (key.empty() && resource) {
+      if (const ParamDef* def = R4Params().Find(type, param)) {
+        key = first_patient(ExtractParam(*def, *resource), param);
+      }
+    }
+    if (!key.empty()) return key;
+  }
+  return {};
 }
 
 }  // namespace taproot::search

@@ -7,9 +7,12 @@
 // immutable and shared between threads afterwards.
 #pragma once
 
+#include <boost/json/fwd.hpp>
 #include <string>
 #include <string_view>
 #include <vector>
+
+#include "store/store.h"
 
 namespace taproot::search {
 
@@ -24,5 +27,15 @@ const std::vector<std::string>& CompartmentParams(std::string_view compartment,
 
 // The resource types that can be in the compartment, sorted.
 const std::vector<std::string>& CompartmentTypes(std::string_view compartment);
+
+// The patient whose compartment a resource version is in, from its index rows: a Patient's own
+// id; otherwise the target of the first of its type's Patient-compartment parameters (in the
+// CompartmentDefinition's order) that refers to a Patient; empty for resources outside every
+// patient's compartment (Organization, Medication, ValueSet ...). The key by which a
+// distributed database places a row (docs/scaling.md). A parameter without rows (writes that
+// index identifiers only, or no rows given) is read from `resource` when it is given.
+std::string PatientKey(std::string_view type, std::string_view id,
+                       const std::vector<store::IndexEntry>& rows,
+                       const boost::json::value* resource = nullptr);
 
 }  // namespace taproot::search

@@ -81,6 +81,10 @@ struct WriteRecord {
   // run in parallel); when empty, the store compresses version.json itself.
   std::string compressed_body;
   std::vector<IndexEntry> index;  // ignored for tombstones (a deleted resource has no rows)
+  // The patient whose compartment this version is in (search::PatientKey), empty if none; a
+  // tombstone keeps its resource's. Backends that can be distributed (PostgreSQL) file every
+  // row of the version under it.
+  std::string patient;
 };
 
 // Comparison prefixes for ordered values (dates, numbers, quantities): R4 search 3.1.1.4.

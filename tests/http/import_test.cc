@@ -55,6 +55,26 @@ TEST_P(OfflineImportTest, AllSyntheaBundlesLoadWithZeroFailures) {
   std::string subject(b.at("entry").at(0).at("resource").at("subject").at("reference").as_string());
   EXPECT_EQ(c.Send("GET", "/fhir/" + subject)->status, 200) << subject;
   server.Kill();
+  if (GetParam() == testing::Backend::kPostgres) {
+    // Written through the API, every clinical row is filed under its patient.
+    auto sql = store::pg::Conn::Open(place.url());
+    ASSERT_TRUE(sql.ok());
+    auto count = [&](const std::string& q) {
+      auto r = (*sql)->Query(q);
+      EXPECT_TRUE(r.ok()) << q;
+      return r.ok() ? r->Int(0, 0) : -1;
+    };
+    EXPECT_EQ(count("SELECT count(*) FROM current WHERE type='Patient' AND patient<>id"), 0);
+    EXPECT_EQ(count("SELECT count(*) FROM current WHERE type IN ('Observation', 'Encounter', "
+                    "'Condition', 'MedicationRequest', 'Procedure') AND patient=''"),
+              0);
+    EXPECT_EQ(count("SELECT count(*) FROM current c JOIN idx_ref r ON r.seq=c.seq AND "
+                    "r.param='subject' AND r.target_type='Patient' WHERE c.patient<>r.target"),
+              0);
+    EXPECT_EQ(count("SELECT count(*) FROM idx_token t JOIN versions v ON v.seq=t.seq WHERE "
+                    "t.patient<>v.patient"),
+              0);
+  }
 }
 
 TEST(ImportTest, OverHttpOneBadFileDoesNotStopTheOthers) {

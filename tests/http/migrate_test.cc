@@ -132,6 +132,37 @@ TEST(MigrateTest, CopiesEveryVersionAndSearchesAgree) {
   }
   (*a)->Close();
   (*b)->Close();
+  // Every row of the copy is filed under its patient (docs/scaling.md), checked in SQL against
+  // the rows' own references.
+  auto sql = store::pg::Conn::Open(to.url());
+  ASSERT_TRUE(sql.ok());
+  auto count = [&](const std::string& q) {
+    auto r = (*sql)->Query(q);
+    EXPECT_TRUE(r.ok()) << q << ": " << r.status().ToString();
+    return r.ok() ? r->Int(0, 0) : -1;
+  };
+  EXPECT_EQ(count("SELECT count(*) FROM versions WHERE type='Patient' AND patient<>id"), 0);
+  EXPECT_GT(count("SELECT count(*) FROM versions WHERE type='Patient'"), 6);
+  EXPECT_EQ(count("SELECT count(*) FROM versions WHERE type IN ('Organization', "
+                  "'Practitioner') AND patient<>''"),
+            0);
+  EXPECT_EQ(count("SELECT count(*) FROM current c JOIN idx_ref r ON r.seq=c.seq AND "
+                  "r.param='subject' AND r.target_type='Patient' WHERE c.type IN "
+                  "('Observation', 'Condition') AND c.patient<>r.target"),
+            0);
+  EXPECT_GT(count("SELECT count(*) FROM current WHERE type='Observation' AND patient<>''"), 100);
+  EXPECT_EQ(count("SELECT count(*) FROM current WHERE type='Observation' AND patient=''"), 0);
+  for (const char* table : {"idx_token", "idx_string", "idx_date", "idx_quantity", "idx_ref",
+                            "idx_uri", "idx_number"}) {
+    EXPECT_EQ(count(std::string("SELECT count(*) FROM ") + table +
+                    " t JOIN versions v ON v.seq=t.seq WHERE t.patient<>v.patient"),
+              0)
+        << table;
+  }
+  // The deleted Observation's tombstone stays with its patient.
+  EXPECT_EQ(count("SELECT count(*) FROM versions WHERE type='Observation' AND id='" +
+                  observation_id + "' AND deleted=1 AND patient<>''"),
+            1);
   // Into a database that is no longer empty: refused.
   auto again =
       testing::RunCommand(std::string(TAPROOT_BINARY) + " migrate --no-progress " +

@@ -42,6 +42,7 @@ CREATE TABLE versions(
   deleted smallint NOT NULL,
   method text NOT NULL,
   body bytea,
+  patient text COLLATE "C" NOT NULL,
   UNIQUE(type, id, version));
 CREATE INDEX versions_by_type ON versions(type, seq);
 CREATE INDEX versions_by_ts ON versions(ts);
@@ -53,47 +54,52 @@ CREATE TABLE current(
   seq bigint NOT NULL,
   deleted smallint NOT NULL,
   ts bigint NOT NULL,
+  patient text COLLATE "C" NOT NULL,
   PRIMARY KEY(type, id));
 -- Search index rows, one table per kind, each row with the seq of the version that produced it
 -- (see the SQLite schema in store/sqlite/sqlite_store.cc: the same tables, the same keys).
+-- Every row of a resource in a patient's compartment carries that patient's id (`patient`,
+-- empty outside every compartment): the column a distributed PostgreSQL shards by
+-- (docs/scaling.md).
 CREATE TABLE idx_token(
   type text COLLATE "C" NOT NULL, param text COLLATE "C" NOT NULL,
-  code text COLLATE "C" NOT NULL, system text COLLATE "C" NOT NULL, seq bigint NOT NULL,
+  code text COLLATE "C" NOT NULL, system text COLLATE "C" NOT NULL, seq bigint NOT NULL, patient text COLLATE "C" NOT NULL,
   PRIMARY KEY(type, param, code, system, seq));
 CREATE TABLE idx_string(
   type text COLLATE "C" NOT NULL, param text COLLATE "C" NOT NULL,
-  norm text COLLATE "C" NOT NULL, exact text COLLATE "C" NOT NULL, seq bigint NOT NULL,
+  norm text COLLATE "C" NOT NULL, exact text COLLATE "C" NOT NULL, seq bigint NOT NULL, patient text COLLATE "C" NOT NULL,
   PRIMARY KEY(type, param, norm, exact, seq));
 CREATE TABLE idx_date(
   type text COLLATE "C" NOT NULL, param text COLLATE "C" NOT NULL,
-  start bigint NOT NULL, "end" bigint NOT NULL, seq bigint NOT NULL,
+  start bigint NOT NULL, "end" bigint NOT NULL, seq bigint NOT NULL, patient text COLLATE "C" NOT NULL,
   PRIMARY KEY(type, param, start, "end", seq));
 CREATE INDEX idx_date_by_seq ON idx_date(seq);
 CREATE TABLE idx_number(
   type text COLLATE "C" NOT NULL, param text COLLATE "C" NOT NULL,
-  value double precision NOT NULL, seq bigint NOT NULL,
+  value double precision NOT NULL, seq bigint NOT NULL, patient text COLLATE "C" NOT NULL,
   PRIMARY KEY(type, param, value, seq));
 CREATE TABLE idx_quantity(
   type text COLLATE "C" NOT NULL, param text COLLATE "C" NOT NULL,
   code text COLLATE "C" NOT NULL, system text COLLATE "C" NOT NULL,
-  value double precision NOT NULL, seq bigint NOT NULL,
+  value double precision NOT NULL, seq bigint NOT NULL, patient text COLLATE "C" NOT NULL,
   PRIMARY KEY(type, param, code, system, value, seq));
 CREATE TABLE idx_ref(
   type text COLLATE "C" NOT NULL, param text COLLATE "C" NOT NULL,
-  target text COLLATE "C" NOT NULL, target_type text COLLATE "C" NOT NULL, seq bigint NOT NULL,
+  target text COLLATE "C" NOT NULL, target_type text COLLATE "C" NOT NULL, seq bigint NOT NULL, patient text COLLATE "C" NOT NULL,
   PRIMARY KEY(type, param, target, target_type, seq));
 CREATE TABLE idx_uri(
   type text COLLATE "C" NOT NULL, param text COLLATE "C" NOT NULL,
-  uri text COLLATE "C" NOT NULL, seq bigint NOT NULL,
+  uri text COLLATE "C" NOT NULL, seq bigint NOT NULL, patient text COLLATE "C" NOT NULL,
   PRIMARY KEY(type, param, uri, seq));
 -- Full text (_text, _content): words folded by taproot_fold, in a GIN index.
 CREATE TABLE idx_fts(
   type text COLLATE "C" NOT NULL, param text COLLATE "C" NOT NULL, seq bigint NOT NULL,
-  body tsvector NOT NULL);
+  body tsvector NOT NULL, patient text COLLATE "C" NOT NULL);
 CREATE INDEX idx_fts_body ON idx_fts USING gin(body);
 CREATE INDEX idx_fts_seq ON idx_fts(seq);
 -- Versions no longer current, and the version that replaced them.
-CREATE TABLE superseded(seq bigint PRIMARY KEY, by_seq bigint NOT NULL);
+CREATE TABLE superseded(seq bigint PRIMARY KEY, by_seq bigint NOT NULL,
+  patient text COLLATE "C" NOT NULL);
 -- Applied write requests by X-Request-ID.
 CREATE TABLE requests(
   request_id text PRIMARY KEY,
@@ -391,20 +397,23 @@ class PgWriteTxn : public PgView, public WriteTxn {
     } else {
       p.Bytes(body);
     }
+    p.Text(rec.patient);
     // One round trip: the new version, the version it supersedes, and the current pointer.
     // The CTEs see one snapshot, so `s` reads the current row as it was before `c` moves it.
     // If another transaction wrote this version first (it waits for that one to end), nothing
     // is inserted and no row comes back.
     auto r = c_.Prepared(
-        "WITH v AS (INSERT INTO versions(type, id, version, ts, deleted, method, body) "
-        "VALUES ($1, $2, $3::bigint, $4::bigint, $5::smallint, $6, $7::bytea) "
-        "ON CONFLICT (type, id, version) DO NOTHING RETURNING seq), "
-        "s AS (INSERT INTO superseded(seq, by_seq) SELECT c.seq, v.seq FROM current c, v WHERE "
-        "c.type=$1 AND c.id=$2), "
-        "c AS (INSERT INTO current(type, id, version, seq, deleted, ts) SELECT $1, $2, "
-        "$3::bigint, v.seq, $5::smallint, $4::bigint FROM v ON CONFLICT (type, id) DO UPDATE SET "
-        "version=EXCLUDED.version, seq=EXCLUDED.seq, deleted=EXCLUDED.deleted, ts=EXCLUDED.ts) "
-        "SELECT seq FROM v",
+        "WITH v AS (INSERT INTO versions(type, id, version, ts, deleted, method, body, patient) "
+        "VALUES ($1, $2, $3::bigint, $4::bigint, $5::smallint, $6, $7::bytea, "
+        "coalesce(nullif($8::text, ''), (SELECT patient FROM current WHERE type=$1 AND id=$2), "
+        "'')) ON CONFLICT (type, id, version) DO NOTHING RETURNING seq, patient), "
+        "s AS (INSERT INTO superseded(seq, by_seq, patient) SELECT c.seq, v.seq, c.patient FROM "
+        "current c, v WHERE c.type=$1 AND c.id=$2), "
+        "c AS (INSERT INTO current(type, id, version, seq, deleted, ts, patient) SELECT $1, $2, "
+        "$3::bigint, v.seq, $5::smallint, $4::bigint, v.patient FROM v ON CONFLICT (type, id) DO "
+        "UPDATE SET version=EXCLUDED.version, seq=EXCLUDED.seq, deleted=EXCLUDED.deleted, "
+        "ts=EXCLUDED.ts, patient=EXCLUDED.patient) "
+        "SELECT seq, patient FROM v",
         p);
     if (!r.ok()) return r.status();
     if (r->rows() == 0) {
@@ -419,7 +428,8 @@ class PgWriteTxn : public PgView, public WriteTxn {
     std::vector<std::pair<int64_t, const IndexEntry*>> rows;
     rows.reserve(rec.index.size());
     for (const IndexEntry& e : rec.index) rows.emplace_back(seq, &e);
-    return InsertRows(v.type, rows);
+    std::string patient = r->Text(0, 1);
+    return InsertRows(v.type, rows, &patient);
   }
 
   // A search inside a write decides a conditional create, update or delete. Writes with the
@@ -444,8 +454,11 @@ class PgWriteTxn : public PgView, public WriteTxn {
   }
 
   // Every row in one statement: one INSERT ... SELECT FROM unnest(arrays) per kind present.
+  // Each row gets its version's patient key: `patient` when the caller knows it (one version),
+  // else looked up by seq (reindexing many).
   Status InsertRows(const std::string& type,
-                    const std::vector<std::pair<int64_t, const IndexEntry*>>& rows) {
+                    const std::vector<std::pair<int64_t, const IndexEntry*>>& rows,
+                    const std::string* patient = nullptr) {
     static constexpr IndexKind kKinds[] = {
         IndexKind::kToken,    IndexKind::kString,    IndexKind::kDate, IndexKind::kNumber,
         IndexKind::kQuantity, IndexKind::kReference, IndexKind::kUri,  IndexKind::kText};
@@ -453,6 +466,11 @@ class PgWriteTxn : public PgView, public WriteTxn {
     p.Text(type);
     int n = 1;
     auto next = [&] { return "$" + std::to_string(++n); };
+    std::string key = "(SELECT v.patient FROM versions v WHERE v.seq=q)";
+    if (patient) {
+      p.Text(*patient);
+      key = next() + "::text";
+    }
     std::string sql = "WITH ";
     int ctes = 0;
     for (IndexKind kind : kKinds) {
@@ -514,52 +532,53 @@ class PgWriteTxn : public PgView, public WriteTxn {
       switch (kind) {
         case IndexKind::kToken: {
           std::string ca = text_arr(a), cb = text_arr(b), cs = int_arr(seqs);
-          sql += "(type, param, code, system, seq) SELECT $1, x, y, z, q FROM unnest(" + pp + ", " +
-                 ca + ", " + cb + ", " + cs + ") AS u(x, y, z, q)";
+          sql += "(type, param, code, system, seq, patient) SELECT $1, x, y, z, q, " + key +
+                 " FROM unnest(" + pp + ", " + ca + ", " + cb + ", " + cs + ") AS u(x, y, z, q)";
           break;
         }
         case IndexKind::kReference: {
           std::string ca = text_arr(a), cb = text_arr(b), cs = int_arr(seqs);
-          sql += "(type, param, target, target_type, seq) SELECT $1, x, y, z, q FROM unnest(" + pp +
-                 ", " + ca + ", " + cb + ", " + cs + ") AS u(x, y, z, q)";
+          sql += "(type, param, target, target_type, seq, patient) SELECT $1, x, y, z, q, " + key +
+                 " FROM unnest(" + pp + ", " + ca + ", " + cb + ", " + cs + ") AS u(x, y, z, q)";
           break;
         }
         case IndexKind::kString: {
           std::string ca = text_arr(a), cb = text_arr(b), cs = int_arr(seqs);
-          sql += "(type, param, norm, exact, seq) SELECT $1, x, y, z, q FROM unnest(" + pp + ", " +
-                 ca + ", " + cb + ", " + cs + ") AS u(x, y, z, q)";
+          sql += "(type, param, norm, exact, seq, patient) SELECT $1, x, y, z, q, " + key +
+                 " FROM unnest(" + pp + ", " + ca + ", " + cb + ", " + cs + ") AS u(x, y, z, q)";
           break;
         }
         case IndexKind::kDate: {
           std::string c1 = int_arr(i1), c2 = int_arr(i2), cs = int_arr(seqs);
-          sql += "(type, param, start, \"end\", seq) SELECT $1, x, y, z, q FROM unnest(" + pp +
-                 ", " + c1 + ", " + c2 + ", " + cs + ") AS u(x, y, z, q)";
+          sql += "(type, param, start, \"end\", seq, patient) SELECT $1, x, y, z, q, " + key +
+                 " FROM unnest(" + pp + ", " + c1 + ", " + c2 + ", " + cs + ") AS u(x, y, z, q)";
           break;
         }
         case IndexKind::kNumber: {
           std::string cd = real_arr(d), cs = int_arr(seqs);
-          sql += "(type, param, value, seq) SELECT $1, x, y, q FROM unnest(" + pp + ", " + cd +
-                 ", " + cs + ") AS u(x, y, q)";
+          sql += "(type, param, value, seq, patient) SELECT $1, x, y, q, " + key + " FROM unnest(" +
+                 pp + ", " + cd + ", " + cs + ") AS u(x, y, q)";
           break;
         }
         case IndexKind::kQuantity: {
           std::string ca = text_arr(a), cb = text_arr(b), cd = real_arr(d), cs = int_arr(seqs);
-          sql += "(type, param, code, system, value, seq) SELECT $1, x, y, z, w, q FROM unnest(" +
-                 pp + ", " + ca + ", " + cb + ", " + cd + ", " + cs + ") AS u(x, y, z, w, q)";
+          sql += "(type, param, code, system, value, seq, patient) SELECT $1, x, y, z, w, q, " +
+                 key + " FROM unnest(" + pp + ", " + ca + ", " + cb + ", " + cd + ", " + cs +
+                 ") AS u(x, y, z, w, q)";
           break;
         }
         case IndexKind::kUri: {
           std::string ca = text_arr(a), cs = int_arr(seqs);
-          sql += "(type, param, uri, seq) SELECT $1, x, y, q FROM unnest(" + pp + ", " + ca + ", " +
-                 cs + ") AS u(x, y, q)";
+          sql += "(type, param, uri, seq, patient) SELECT $1, x, y, q, " + key + " FROM unnest(" +
+                 pp + ", " + ca + ", " + cs + ") AS u(x, y, q)";
           break;
         }
         case IndexKind::kText: {
           std::string ca = text_arr(a), cs = int_arr(seqs);
           sql +=
-              "(type, param, seq, body) SELECT $1, x, q, to_tsvector('simple', taproot_fold(y)) "
-              "FROM unnest(" +
-              pp + ", " + ca + ", " + cs + ") AS u(x, y, q)";
+              "(type, param, seq, body, patient) SELECT $1, x, q, to_tsvector('simple', "
+              "taproot_fold(y)), " +
+              key + " FROM unnest(" + pp + ", " + ca + ", " + cs + ") AS u(x, y, q)";
           break;
         }
       }
