@@ -52,7 +52,7 @@ Result<int64_t> ParseETagVersion(std::string_view etag) {
 std::string ETag(int64_t version) { return "W/\"" + std::to_string(version) + "\""; }
 
 Result<std::vector<std::string>> Ops::Match(store::ReadView& view, const std::string& type,
-                                            std::string_view query) const {
+                                            std::string_view query, bool may_create) const {
   ASSIGN_OR_RETURN(search::Params params, search::ParseQueryString(query));
   if (params.empty()) {
     return Status::PreconditionFailed("a conditional operation needs search criteria");
@@ -64,7 +64,8 @@ Result<std::vector<std::string>> Ops::Match(store::ReadView& view, const std::st
   }
   parsed.query.offset = 0;
   parsed.query.count = 2;
-  parsed.query.want_total = false;
+    parsed.query.want_total = false;
+  parsed.query.decides_create = may_create;
   ASSIGN_OR_RETURN(store::SearchPage page, view.Search(parsed.query));
   std::vector<std::string> ids;
   for (auto& r : page.resources) ids.push_back(std::move(r.id));
@@ -135,7 +136,7 @@ Result<OpResult> Ops::Create(store::WriteTxn& txn, const PreparedResource& prepa
                              std::string_view if_none_exist) const {
   const std::string& type = prepared.type;
   if (!if_none_exist.empty()) {
-    ASSIGN_OR_RETURN(auto ids, Match(txn, type, if_none_exist));
+        ASSIGN_OR_RETURN(auto ids, Match(txn, type, if_none_exist, /*may_create=*/true));
     if (ids.size() > 1) {
       return Status::PreconditionFailed("If-None-Exist '" + std::string(if_none_exist) +
                                         "' matches more than one " + type);
@@ -184,8 +185,8 @@ Result<OpResult> Ops::Update(store::WriteTxn& txn, const PreparedResource& prepa
 Result<OpResult> Ops::ConditionalUpdate(store::WriteTxn& txn, std::string_view query,
                                         const PreparedResource& prepared,
                                         std::optional<int64_t> if_match) const {
-  const std::string type = prepared.type;
-  ASSIGN_OR_RETURN(auto ids, Match(txn, type, query));
+    const std::string type = prepared.type;
+  ASSIGN_OR_RETURN(auto ids, Match(txn, type, query, /*may_create=*/true));
   if (ids.size() > 1) {
     return Status::PreconditionFailed("the conditional update criteria '" + std::string(query) +
                                       "' match more than one " + type);

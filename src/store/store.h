@@ -162,7 +162,11 @@ struct SearchQuery {
   std::optional<int64_t> updated_ge, updated_lt;  // _lastUpdated range, microseconds
   int64_t offset = 0;
   int64_t count = 20;
-  bool want_total = true;
+    bool want_total = true;
+  // Inside a write: no match makes the write create a resource (a conditional create, or a
+  // conditional update of nothing). A store shared by several processes makes writes whose
+  // searches have equal criteria take turns, so that two of them cannot both create.
+  bool decides_create = false;
 };
 
 struct SearchPage {

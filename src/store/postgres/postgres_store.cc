@@ -1,5 +1,6 @@
 #include "store/postgres/postgres_store.h"
 
+#include <algorithm>
 #include <atomic>
 #include <condition_variable>
 #include <mutex>
@@ -425,62 +426,101 @@ class PgWriteTxn : public PgView, public WriteTxn {
     }
     int64_t seq = r->Int(0, 0);
     if (v.deleted || rec.index.empty()) return Status::Ok();
-    std::vector<std::pair<int64_t, const IndexEntry*>> rows;
-    rows.reserve(rec.index.size());
-    for (const IndexEntry& e : rec.index) rows.emplace_back(seq, &e);
+    // Index rows wait in memory and go in with those of the other versions this transaction
+    // writes, in one statement (Flush): per statement, PostgreSQL costs far more than per row.
     std::string patient = r->Text(0, 1);
-    return InsertRows(v.type, rows, &patient);
+    for (const IndexEntry& e : rec.index) pending_.push_back({seq, v.type, e, patient});
+    if (pending_.size() >= kMaxPendingRows) return Flush();
+    return Status::Ok();
   }
 
-  // A search inside a write decides a conditional create, update or delete. Writes with the
-  // same criteria take turns (an advisory lock on a hash of the criteria, held to the end of
-  // the transaction), and the search runs after the lock is granted, so under READ COMMITTED it
-  // sees what the previous holder committed: two nodes cannot both create "the" patient with
-  // identifier X. Criteria written differently (identifier=X and identifier=sys|X) do not
-  // share a lock.
+  // Writes the index rows Put holds back. Runs before anything in the transaction reads the
+  // index (Search), at the end of a nested transaction and before COMMIT.
+  Status Flush() {
+    if (pending_.empty()) return Status::Ok();
+    std::vector<Row> rows;
+    rows.reserve(pending_.size());
+    for (const PendingRow& r : pending_) rows.push_back({r.seq, &r.type, &r.entry, &r.patient});
+    Status st = InsertRows(rows, /*fresh=*/true);
+    pending_.clear();
+    return st;
+  }
+
+  // A search inside a write that decides a create (SearchQuery::decides_create: a conditional
+  // create, or a conditional update that may create). Writes with the same criteria take turns
+  // (an advisory lock on a hash of the criteria, held to the end of the transaction), and the
+  // search runs after the lock is granted, so under READ COMMITTED it sees what the previous
+  // holder committed: two nodes cannot both create "the" patient with identifier X. Criteria
+  // written differently (identifier=X and identifier=sys|X) do not share a lock.
   Result<SearchPage> Search(const SearchQuery& q) override {
+    RETURN_IF_ERROR(Flush());  // this transaction's own writes are searchable
+    if (!q.decides_create) return PgView::Search(q);
     RETURN_IF_ERROR(c_.Query("SELECT pg_advisory_xact_lock($1::bigint)",
                              pg::Params().Int(static_cast<int64_t>(Fnv1a(CriteriaKey(q)))))
                         .status());
     return PgView::Search(q);
   }
 
-  Status PutIndexRows(const std::string& type,
-                      const std::vector<std::pair<int64_t, IndexEntry>>& rows) override {
-    std::vector<std::pair<int64_t, const IndexEntry*>> ptrs;
-    ptrs.reserve(rows.size());
-    for (const auto& [seq, e] : rows) ptrs.emplace_back(seq, &e);
-    return InsertRows(type, ptrs);
+    Result<std::vector<std::string>> ReferringTypes(
+      const std::string& target_type, const std::string& target_id,
+      const std::vector<std::pair<std::string, std::string>>& links) override {
+    RETURN_IF_ERROR(Flush());
+    return PgView::ReferringTypes(target_type, target_id, links);
   }
 
+  Status PutIndexRows(const std::string& type,
+                      const std::vector<std::pair<int64_t, IndexEntry>>& rows) override {
+    RETURN_IF_ERROR(Flush());
+    std::vector<Row> ptrs;
+    ptrs.reserve(rows.size());
+    for (const auto& [seq, e] : rows) ptrs.push_back({seq, &type, &e, nullptr});
+    return InsertRows(ptrs, /*fresh=*/false);
+  }
+
+  struct Row {
+    int64_t seq;
+    const std::string* type;
+    const IndexEntry* e;
+    const std::string* patient;  // null: looked up by seq
+  };
+
   // Every row in one statement: one INSERT ... SELECT FROM unnest(arrays) per kind present.
-  // Each row gets its version's patient key: `patient` when the caller knows it (one version),
-  // else looked up by seq (reindexing many).
-  Status InsertRows(const std::string& type,
-                    const std::vector<std::pair<int64_t, const IndexEntry*>>& rows,
-                    const std::string* patient = nullptr) {
+  // `fresh`: rows of versions this transaction wrote, with their patient keys (duplicates are
+  // dropped here, which spares PostgreSQL a uniqueness probe per row); otherwise (reindexing)
+  // rows may exist already and each takes its version's patient key by seq.
+  Status InsertRows(std::vector<Row> rows, bool fresh) {
     static constexpr IndexKind kKinds[] = {
         IndexKind::kToken,    IndexKind::kString,    IndexKind::kDate, IndexKind::kNumber,
         IndexKind::kQuantity, IndexKind::kReference, IndexKind::kUri,  IndexKind::kText};
-    pg::Params p;
-    p.Text(type);
-    int n = 1;
-    auto next = [&] { return "$" + std::to_string(++n); };
-    std::string key = "(SELECT v.patient FROM versions v WHERE v.seq=q)";
-    if (patient) {
-      p.Text(*patient);
-      key = next() + "::text";
+    if (fresh) {
+      // The same row twice (two paths to one value) is kept once, as in SQLite.
+      auto tie = [](const Row& r) {
+        const IndexEntry& e = *r.e;
+        return std::tie(r.seq, e.kind, e.param, e.value, e.system, e.text, e.start, e.end,
+                        e.number);
+      };
+      std::sort(rows.begin(), rows.end(),
+                [&](const Row& a, const Row& b) { return tie(a) < tie(b); });
+      rows.erase(std::unique(rows.begin(), rows.end(),
+                             [&](const Row& a, const Row& b) { return tie(a) == tie(b); }),
+                 rows.end());
     }
+    pg::Params p;
+    int n = 0;
+    auto next = [&] { return "$" + std::to_string(++n); };
     std::string sql = "WITH ";
     int ctes = 0;
     for (IndexKind kind : kKinds) {
-      std::vector<std::string_view> params, a, b;
+      std::vector<std::string_view> types, params, a, b, patients;
       std::vector<int64_t> seqs, i1, i2;
       std::vector<double> d;
-      for (const auto& [seq, e] : rows) {
+      for (const Row& row : rows) {
+        const IndexEntry* e = row.e;
         if (e->kind != kind) continue;
+        types.push_back(*row.type);
         params.push_back(e->param);
-        seqs.push_back(seq);
+        seqs.push_back(row.seq);
+        if (fresh) patients.push_back(*row.patient);
         switch (kind) {
           case IndexKind::kToken:
           case IndexKind::kReference:
@@ -512,11 +552,6 @@ class PgWriteTxn : public PgView, public WriteTxn {
         }
       }
       if (params.empty()) continue;
-      std::string cte = "k" + std::to_string(ctes);
-      sql += ctes++ ? ", " : "";
-      sql += cte + " AS (INSERT INTO " + sql::TableOf(kind);
-      std::string pp = next() + "::text[]";
-      p.Text(pg::TextArray(params));
       auto text_arr = [&](const std::vector<std::string_view>& v) {
         p.Text(pg::TextArray(v));
         return next() + "::text[]";
@@ -529,61 +564,65 @@ class PgWriteTxn : public PgView, public WriteTxn {
         p.Text(pg::RealArray(v));
         return next() + "::float8[]";
       };
+      // Columns: t (type), x (param), then the kind's values, q (seq), k (patient key).
+      std::string cols, values, names;
+      std::string head = text_arr(types) + ", " + text_arr(params);
       switch (kind) {
-        case IndexKind::kToken: {
-          std::string ca = text_arr(a), cb = text_arr(b), cs = int_arr(seqs);
-          sql += "(type, param, code, system, seq, patient) SELECT $1, x, y, z, q, " + key +
-                 " FROM unnest(" + pp + ", " + ca + ", " + cb + ", " + cs + ") AS u(x, y, z, q)";
+        case IndexKind::kToken:
+          cols = "code, system";
+          head += ", " + text_arr(a) + ", " + text_arr(b);
+          names = "y, z";
           break;
-        }
-        case IndexKind::kReference: {
-          std::string ca = text_arr(a), cb = text_arr(b), cs = int_arr(seqs);
-          sql += "(type, param, target, target_type, seq, patient) SELECT $1, x, y, z, q, " + key +
-                 " FROM unnest(" + pp + ", " + ca + ", " + cb + ", " + cs + ") AS u(x, y, z, q)";
+        case IndexKind::kReference:
+          cols = "target, target_type";
+          head += ", " + text_arr(a) + ", " + text_arr(b);
+          names = "y, z";
           break;
-        }
-        case IndexKind::kString: {
-          std::string ca = text_arr(a), cb = text_arr(b), cs = int_arr(seqs);
-          sql += "(type, param, norm, exact, seq, patient) SELECT $1, x, y, z, q, " + key +
-                 " FROM unnest(" + pp + ", " + ca + ", " + cb + ", " + cs + ") AS u(x, y, z, q)";
+        case IndexKind::kString:
+          cols = "norm, exact";
+          head += ", " + text_arr(a) + ", " + text_arr(b);
+          names = "y, z";
           break;
-        }
-        case IndexKind::kDate: {
-          std::string c1 = int_arr(i1), c2 = int_arr(i2), cs = int_arr(seqs);
-          sql += "(type, param, start, \"end\", seq, patient) SELECT $1, x, y, z, q, " + key +
-                 " FROM unnest(" + pp + ", " + c1 + ", " + c2 + ", " + cs + ") AS u(x, y, z, q)";
+        case IndexKind::kDate:
+          cols = "start, \"end\"";
+          head += ", " + int_arr(i1) + ", " + int_arr(i2);
+          names = "y, z";
           break;
-        }
-        case IndexKind::kNumber: {
-          std::string cd = real_arr(d), cs = int_arr(seqs);
-          sql += "(type, param, value, seq, patient) SELECT $1, x, y, q, " + key + " FROM unnest(" +
-                 pp + ", " + cd + ", " + cs + ") AS u(x, y, q)";
+        case IndexKind::kNumber:
+          cols = "value";
+          head += ", " + real_arr(d);
+          names = "y";
           break;
-        }
-        case IndexKind::kQuantity: {
-          std::string ca = text_arr(a), cb = text_arr(b), cd = real_arr(d), cs = int_arr(seqs);
-          sql += "(type, param, code, system, value, seq, patient) SELECT $1, x, y, z, w, q, " +
-                 key + " FROM unnest(" + pp + ", " + ca + ", " + cb + ", " + cd + ", " + cs +
-                 ") AS u(x, y, z, w, q)";
+        case IndexKind::kQuantity:
+          cols = "code, system, value";
+          head += ", " + text_arr(a) + ", " + text_arr(b) + ", " + real_arr(d);
+          names = "y, z, w";
           break;
-        }
-        case IndexKind::kUri: {
-          std::string ca = text_arr(a), cs = int_arr(seqs);
-          sql += "(type, param, uri, seq, patient) SELECT $1, x, y, q, " + key + " FROM unnest(" +
-                 pp + ", " + ca + ", " + cs + ") AS u(x, y, q)";
+        case IndexKind::kUri:
+          cols = "uri";
+          head += ", " + text_arr(a);
+          names = "y";
           break;
-        }
-        case IndexKind::kText: {
-          std::string ca = text_arr(a), cs = int_arr(seqs);
-          sql +=
-              "(type, param, seq, body, patient) SELECT $1, x, q, to_tsvector('simple', "
-              "taproot_fold(y)), " +
-              key + " FROM unnest(" + pp + ", " + ca + ", " + cs + ") AS u(x, y, q)";
+        case IndexKind::kText:
+          cols = "body";
+          head += ", " + text_arr(a);
+          names = "y";
           break;
-        }
       }
-      // The same row twice (two paths to one value) is kept once, as in SQLite.
-      sql += kind == IndexKind::kText ? ")" : " ON CONFLICT DO NOTHING)";
+      head += ", " + int_arr(seqs);
+      std::string key = "(SELECT v.patient FROM versions v WHERE v.seq=q)";
+      if (fresh) {
+        head += ", " + text_arr(patients);
+        key = "k";
+      }
+      std::string selected =
+          kind == IndexKind::kText ? "to_tsvector('simple', taproot_fold(y))" : names;
+      sql += ctes++ ? ", " : "";
+      sql += "k" + std::to_string(ctes) + " AS (INSERT INTO " + sql::TableOf(kind) +
+             "(type, param, " + cols + ", seq, patient) SELECT t, x, " + selected + ", q, " + key +
+             " FROM unnest(" + head + ") AS u(t, x, " + names + ", q" + (fresh ? ", k" : "") + ")";
+      // Reindexing may meet rows that are there already.
+      sql += kind == IndexKind::kText || fresh ? ")" : " ON CONFLICT DO NOTHING)";
     }
     if (ctes == 0) return Status::Ok();
     sql += " SELECT 1";
@@ -591,10 +630,14 @@ class PgWriteTxn : public PgView, public WriteTxn {
   }
 
   Status Nested(const std::function<Status(WriteTxn&)>& fn) override {
+    // Rows held back so far belong to the outer transaction: written before the savepoint.
+    RETURN_IF_ERROR(Flush());
     RETURN_IF_ERROR(c_.Exec("SAVEPOINT nested"));
     Status st = fn(*this);
+    if (st.ok()) st = Flush();
     if (st.ok()) st = c_.Exec("RELEASE SAVEPOINT nested");
     if (!st.ok()) {
+      pending_.clear();  // rows of the versions the rollback removes
       (void)c_.Exec("ROLLBACK TO SAVEPOINT nested");
       (void)c_.Exec("RELEASE SAVEPOINT nested");
     }
@@ -619,7 +662,17 @@ class PgWriteTxn : public PgView, public WriteTxn {
   }
 
  private:
+  struct PendingRow {
+    int64_t seq;
+    std::string type;
+    IndexEntry entry;
+    std::string patient;
+  };
+  // Enough rows to make one statement worth it, few enough to keep its arrays small.
+  static constexpr size_t kMaxPendingRows = 20000;
+
   std::atomic<int64_t>& last_ts_;
+  std::vector<PendingRow> pending_;
 };
 
 // A pool of connections to one server. Connections are opened on first need (up to `size`),
@@ -765,6 +818,7 @@ class PostgresStore : public Store {
       RETURN_IF_ERROR(begun);
       PgWriteTxn txn(c, last_ts_);
       Status st = fn(txn);
+      if (st.ok()) st = txn.Flush();
       // A statement that failed unnoticed would make COMMIT roll back without an error.
       if (st.ok() && c.InFailedTransaction()) {
         st = Status::Internal("a statement of the transaction failed");

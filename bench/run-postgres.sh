@@ -1,0 +1,157 @@
+#!/bin/sh
+# PostgreSQL beside SQLite (issue 5), on the same data in one run:
+#   1. import: `taproot import` of PATIENTS generated patients (build/taproot_synthgen) into an
+#      embedded store and into a PostgreSQL database: resources per second;
+#   2. reads by id and five clinical searches, each over every patient, at 16 clients, served
+#      from each store: requests per second, p50, p99;
+#   3. writes: small transactions (bench/wrk/transaction.lua) at 32 clients per node, on SQLite,
+#      on one taproot node over PostgreSQL, and on two nodes over the same database.
+# Both stores make every commit durable: SQLite with synchronous=FULL, PostgreSQL with fsync and
+# synchronous_commit on (scripts/pg-test-cluster with TAPROOT_PG_DURABLE=1, a throwaway cluster
+# on 127.0.0.1). wrk, the server(s) and PostgreSQL share the machine's cores.
+#
+#   bench/run-postgres.sh [seconds-per-run] [patients]
+set -eu
+cd "$(dirname "$0")/.."
+. bench/wrk/summary.sh
+SECS="${1:-10}"
+PATIENTS="${2:-100}"
+BIN=build/taproot
+OUT=bench/out
+mkdir -p "$OUT"
+for tool in wrk curl; do
+  command -v $tool >/dev/null || { echo "$tool is missing: run scripts/install-deps" >&2; exit 1; }
+done
+DATA=$(mktemp -d /tmp/taproot-pgbench.XXXXXX)
+chmod 755 "$DATA"
+PIDS=""
+cleanup() {
+  for p in $PIDS; do kill "$p" 2>/dev/null || true; done
+  wait 2>/dev/null || true
+  scripts/pg-test-cluster stop "$DATA/pg" >/dev/null 2>&1 || true
+  rm -rf "$DATA"
+}
+trap cleanup EXIT
+
+echo "== generating $PATIENTS patients" >&2
+build/taproot_synthgen --from build/fixtures/bundles --patients "$PATIENTS" --out "$DATA/gen" >&2
+echo "== a durable PostgreSQL 15 cluster" >&2
+TAPROOT_PG_DURABLE=1 scripts/pg-test-cluster start "$DATA/pg" >&2
+PG=$(cat "$DATA/pg/url")
+
+rate() { awk '/imported/ { for (i = 1; i <= NF; i++) if ($i == "resources/s),") { r = $(i - 1); gsub(/[(]/, "", r); print r } }' "$1"; }
+echo "== import into SQLite" >&2
+"$BIN" import --no-progress --data "$DATA/sqlite" "$DATA/gen" >"$OUT/pg-import-sqlite.txt" 2>&1
+echo "== import into PostgreSQL" >&2
+"$BIN" import --no-progress --postgres "$PG" "$DATA/gen" >"$OUT/pg-import-postgres.txt" 2>&1
+IMPORT_SQLITE=$(rate "$OUT/pg-import-sqlite.txt")
+IMPORT_PG=$(rate "$OUT/pg-import-postgres.txt")
+RESOURCES=$(awk '/imported/ {print $2}' "$OUT/pg-import-postgres.txt")
+
+serve() {  # name store-args... ; sets BASE and adds the pid to PIDS
+  name=$1
+  shift
+  rm -f "$DATA/port-$name"
+  "$BIN" serve "$@" --listen 127.0.0.1:0 --port-file "$DATA/port-$name" --no-access-log \
+    --log-level warn >"$DATA/server-$name.log" 2>&1 &
+  PIDS="$PIDS $!"
+  LAST_PID=$!
+  for _ in $(seq 1 600); do [ -s "$DATA/port-$name" ] && break; sleep 0.1; done
+  BASE="http://127.0.0.1:$(cat "$DATA/port-$name")"
+}
+stop() {  # pid
+  kill "$1" 2>/dev/null || true
+  wait "$1" 2>/dev/null || true
+}
+
+run_paths() {  # name paths-file: warm-up (every path once, then 3 s), then the measured run
+  sed "s|.*|url = \"$BASE&\"\noutput = \"/dev/null\"|" "$2" | curl -s -g -K - || true
+  PATHS="$2" wrk -t2 -c16 -d3s -s bench/wrk/paths.lua "$BASE" >/dev/null
+  PATHS="$2" wrk -t2 -c16 -d"${SECS}s" --latency -s bench/wrk/paths.lua "$BASE" >"$OUT/pg-$1.txt"
+  wrk_summary "$1" "$OUT/pg-$1.txt"
+}
+
+reads_and_searches() {  # store-label
+  serve "$1-read" $STORE_ARGS
+  # Transaction bundles create with POST: each store gave the patients its own ids.
+  rm -f "$DATA"/r-*.txt "$DATA/patients.txt"
+  if [ ! -s "$DATA/patients.txt" ]; then
+        curl -s "$BASE/fhir/Patient?_count=1000&_elements=id" | tr -d '\n' |
+      awk 'BEGIN { RS = "\"resource\":" } NR > 1 {
+        if (match($0, /"id":"[^"]*"/)) print substr($0, RSTART + 6, RLENGTH - 7) }' \
+      >"$DATA/patients.txt"
+    CODE=$(curl -s "$BASE/fhir/Observation?_count=1&_elements=code" |
+      grep -o '"system":"[^"]*","code":"[^"]*"' | head -1 |
+      sed 's/"system":"//; s/","code":"/|/; s/"$//')
+    while read -r id; do
+      echo "/fhir/Patient/$id" >>"$DATA/r-read.txt"
+      echo "/fhir/Observation?subject=Patient/$id&code=$CODE&date=ge2000-01-01" >>"$DATA/r-obs.txt"
+      echo "/fhir/Condition?patient=$id&_include=Condition:patient" >>"$DATA/r-cond.txt"
+      echo "/fhir/Observation?patient=$id&_sort=-date&_count=20" >>"$DATA/r-sort.txt"
+      echo "/fhir/Encounter?patient=$id&date=ge2015-01-01" >>"$DATA/r-enc.txt"
+      echo "/fhir/Patient/$id/\$everything?_count=100" >>"$DATA/r-every.txt"
+    done <"$DATA/patients.txt"
+  fi
+  out=""
+  for q in read obs cond sort enc every; do
+    out="${out:+$out,}$(run_paths "$1-$q" "$DATA/r-$q.txt")"
+  done
+  stop "$LAST_PID"
+  echo "$out"
+}
+
+echo "== reads and searches: SQLite" >&2
+STORE_ARGS="--data $DATA/sqlite"
+Q_SQLITE=$(reads_and_searches sqlite)
+echo "== reads and searches: PostgreSQL" >&2
+STORE_ARGS="--postgres $PG"
+Q_PG=$(reads_and_searches postgres)
+
+tx() {  # name base: 32 clients of small transactions
+  wrk -t1 -c32 -d3s -s bench/wrk/transaction.lua "$2/fhir" >/dev/null
+  wrk -t1 -c32 -d"${SECS}s" --latency -s bench/wrk/transaction.lua "$2/fhir" >"$OUT/pg-$1.txt"
+  wrk_summary "$1" "$OUT/pg-$1.txt"
+}
+echo "== writes: SQLite, one node" >&2
+serve tx-sqlite --data "$DATA/sqlite"
+TX_SQLITE=$(tx tx-sqlite "$BASE")
+stop "$LAST_PID"
+echo "== writes: PostgreSQL, one node" >&2
+serve tx-pg1 --postgres "$PG"
+TX_PG1=$(tx tx-pg-one-node "$BASE")
+A=$BASE
+A_PID=$LAST_PID
+echo "== writes: PostgreSQL, two nodes on one database" >&2
+serve tx-pg2 --postgres "$PG"
+B=$BASE
+B_PID=$LAST_PID
+wrk -t1 -c32 -d3s -s bench/wrk/transaction.lua "$A/fhir" >/dev/null &
+W=$!
+wrk -t1 -c32 -d3s -s bench/wrk/transaction.lua "$B/fhir" >/dev/null
+wait $W
+wrk -t1 -c32 -d"${SECS}s" --latency -s bench/wrk/transaction.lua "$A/fhir" >"$OUT/pg-tx-node-a.txt" &
+W=$!
+wrk -t1 -c32 -d"${SECS}s" --latency -s bench/wrk/transaction.lua "$B/fhir" >"$OUT/pg-tx-node-b.txt"
+wait $W
+TX_A=$(wrk_summary tx-pg-two-nodes-a "$OUT/pg-tx-node-a.txt")
+TX_B=$(wrk_summary tx-pg-two-nodes-b "$OUT/pg-tx-node-b.txt")
+stop "$A_PID"
+stop "$B_PID"
+
+rps() { echo "$1" | sed 's/.*"requests_per_second":\([0-9.]*\).*/\1/'; }
+TWO=$(awk "BEGIN { printf \"%.1f\", $(rps "$TX_A") + $(rps "$TX_B") }")
+
+cat >"$OUT/postgres.json" <<EOF
+{"commit":"$(git rev-parse --short HEAD 2>/dev/null || echo unknown)",
+ "date":"$(date -u +%Y-%m-%dT%H:%M:%SZ)",
+ "machine":"$(nproc) cores, $(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo)",
+ "patients":$PATIENTS,"resources":$RESOURCES,
+ "import_per_second":{"sqlite":$IMPORT_SQLITE,"postgres":$IMPORT_PG,
+                      "postgres_over_sqlite":$(awk "BEGIN { printf \"%.2f\", $IMPORT_PG / $IMPORT_SQLITE }")},
+ "reads_and_searches":{"sqlite":[$Q_SQLITE],"postgres":[$Q_PG]},
+ "transactions":{"sqlite":$TX_SQLITE,"postgres_one_node":$TX_PG1,
+                 "postgres_two_nodes":[$TX_A,$TX_B],
+                 "two_nodes_per_second":$TWO,
+                 "two_over_one":$(awk "BEGIN { printf \"%.2f\", $TWO / $(rps "$TX_PG1") }")}}
+EOF
+cat "$OUT/postgres.json"
