@@ -4,6 +4,8 @@
 #include <atomic>
 #include <condition_variable>
 #include <mutex>
+#include <unordered_map>
+#include <unordered_set>
 
 #include "common/clock.h"
 #include "common/compress.h"
@@ -381,62 +383,118 @@ class PgWriteTxn : public PgView, public WriteTxn {
     return next;
   }
 
+  // Versions, like their index rows, are held back and written together (Flush): a bundle's
+  // hundreds of creates cost a few statements instead of hundreds of round trips. A second
+  // version of a resource already waiting, and any read in the transaction, flush first.
   Status Put(const WriteRecord& rec) override {
     const VersionRecord& v = rec.version;
-    std::string compressed;
-    if (rec.compressed_body.empty() && !v.json.empty()) compressed = ZstdCompress(v.json, 1);
-    const std::string& body = rec.compressed_body.empty() ? compressed : rec.compressed_body;
-    pg::Params p;
-    p.Text(v.type)
-        .Text(v.id)
-        .Int(v.version)
-        .Int(v.last_updated)
-        .Int(v.deleted ? 1 : 0)
-        .Text(v.method);
-    if (body.empty()) {
-      p.Null();
-    } else {
-      p.Bytes(body);
-    }
-    p.Text(rec.patient);
-    // One round trip: the new version, the version it supersedes, and the current pointer.
-    // The CTEs see one snapshot, so `s` reads the current row as it was before `c` moves it.
-    // If another transaction wrote this version first (it waits for that one to end), nothing
-    // is inserted and no row comes back.
-    auto r = c_.Prepared(
-        "WITH v AS (INSERT INTO versions(type, id, version, ts, deleted, method, body, patient) "
-        "VALUES ($1, $2, $3::bigint, $4::bigint, $5::smallint, $6, $7::bytea, "
-        "coalesce(nullif($8::text, ''), (SELECT patient FROM current WHERE type=$1 AND id=$2), "
-        "'')) ON CONFLICT (type, id, version) DO NOTHING RETURNING seq, patient), "
-        "s AS (INSERT INTO superseded(seq, by_seq, patient) SELECT c.seq, v.seq, c.patient FROM "
-        "current c, v WHERE c.type=$1 AND c.id=$2), "
-        "c AS (INSERT INTO current(type, id, version, seq, deleted, ts, patient) SELECT $1, $2, "
-        "$3::bigint, v.seq, $5::smallint, $4::bigint, v.patient FROM v ON CONFLICT (type, id) DO "
-        "UPDATE SET version=EXCLUDED.version, seq=EXCLUDED.seq, deleted=EXCLUDED.deleted, "
-        "ts=EXCLUDED.ts, patient=EXCLUDED.patient) "
-        "SELECT seq, patient FROM v",
-        p);
-    if (!r.ok()) return r.status();
-    if (r->rows() == 0) {
-      // The caller read the resource before a concurrent write (maybe on another node) added
-      // this version: preparing the request again reads the new one.
-      return Status::Make(StatusCode::kAborted, "version " + std::to_string(v.version) + " of " +
-                                                    v.type + "/" + v.id +
-                                                    " was written by a concurrent request");
-    }
-    int64_t seq = r->Int(0, 0);
-    if (v.deleted || rec.index.empty()) return Status::Ok();
-    // Index rows wait in memory and go in with those of the other versions this transaction
-    // writes, in one statement (Flush): per statement, PostgreSQL costs far more than per row.
-    std::string patient = r->Text(0, 1);
-    for (const IndexEntry& e : rec.index) pending_.push_back({seq, v.type, e, patient});
-    if (pending_.size() >= kMaxPendingRows) return Flush();
+    std::string key = v.type + "/" + v.id;
+    if (pending_keys_.count(key)) RETURN_IF_ERROR(Flush());
+    PendingVersion pv;
+    pv.version = v;
+    pv.version.json.clear();
+    pv.body = rec.compressed_body.empty() && !v.json.empty() ? ZstdCompress(v.json, 1)
+                                                             : rec.compressed_body;
+    if (v.deleted) pv.body.clear();
+    pv.patient = rec.patient;
+    if (!v.deleted) pv.index = rec.index;
+    pending_versions_.push_back(std::move(pv));
+    pending_keys_.insert(std::move(key));
+    if (pending_versions_.size() >= kMaxPendingVersions) return Flush();
     return Status::Ok();
   }
 
-  // Writes the index rows Put holds back. Runs before anything in the transaction reads the
-  // index (Search), at the end of a nested transaction and before COMMIT.
+  // Writes the versions Put holds back, in the order they were put: for each, the version row,
+  // the version it supersedes and the current pointer. The CTEs see one snapshot, so `s` reads
+  // the current rows as they were before `c` moves them. A version another transaction wrote
+  // first (the insert waits for it to end) is not inserted and comes back missing.
+  Status FlushVersions() {
+    if (pending_versions_.empty()) return Status::Ok();
+    static constexpr size_t kPerStatement = 1000;  // 8 parameters each, well under 65,535
+    for (size_t start = 0; start < pending_versions_.size(); start += kPerStatement) {
+      size_t end = std::min(pending_versions_.size(), start + kPerStatement);
+      pg::Params p;
+      std::string values;
+      int n = 0;
+      for (size_t i = start; i < end; ++i) {
+        const PendingVersion& pv = pending_versions_[i];
+        const VersionRecord& v = pv.version;
+        p.Text(v.type).Text(v.id).Int(v.version).Int(v.last_updated).Int(v.deleted ? 1 : 0);
+        p.Text(v.method);
+        if (pv.body.empty()) {
+          p.Null();
+        } else {
+          p.Bytes(pv.body);
+        }
+        p.Text(pv.patient);
+        auto at = [&](int k) { return "$" + std::to_string(n + k); };
+        values += (i > start ? ", (" : "(") + at(1) + "::text, " + at(2) + "::text, " + at(3) +
+                  "::bigint, " + at(4) + "::bigint, " + at(5) + "::smallint, " + at(6) +
+                  "::text, " + at(7) + "::bytea, " + at(8) + "::text, " +
+                  std::to_string(i - start) + ")";
+        n += 8;
+      }
+      std::string sql =
+          "WITH i(type, id, version, ts, deleted, method, body, patient, ord) AS (VALUES " +
+          values +
+          "), v AS (INSERT INTO versions(type, id, version, ts, deleted, method, body, patient) "
+          "SELECT i.type, i.id, i.version, i.ts, i.deleted, i.method, i.body, "
+          "coalesce(nullif(i.patient, ''), (SELECT c.patient FROM current c WHERE c.type=i.type "
+          "AND c.id=i.id), '') FROM i ORDER BY i.ord "
+          "ON CONFLICT (type, id, version) DO NOTHING RETURNING seq, type, id, patient), "
+          "s AS (INSERT INTO superseded(seq, by_seq, patient) SELECT c.seq, v.seq, c.patient "
+          "FROM current c JOIN v ON c.type=v.type AND c.id=v.id), "
+          "c AS (INSERT INTO current(type, id, version, seq, deleted, ts, patient) SELECT "
+          "i.type, i.id, i.version, v.seq, i.deleted, i.ts, v.patient FROM v JOIN i ON "
+          "i.type=v.type AND i.id=v.id ON CONFLICT (type, id) DO UPDATE SET "
+          "version=EXCLUDED.version, seq=EXCLUDED.seq, deleted=EXCLUDED.deleted, ts=EXCLUDED.ts, "
+          "patient=EXCLUDED.patient) "
+          "SELECT type, id, seq, patient FROM v";
+      ASSIGN_OR_RETURN(pg::Rows r, c_.Query(sql, p));
+      std::unordered_map<std::string, std::pair<int64_t, std::string>> written;
+      for (int row = 0; row < r.rows(); ++row) {
+        written[r.Text(row, 0) + "/" + r.Text(row, 1)] = {r.Int(row, 2), r.Text(row, 3)};
+      }
+      for (size_t i = start; i < end; ++i) {
+        PendingVersion& pv = pending_versions_[i];
+        auto it = written.find(pv.version.type + "/" + pv.version.id);
+        if (it == written.end()) {
+          // The caller read the resource before a concurrent write (maybe on another node)
+          // added this version: preparing the request again reads the new one.
+          return Status::Make(StatusCode::kAborted,
+                              "version " + std::to_string(pv.version.version) + " of " +
+                                  pv.version.type + "/" + pv.version.id +
+                                  " was written by a concurrent request");
+        }
+        // Index rows wait for one statement with every version's (FlushRows).
+        for (IndexEntry& e : pv.index) {
+          pending_.push_back({it->second.first, pv.version.type, std::move(e), it->second.second});
+        }
+      }
+    }
+    pending_versions_.clear();
+    pending_keys_.clear();
+    return Status::Ok();
+  }
+
+  // Writes everything Put holds back. Runs before anything in the transaction reads, at the
+  // end of a nested transaction and before COMMIT.
   Status Flush() {
+    Status st = FlushVersions();
+    if (st.ok()) st = FlushRows();
+    if (!st.ok()) Discard();
+    return st;
+  }
+
+  // Forgets what Put holds back (the transaction or savepoint that wrote it rolls back).
+  void Discard() {
+    pending_versions_.clear();
+    pending_keys_.clear();
+    pending_.clear();
+  }
+
+  // Writes the index rows of the versions flushed so far, in one statement.
+  Status FlushRows() {
     if (pending_.empty()) return Status::Ok();
     std::vector<Row> rows;
     rows.reserve(pending_.size());
@@ -461,11 +519,34 @@ class PgWriteTxn : public PgView, public WriteTxn {
     return PgView::Search(q);
   }
 
-    Result<std::vector<std::string>> ReferringTypes(
+  Result<std::vector<std::string>> ReferringTypes(
       const std::string& target_type, const std::string& target_id,
       const std::vector<std::pair<std::string, std::string>>& links) override {
     RETURN_IF_ERROR(Flush());
     return PgView::ReferringTypes(target_type, target_id, links);
+  }
+  // Every read sees the transaction's own writes: what Put holds back goes in first.
+  Result<std::optional<VersionRecord>> ReadCurrent(const std::string& type,
+                                                   const std::string& id) override {
+    RETURN_IF_ERROR(Flush());
+    return PgView::ReadCurrent(type, id);
+  }
+  Result<std::optional<VersionRecord>> ReadVersion(const std::string& type, const std::string& id,
+                                                   int64_t version) override {
+    RETURN_IF_ERROR(Flush());
+    return PgView::ReadVersion(type, id, version);
+  }
+  Result<HistoryPage> History(const HistoryQuery& q) override {
+    RETURN_IF_ERROR(Flush());
+    return PgView::History(q);
+  }
+  Result<std::optional<RequestRecord>> FindRequest(const std::string& request_id) override {
+    RETURN_IF_ERROR(Flush());
+    return PgView::FindRequest(request_id);
+  }
+  Result<std::vector<VersionRecord>> ScanVersions(int64_t after_seq, int64_t limit) override {
+    RETURN_IF_ERROR(Flush());
+    return PgView::ScanVersions(after_seq, limit);
   }
 
   Status PutIndexRows(const std::string& type,
@@ -492,18 +573,22 @@ class PgWriteTxn : public PgView, public WriteTxn {
     static constexpr IndexKind kKinds[] = {
         IndexKind::kToken,    IndexKind::kString,    IndexKind::kDate, IndexKind::kNumber,
         IndexKind::kQuantity, IndexKind::kReference, IndexKind::kUri,  IndexKind::kText};
-    if (fresh) {
-      // The same row twice (two paths to one value) is kept once, as in SQLite.
+    // In key order: consecutive inserts land on the same B-tree pages (twice as fast as in
+    // the order the resources came, measured on 170,000 token rows).
+    {
       auto tie = [](const Row& r) {
         const IndexEntry& e = *r.e;
-        return std::tie(r.seq, e.kind, e.param, e.value, e.system, e.text, e.start, e.end,
-                        e.number);
+        return std::tie(e.kind, *r.type, e.param, e.value, e.system, e.text, e.start, e.end,
+                        e.number, r.seq);
       };
       std::sort(rows.begin(), rows.end(),
                 [&](const Row& a, const Row& b) { return tie(a) < tie(b); });
-      rows.erase(std::unique(rows.begin(), rows.end(),
-                             [&](const Row& a, const Row& b) { return tie(a) == tie(b); }),
-                 rows.end());
+      // The same row twice (two paths to one value) is kept once, as in SQLite.
+      if (fresh) {
+        rows.erase(std::unique(rows.begin(), rows.end(),
+                               [&](const Row& a, const Row& b) { return tie(a) == tie(b); }),
+                   rows.end());
+      }
     }
     pg::Params p;
     int n = 0;
@@ -637,7 +722,7 @@ class PgWriteTxn : public PgView, public WriteTxn {
     if (st.ok()) st = Flush();
     if (st.ok()) st = c_.Exec("RELEASE SAVEPOINT nested");
     if (!st.ok()) {
-      pending_.clear();  // rows of the versions the rollback removes
+      Discard();  // what the rollback removes
       (void)c_.Exec("ROLLBACK TO SAVEPOINT nested");
       (void)c_.Exec("RELEASE SAVEPOINT nested");
     }
@@ -662,15 +747,23 @@ class PgWriteTxn : public PgView, public WriteTxn {
   }
 
  private:
+  struct PendingVersion {
+    VersionRecord version;  // without its text
+    std::string body;       // compressed; empty for a tombstone
+    std::string patient;
+    std::vector<IndexEntry> index;
+  };
   struct PendingRow {
     int64_t seq;
     std::string type;
     IndexEntry entry;
     std::string patient;
   };
-  // Enough rows to make one statement worth it, few enough to keep its arrays small.
-  static constexpr size_t kMaxPendingRows = 20000;
+  // Enough to make each statement worth it, few enough to keep its parameters small.
+  static constexpr size_t kMaxPendingVersions = 2000;
 
+  std::vector<PendingVersion> pending_versions_;
+  std::unordered_set<std::string> pending_keys_;  // "type/id" of pending_versions_
   std::atomic<int64_t>& last_ts_;
   std::vector<PendingRow> pending_;
 };
