@@ -143,7 +143,7 @@ int main(int argc, char** argv) {
     return app::Migrate(migrate);
   }
   if (import_cmd->parsed()) {
-    bool to_postgres = import_store.kind == "postgres" || !import_store.postgres_url.empty();
+    bool to_postgres = import_store.IsPostgres();
     if (import_store.data_dir.empty() && import_server.empty() && !to_postgres) {
       std::fprintf(stderr,
                    "import: give --data DIR or --postgres URL (offline), or --server URL\n");
@@ -169,6 +169,9 @@ int main(int argc, char** argv) {
       api::Engine engine(**store, fhir::R4());
       auto sink = importer::MakeEngineSink(engine);
       summary = importer::Import(import_paths, *sink, io);
+      if (Status st = (*store)->RefreshStatistics(); !st.ok()) {
+        std::fprintf(stderr, "import: updating statistics: %s\n", st.ToString().c_str());
+      }
       (*store)->Close();
     }
     if (!summary.ok()) {

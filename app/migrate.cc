@@ -138,6 +138,9 @@ int Migrate(const MigrateOptions& options) {
   }
   progress.Finish();
   double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  if (Status st = (*target)->RefreshStatistics(); !st.ok()) {
+    std::fprintf(stderr, "migrate: updating statistics: %s\n", st.ToString().c_str());
+  }
   auto after_stats = (*target)->Stats();
   if (!after_stats.ok()) {
     std::fprintf(stderr, "migrate: %s\n", after_stats.status().ToString().c_str());

@@ -84,6 +84,7 @@ int Serve(const ServeOptions& options) {
                       ? options.threads
                       : static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
   ho.worker_threads = options.workers;
+  ho.reads_on_io_threads = !options.store.IsPostgres();
   ho.max_body_bytes = options.max_body_mb * 1024 * 1024;
   std::string fallback_host = options.listen;
 

@@ -22,7 +22,7 @@ void AddStoreOptions(CLI::App* cmd, StoreChoice& choice) {
 }
 
 Result<std::unique_ptr<store::Store>> OpenStore(const StoreChoice& choice) {
-  if (choice.kind == "postgres" || !choice.postgres_url.empty()) {
+  if (choice.IsPostgres()) {
     if (choice.postgres_url.empty()) {
       return Status::Invalid("--store postgres needs --postgres URL");
     }
@@ -39,7 +39,7 @@ Result<std::unique_ptr<store::Store>> OpenStore(const StoreChoice& choice) {
 }
 
 std::string DescribeStore(const StoreChoice& choice) {
-  if (choice.kind != "postgres" && choice.postgres_url.empty()) return choice.data_dir;
+  if (!choice.IsPostgres()) return choice.data_dir;
   // postgresql://user:secret@host/db -> postgresql://user:***@host/db
   std::string url = choice.postgres_url;
   size_t scheme = url.find("://");

@@ -23,6 +23,8 @@ struct StoreChoice {
   std::vector<std::string> postgres_replicas;
   int postgres_connections = 16;
   bool sync = true;  // SQLite only: fsync every commit
+
+  bool IsPostgres() const { return kind == "postgres" || !postgres_url.empty(); }
 };
 
 // Adds --store, --postgres, --postgres-replica and --postgres-connections to a command (--data

@@ -161,7 +161,7 @@ class Server::Impl {
       // Reads are short: run them here, on the I/O thread, and save two thread switches. Writes
       // may wait for a group commit: they run on the worker pool so the I/O threads stay free.
       HttpResponse res;
-      if (req.method == "GET" || req.method == "HEAD") {
+      if (options_.reads_on_io_threads && (req.method == "GET" || req.method == "HEAD")) {
         res = Call(req);
       } else {
         res = co_await asio::co_spawn(

@@ -134,8 +134,14 @@ Result<Rows> Conn::Query(const std::string& sql, const Params& params) {
 
 Result<Rows> Conn::Prepared(const std::string& sql, const Params& params) {
   auto it = prepared_.find(sql);
+  if (it == prepared_.end() && prepared_.size() >= kMaxPrepared) {
+    // Searches prepare a statement per query shape: keep the server's memory bounded.
+    RETURN_IF_ERROR(Exec("DEALLOCATE ALL"));
+    prepared_.clear();
+    it = prepared_.end();
+  }
   if (it == prepared_.end()) {
-    std::string name = "s" + std::to_string(prepared_.size());
+    std::string name = "s" + std::to_string(next_name_++);
     PGresult* prep = PQprepare(c_, name.c_str(), sql.c_str(), 0, nullptr);
     Rows owned(prep);
     RETURN_IF_ERROR(Check(prep, "PostgreSQL prepare"));

@@ -69,7 +69,8 @@ class Conn {
   Status Exec(const std::string& sql);
   // A statement planned for its actual values each time (searches).
   Result<Rows> Query(const std::string& sql, const Params& params = {});
-  // A statement prepared once per connection and then reused (fixed statements).
+  // A statement prepared once per connection and then reused (up to 256 of them; then all are
+  // dropped and prepared again as needed).
   Result<Rows> Prepared(const std::string& sql, const Params& params = {});
 
   // True when the connection is usable; after a failure, Reset() tries to reconnect.
@@ -84,7 +85,9 @@ class Conn {
   struct Bound;
   Status Check(pg_result* r, std::string_view what);
   pg_conn* c_ = nullptr;
+  static constexpr size_t kMaxPrepared = 256;
   std::unordered_map<std::string, std::string> prepared_;  // SQL -> statement name
+  uint64_t next_name_ = 0;
 };
 
 // A PostgreSQL array literal of text values, for unnest() with one parameter per column.

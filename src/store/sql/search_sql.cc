@@ -389,7 +389,7 @@ class Compiler {
       text(type);
       RETURN_IF_ERROR(
           ClauseCondition(clause.has_type, *clause.has, ref, depth + 1, few_candidates, sql, args));
-      sql += ")";
+      sql += few_candidates ? PerRow() + ")" : ")";
       return Status::Ok();
     }
     if (clause.has) {
@@ -419,7 +419,8 @@ class Compiler {
       sql += "(";
       for (size_t i = 0; i < clause.any_of.size(); ++i) {
         if (i) sql += " OR ";
-        sql += "EXISTS (" + PredicateSql(type, clause, clause.any_of[i], args, alias) + ")";
+        sql +=
+            "EXISTS (" + PredicateSql(type, clause, clause.any_of[i], args, alias) + PerRow() + ")";
       }
       sql += ")";
       return Status::Ok();
@@ -433,6 +434,11 @@ class Compiler {
     sql += ")";
     return Status::Ok();
   }
+
+  // Ends a correlated EXISTS that must stay a lookup per candidate. PostgreSQL would otherwise
+  // turn it into a semi-join and may read every row of the code or date range first (its
+  // planner does not pull up a subquery with an OFFSET); SQLite keeps it per row anyway.
+  std::string PerRow() const { return dialect_ == Dialect::kSqlite ? "" : " OFFSET 0"; }
 
   // An index hint: SQLite only (PostgreSQL plans by its statistics).
   std::string Hint(const char* index) const {
