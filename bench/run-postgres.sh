@@ -80,10 +80,14 @@ reads_and_searches() {  # store-label
       awk 'BEGIN { RS = "\"resource\":" } NR > 1 {
         if (match($0, /"id":"[^"]*"/)) print substr($0, RSTART + 6, RLENGTH - 7) }' \
       >"$DATA/patients.txt"
-        # The first Observation's code (not its meta.tag, which _elements adds).
-    CODE=$(curl -s "$BASE/fhir/Observation?_count=1&_elements=code" |
-      grep -o '"code":{"coding":\[{"system":"[^"]*","code":"[^"]*"' | head -1 |
-      sed 's/.*"system":"//; s/","code":"/|/; s/"$//')
+            # The first Observation's code (not its meta.tag, which _elements adds), chosen once: both
+    # stores are asked the same questions.
+    if [ ! -s "$DATA/code.txt" ]; then
+      curl -s "$BASE/fhir/Observation?_count=1&_elements=code" |
+        grep -o '"code":{"coding":\[{"system":"[^"]*","code":"[^"]*"' | head -1 |
+        sed 's/.*"system":"//; s/","code":"/|/; s/"$//' >"$DATA/code.txt"
+    fi
+    CODE=$(cat "$DATA/code.txt")
     while read -r id; do
       echo "/fhir/Patient/$id" >>"$DATA/r-read.txt"
       echo "/fhir/Observation?subject=Patient/$id&code=$CODE&date=ge2000-01-01" >>"$DATA/r-obs.txt"

@@ -777,14 +777,14 @@ class Pool {
  public:
   Pool(std::string url, int size) : url_(std::move(url)), size_(size < 1 ? 1 : size) {}
 
-  // Opens every connection now: the primary fails fast at start when it is unreachable.
-  Status Fill() {
+  // Opens one connection now: the primary fails fast at start when it is unreachable. The
+  // others open as load needs them.
+  Status Connect() {
     std::lock_guard lock(mu_);
-    while (open_count_ < size_) {
-      ASSIGN_OR_RETURN(auto c, pg::Conn::Open(url_));
-      idle_.push_back(std::move(c));
-      open_count_++;
-    }
+    if (open_count_ > 0) return Status::Ok();
+    ASSIGN_OR_RETURN(auto c, pg::Conn::Open(url_));
+    idle_.push_back(std::move(c));
+    open_count_++;
     return Status::Ok();
   }
 
@@ -875,7 +875,7 @@ class PostgresStore : public Store {
   ~PostgresStore() override { Close(); }
 
   Status Open() {
-    RETURN_IF_ERROR(primary_.Fill());
+    RETURN_IF_ERROR(primary_.Connect());
     RETURN_IF_ERROR(primary_.With([&](pg::Conn& c) -> Status {
       RETURN_IF_ERROR(Migrate(c));
       ASSIGN_OR_RETURN(pg::Rows r, c.Query("SELECT coalesce((SELECT max(ts) FROM versions), 0), "
