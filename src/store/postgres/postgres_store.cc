@@ -453,7 +453,11 @@ class PgWriteTxn : public PgView, public WriteTxn {
           "version=EXCLUDED.version, seq=EXCLUDED.seq, deleted=EXCLUDED.deleted, ts=EXCLUDED.ts, "
           "patient=EXCLUDED.patient) "
           "SELECT type, id, seq, patient FROM v";
-      ASSIGN_OR_RETURN(pg::Rows r, c_.Query(sql, p));
+      // A REST write puts one or a few versions: its statement is prepared once per size (and
+      // planning it each time cost as much as running it); a bulk load's are planned each time.
+      static constexpr size_t kPreparedUpTo = 16;
+      ASSIGN_OR_RETURN(pg::Rows r,
+                       end - start <= kPreparedUpTo ? c_.Prepared(sql, p) : c_.Query(sql, p));
       std::unordered_map<std::string, std::pair<int64_t, std::string>> written;
       for (int row = 0; row < r.rows(); ++row) {
         written[r.Text(row, 0) + "/" + r.Text(row, 1)] = {r.Int(row, 2), r.Text(row, 3)};

@@ -520,6 +520,7 @@ class Compiler {
     // `current` (live by definition: no superseded test), or the driver's seq alone.
     enum class Rows { kVersions, kCurrent, kSeqOnly };
     bool counting = false;  // the total counts every match, wherever the page starts
+    const bool ids_drive = driver < 0 && !q.ids.empty() && !q.type.empty();
     auto conditions = [&](const std::string& a, Rows rows, std::string& sql,
                           std::vector<SqlArg>& args) -> Status {
       bool first = true;
@@ -573,14 +574,20 @@ class Compiler {
         if (static_cast<int>(i) == driver) continue;
         if (q.type.empty()) return Status::Invalid("search parameters need a resource type");
         next();
-        RETURN_IF_ERROR(ClauseCondition(q.type, q.clauses[i], a, 0, driver >= 0, sql, args));
+        // PostgreSQL evaluates a condition where its columns are first available: tested on the
+        // driver's seq (m), a candidate is dropped before its version row (and body) is read.
+        // A reverse chain needs the resource's id, from the version row.
+        bool on_driver = dialect_ == Dialect::kPostgres && rows == Rows::kVersions &&
+                         (driver >= 0 || ids_drive) && !q.clauses[i].has;
+        RETURN_IF_ERROR(
+            ClauseCondition(q.type, q.clauses[i], on_driver ? "m" : a, 0, driver >= 0, sql, args));
       }
       return Status::Ok();
     };
     // The relation searched: the driver's matches joined to their versions, or the versions.
     // _id (and _include's reads by id) start from the versions of those ids: left to itself,
     // SQLite would walk every version of the type in seq order to honour ORDER BY.
-    const bool ids_drive = driver < 0 && !q.ids.empty() && !q.type.empty();
+
     auto relation = [&](std::vector<SqlArg>& args) -> Result<std::string> {
       if (ids_drive) {
         // The index of UNIQUE(type, id, version), named: flattened into the join, the
