@@ -4,6 +4,7 @@
 
 #include <cmath>
 #include <cstdio>
+#include <cstdlib>
 
 namespace taproot::store::pg {
 
@@ -107,6 +108,16 @@ Status Conn::Exec(const std::string& sql) {
   PGresult* r = PQexec(c_, sql.c_str());
   Rows owned(r);
   return Check(r, "PostgreSQL");
+}
+
+Result<int64_t> Conn::ExecInt(const std::string& sql) {
+  PGresult* r = PQexec(c_, sql.c_str());
+  Rows owned(r);
+  RETURN_IF_ERROR(Check(r, "PostgreSQL"));
+  if (PQntuples(r) != 1 || PQnfields(r) < 1 || PQgetisnull(r, 0, 0)) {
+    return Status::Internal("PostgreSQL: expected one integer");
+  }
+  return std::strtoll(PQgetvalue(r, 0, 0), nullptr, 10);  // simple queries answer in text
 }
 
 // The parameter arrays libpq takes, pointing into `params`.

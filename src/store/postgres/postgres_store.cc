@@ -4,6 +4,7 @@
 #include <atomic>
 #include <condition_variable>
 #include <mutex>
+#include <optional>
 #include <unordered_map>
 #include <unordered_set>
 
@@ -217,7 +218,12 @@ std::string CriteriaKey(const SearchQuery& q) {
 // observations by code and date; bench/RESULTS.md).
 class PgRunner : public sql::SqlRunner {
  public:
-  explicit PgRunner(pg::Conn& c) : c_(c) {}
+  // `newest`: the snapshot's newest seq when the read already fetched it.
+  PgRunner(pg::Conn& c, std::optional<int64_t> newest) : c_(c), newest_(newest) {}
+  Result<int64_t> NewestSeq() override {
+    if (newest_) return *newest_;
+    return SqlRunner::NewestSeq();
+  }
   Result<int64_t> QueryInt(const std::string& sql, const std::vector<SqlArg>& args) override {
     ASSIGN_OR_RETURN(pg::Rows r, c_.Prepared(sql::NumberPlaceholders(sql), ToParams(args)));
     if (r.rows() != 1) return Status::Internal("search: expected one row");
@@ -239,11 +245,14 @@ class PgRunner : public sql::SqlRunner {
 
  private:
   pg::Conn& c_;
+  std::optional<int64_t> newest_;
 };
 
 class PgView : public virtual ReadView {
  public:
-  explicit PgView(pg::Conn& c) : c_(c) {}
+  // `newest`: the newest seq of the snapshot this view reads, if known.
+  explicit PgView(pg::Conn& c, std::optional<int64_t> newest = std::nullopt)
+      : c_(c), newest_(newest) {}
 
   Result<std::optional<VersionRecord>> ReadCurrent(const std::string& type,
                                                    const std::string& id) override {
@@ -264,7 +273,7 @@ class PgView : public virtual ReadView {
   }
 
   Result<SearchPage> Search(const SearchQuery& q) override {
-    PgRunner runner(c_);
+    PgRunner runner(c_, newest_);
     return sql::RunSearch(sql::Dialect::kPostgres, q, runner);
   }
 
@@ -361,6 +370,8 @@ class PgView : public virtual ReadView {
   pg::Conn& conn() { return c_; }
 
  protected:
+  std::optional<int64_t> newest_;
+
   static Result<std::optional<VersionRecord>> One(const pg::Rows& r) {
     if (r.rows() == 0) return std::optional<VersionRecord>();
     ASSIGN_OR_RETURN(VersionRecord v, RowToVersion(r, 0));
@@ -980,8 +991,11 @@ class PostgresStore : public Store {
 
  private:
   static Status Snapshot(pg::Conn& c, const std::function<Status(ReadView&)>& fn) {
-    RETURN_IF_ERROR(c.Exec("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY"));
-    PgView view(c);
+    // The snapshot and its newest seq in one round trip (every search asks for it first).
+    ASSIGN_OR_RETURN(int64_t newest,
+                     c.ExecInt("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY; SELECT "
+                               "coalesce(max(seq), 0) FROM versions"));
+    PgView view(c, newest);
     Status st = fn(view);
     Status end = c.Exec(st.ok() ? "COMMIT" : "ROLLBACK");
     return st.ok() ? end : st;

@@ -459,7 +459,7 @@ class Compiler {
     // a clause the versions of the type are read in seq order. Results come in seq order (the
     // order resources were written) unless _sort says otherwise.
     int64_t newest = 0;
-    ASSIGN_OR_RETURN(newest, runner_.QueryInt("SELECT coalesce(max(seq), 0) FROM versions", {}));
+    ASSIGN_OR_RETURN(newest, runner_.NewestSeq());
     SearchPage page;
     page.snapshot_seq = q.as_of_seq ? std::min(*q.as_of_seq, newest) : newest;
     // A later page runs against the first page's snapshot: versions written since are out, and

@@ -47,6 +47,11 @@ class SqlRunner {
   // The backend's plan for a statement, one line per step (_explain).
   virtual Result<std::vector<std::string>> Explain(const std::string& sql,
                                                    const std::vector<SqlArg>& args) = 0;
+  // The newest seq the search can see (its snapshot). A backend that already knows it (read
+  // with the snapshot's first statement) saves a round trip.
+  virtual Result<int64_t> NewestSeq() {
+    return QueryInt("SELECT coalesce(max(seq), 0) FROM versions", {});
+  }
 };
 
 Result<SearchPage> RunSearch(Dialect dialect, const SearchQuery& query, SqlRunner& runner);
