@@ -19,6 +19,26 @@
 
 namespace taproot::api {
 
+// A request as the HTTP layer hands it to the engine: target is path and query, below the base.
+inline FhirRequest MakeRequest(const std::string& method, const std::string& target,
+                               const std::string& body = {},
+                               std::vector<std::pair<std::string, std::string>> headers = {}) {
+  FhirRequest req;
+  req.method = method;
+  size_t q = target.find('?');
+  req.path = target.substr(0, q);
+  if (q != std::string::npos) {
+    req.raw_query = target.substr(q + 1);
+    req.query = *search::ParseQueryString(req.raw_query);
+  }
+  req.body = body;
+  bool has_ct = false;
+  for (auto& [k, v] : headers) has_ct |= k == "content-type";
+  if (!body.empty() && !has_ct) headers.emplace_back("content-type", "application/fhir+json");
+  req.headers = std::move(headers);
+  return req;
+}
+
 class EngineTest : public ::testing::TestWithParam<taproot::testing::Backend> {
  protected:
   void SetUp() override {
@@ -38,19 +58,7 @@ class EngineTest : public ::testing::TestWithParam<taproot::testing::Backend> {
                   const std::string& body = {},
                   std::vector<std::pair<std::string, std::string>> headers = {},
                   const std::string& request_id = {}) {
-    FhirRequest req;
-    req.method = method;
-    size_t q = target.find('?');
-    req.path = target.substr(0, q);
-    if (q != std::string::npos) {
-      req.raw_query = target.substr(q + 1);
-      req.query = *search::ParseQueryString(req.raw_query);
-    }
-    req.body = body;
-    bool has_ct = false;
-    for (auto& [k, v] : headers) has_ct |= k == "content-type";
-    if (!body.empty() && !has_ct) headers.emplace_back("content-type", "application/fhir+json");
-    req.headers = std::move(headers);
+    FhirRequest req = MakeRequest(method, target, body, std::move(headers));
     RequestContext ctx;
     ctx.base_url = "http://test/fhir";
     ctx.request_id = request_id.empty() ? NewUuid() : request_id;

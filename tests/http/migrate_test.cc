@@ -5,6 +5,7 @@
 #include <filesystem>
 
 #include "api/engine.h"
+#include "api/engine_fixture.h"
 #include "common/json.h"
 #include "fhir/model.h"
 #include "importer/importer.h"
@@ -21,16 +22,7 @@ using testing::TestStore;
 
 api::FhirResponse Send(api::Engine& engine, const std::string& method, const std::string& target,
                        const std::string& body = {}) {
-  api::FhirRequest req;
-  req.method = method;
-  size_t q = target.find('?');
-  req.path = target.substr(0, q);
-  if (q != std::string::npos) {
-    req.raw_query = target.substr(q + 1);
-    req.query = *search::ParseQueryString(req.raw_query);
-  }
-  req.body = body;
-  if (!body.empty()) req.headers.emplace_back("content-type", "application/fhir+json");
+  api::FhirRequest req = api::MakeRequest(method, target, body);
   api::RequestContext ctx;
   ctx.base_url = "http://test/fhir";
   ctx.request_id = "test";

@@ -234,6 +234,13 @@ class PgRunner : public sql::SqlRunner {
     ASSIGN_OR_RETURN(pg::Rows r, c_.Prepared(sql::NumberPlaceholders(sql), ToParams(args)));
     return AllVersions(r);
   }
+  Result<std::vector<std::string>> QueryTexts(const std::string& sql,
+                                              const std::vector<SqlArg>& args) override {
+    ASSIGN_OR_RETURN(pg::Rows r, c_.Prepared(sql::NumberPlaceholders(sql), ToParams(args)));
+    std::vector<std::string> out;
+    for (int i = 0; i < r.rows(); ++i) out.push_back(r.Text(i, 0));
+    return out;
+  }
   Result<std::vector<std::string>> Explain(const std::string& sql,
                                            const std::vector<SqlArg>& args) override {
     ASSIGN_OR_RETURN(pg::Rows r,
@@ -278,71 +285,15 @@ class PgView : public virtual ReadView {
   }
 
   Result<HistoryPage> History(const HistoryQuery& q) override {
-    std::string where = " WHERE true";
-    std::vector<SqlArg> args;
-    if (!q.type.empty()) {
-      where += " AND v.type=?";
-      args.push_back({SqlArg::kText, q.type});
-    }
-    if (!q.id.empty()) {
-      where += " AND v.id=?";
-      args.push_back({SqlArg::kText, q.id});
-    }
-    if (q.since) {
-      where += " AND v.ts>=?";
-      args.push_back({SqlArg::kInt, {}, *q.since});
-    }
-    if (q.at) {
-      where +=
-          " AND v.ts<=? AND NOT EXISTS (SELECT 1 FROM versions w WHERE w.type=v.type AND "
-          "w.id=v.id AND w.version>v.version AND w.ts<=?)";
-      args.push_back({SqlArg::kInt, {}, *q.at});
-      args.push_back({SqlArg::kInt, {}, *q.at});
-    }
-    HistoryPage page;
-    {
-      ASSIGN_OR_RETURN(pg::Rows r,
-                       c_.Query(sql::NumberPlaceholders("SELECT count(*) FROM versions v" + where),
-                                ToParams(args)));
-      page.total = r.Int(0, 0);
-    }
-    if (q.before_seq) {
-      where += " AND v.seq<?";
-      args.push_back({SqlArg::kInt, {}, *q.before_seq});
-    }
-    args.push_back({SqlArg::kInt, {}, q.count + 1});
-    ASSIGN_OR_RETURN(pg::Rows r,
-                     c_.Query(sql::NumberPlaceholders("SELECT v.type, v.id, v.version, v.ts, "
-                                                      "v.deleted, v.method, v.body, v.seq FROM "
-                                                      "versions v" +
-                                                      where + " ORDER BY v.seq DESC LIMIT ?"),
-                              ToParams(args)));
-    ASSIGN_OR_RETURN(page.entries, AllVersions(r));
-    if (static_cast<int64_t>(page.entries.size()) > q.count) {
-      page.entries.pop_back();
-      page.next_before_seq = page.entries.back().seq;
-    }
-    return page;
+    PgRunner runner(c_, std::nullopt);
+    return sql::RunHistory(q, runner);
   }
 
   Result<std::vector<std::string>> ReferringTypes(
       const std::string& target_type, const std::string& target_id,
       const std::vector<std::pair<std::string, std::string>>& links) override {
-    std::vector<std::string> out;
-    if (links.empty()) return out;
-    std::string sql = "SELECT DISTINCT r.type FROM (VALUES ";
-    pg::Params p;
-    for (size_t i = 0; i < links.size(); ++i) {
-      sql += i ? ",(?,?)" : "(?,?)";
-      p.Text(links[i].first).Text(links[i].second);
-    }
-    sql +=
-        ") l(t, p) JOIN idx_ref r ON r.type=l.t AND r.param=l.p AND r.target=? AND "
-        "r.target_type=? WHERE NOT EXISTS (SELECT 1 FROM superseded x WHERE x.seq=r.seq)";
-    p.Text(target_id).Text(target_type);
-    ASSIGN_OR_RETURN(pg::Rows r, c_.Query(sql::NumberPlaceholders(sql), p));
-    for (int i = 0; i < r.rows(); ++i) out.push_back(r.Text(i, 0));
-    return out;
+    PgRunner runner(c_, std::nullopt);
+    return sql::RunReferringTypes(sql::Dialect::kPostgres, target_type, target_id, links, runner);
   }
 
   Result<std::vector<VersionRecord>> ScanVersions(int64_t after_seq, int64_t limit) override {
@@ -668,21 +619,15 @@ class PgWriteTxn : public PgView, public WriteTxn {
         return next() + "::float8[]";
       };
       // Columns: t (type), x (param), then the kind's values, q (seq), k (patient key).
-      std::string cols, values, names;
+      std::string cols, names;
       std::string head = text_arr(types) + ", " + text_arr(params);
       switch (kind) {
         case IndexKind::kToken:
-          cols = "code, system";
-          head += ", " + text_arr(a) + ", " + text_arr(b);
-          names = "y, z";
-          break;
         case IndexKind::kReference:
-          cols = "target, target_type";
-          head += ", " + text_arr(a) + ", " + text_arr(b);
-          names = "y, z";
-          break;
         case IndexKind::kString:
-          cols = "norm, exact";
+          cols = kind == IndexKind::kToken       ? "code, system"
+                 : kind == IndexKind::kReference ? "target, target_type"
+                                                 : "norm, exact";
           head += ", " + text_arr(a) + ", " + text_arr(b);
           names = "y, z";
           break;

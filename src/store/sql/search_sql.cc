@@ -726,4 +726,68 @@ Result<SearchPage> RunSearch(Dialect dialect, const SearchQuery& query, SqlRunne
   return Compiler(dialect, runner).Search(query);
 }
 
+Result<HistoryPage> RunHistory(const HistoryQuery& q, SqlRunner& runner) {
+  std::string where = " WHERE 1=1";
+  std::vector<SqlArg> args;
+  if (!q.type.empty()) {
+    where += " AND v.type=?";
+    args.push_back({SqlArg::kText, q.type});
+  }
+  if (!q.id.empty()) {
+    where += " AND v.id=?";
+    args.push_back({SqlArg::kText, q.id});
+  }
+  if (q.since) {
+    where += " AND v.ts>=?";
+    args.push_back({SqlArg::kInt, {}, *q.since});
+  }
+  if (q.at) {
+    // The version current at that instant: none of the resource's later versions is older.
+    where +=
+        " AND v.ts<=? AND NOT EXISTS (SELECT 1 FROM versions w WHERE w.type=v.type AND "
+        "w.id=v.id AND w.version>v.version AND w.ts<=?)";
+    args.push_back({SqlArg::kInt, {}, *q.at});
+    args.push_back({SqlArg::kInt, {}, *q.at});
+  }
+  HistoryPage page;
+  ASSIGN_OR_RETURN(page.total, runner.QueryInt("SELECT count(*) FROM versions v" + where, args));
+  if (q.before_seq) {
+    where += " AND v.seq<?";
+    args.push_back({SqlArg::kInt, {}, *q.before_seq});
+  }
+  args.push_back({SqlArg::kInt, {}, q.count + 1});
+  ASSIGN_OR_RETURN(page.entries, runner.QueryVersions("SELECT v.type, v.id, v.version, v.ts, "
+                                                      "v.deleted, v.method, v.body, v.seq FROM "
+                                                      "versions v" +
+                                                          where + " ORDER BY v.seq DESC LIMIT ?",
+                                                      args));
+  if (static_cast<int64_t>(page.entries.size()) > q.count) {
+    page.entries.pop_back();
+    page.next_before_seq = page.entries.back().seq;
+  }
+  return page;
+}
+
+Result<std::vector<std::string>> RunReferringTypes(
+    Dialect dialect, const std::string& target_type, const std::string& target_id,
+    const std::vector<std::pair<std::string, std::string>>& links, SqlRunner& runner) {
+  if (links.empty()) return std::vector<std::string>();
+  // One seek per (type, param) pair on the reference index's key: a join from the pairs (SQLite
+  // scans the whole table for a row-value IN list, and needs CROSS JOIN to read the pairs
+  // first). Both name a VALUES list's columns column1, column2 ...
+  std::string sql = "SELECT DISTINCT r.type FROM (VALUES ";
+  std::vector<SqlArg> args;
+  for (size_t i = 0; i < links.size(); ++i) {
+    sql += i ? ",(?,?)" : "(?,?)";
+    args.push_back({SqlArg::kText, links[i].first});
+    args.push_back({SqlArg::kText, links[i].second});
+  }
+  sql += std::string(") l") + (dialect == Dialect::kSqlite ? " CROSS JOIN " : " JOIN ") +
+         "idx_ref r ON r.type=l.column1 AND r.param=l.column2 AND r.target=? AND "
+         "r.target_type=? WHERE NOT EXISTS (SELECT 1 FROM superseded x WHERE x.seq=r.seq)";
+  args.push_back({SqlArg::kText, target_id});
+  args.push_back({SqlArg::kText, target_type});
+  return runner.QueryTexts(sql, args);
+}
+
 }  // namespace taproot::store::sql

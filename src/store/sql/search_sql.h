@@ -47,6 +47,9 @@ class SqlRunner {
   // The backend's plan for a statement, one line per step (_explain).
   virtual Result<std::vector<std::string>> Explain(const std::string& sql,
                                                    const std::vector<SqlArg>& args) = 0;
+  // A statement that returns rows of one text column.
+  virtual Result<std::vector<std::string>> QueryTexts(const std::string& sql,
+                                                      const std::vector<SqlArg>& args) = 0;
   // The newest seq the search can see (its snapshot). A backend that already knows it (read
   // with the snapshot's first statement) saves a round trip.
   virtual Result<int64_t> NewestSeq() {
@@ -55,6 +58,12 @@ class SqlRunner {
 };
 
 Result<SearchPage> RunSearch(Dialect dialect, const SearchQuery& query, SqlRunner& runner);
+
+// ReadView::History and ReadView::ReferringTypes over the same schema.
+Result<HistoryPage> RunHistory(const HistoryQuery& query, SqlRunner& runner);
+Result<std::vector<std::string>> RunReferringTypes(
+    Dialect dialect, const std::string& target_type, const std::string& target_id,
+    const std::vector<std::pair<std::string, std::string>>& links, SqlRunner& runner);
 
 // The index table of a kind: "idx_token", "idx_date" ...
 const char* TableOf(IndexKind kind);

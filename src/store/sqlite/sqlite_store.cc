@@ -276,6 +276,23 @@ Result<VersionRecord> RowToVersion(sqlite3_stmt* s, int first = 0) {
   return r;
 }
 
+// Steps a statement that selects version rows (kVersionColumns) to its end.
+Result<std::vector<VersionRecord>> StepAll(Connection& c, sqlite3_stmt* s) {
+  std::vector<VersionRecord> out;
+  int rc;
+  while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
+    auto r = RowToVersion(s);
+    if (!r.ok()) {
+      sqlite3_reset(s);
+      return r.status();
+    }
+    out.push_back(std::move(r).value());
+  }
+  sqlite3_reset(s);
+  if (rc != SQLITE_DONE) return SqlError(c.db(), "scan");
+  return out;
+}
+
 // Runs the shared search compiler's statements on one connection.
 class SqliteRunner : public sql::SqlRunner {
  public:
@@ -300,19 +317,19 @@ class SqliteRunner : public sql::SqlRunner {
     ASSIGN_OR_RETURN(sqlite3_stmt * s, c_.Prepare(sql));
     Binder b{s};
     BindAll(b, args);
-    std::vector<VersionRecord> out;
+    return StepAll(c_, s);
+  }
+
+  Result<std::vector<std::string>> QueryTexts(const std::string& sql,
+                                              const std::vector<SqlArg>& args) override {
+    ASSIGN_OR_RETURN(sqlite3_stmt * s, c_.Prepare(sql));
+    Binder b{s};
+    BindAll(b, args);
+    std::vector<std::string> out;
     int rc;
-    while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
-      auto r = RowToVersion(s);
-      if (!r.ok()) {
-        sqlite3_reset(s);
-        return r.status();
-      }
-      out.push_back(std::move(r).value());
-    }
-    Status st = rc == SQLITE_DONE ? Status::Ok() : SqlError(c_.db(), "search");
+    while ((rc = sqlite3_step(s)) == SQLITE_ROW) out.push_back(ColText(s, 0));
     sqlite3_reset(s);
-    if (!st.ok()) return st;
+    if (rc != SQLITE_DONE) return SqlError(c_.db(), "search");
     return out;
   }
 
@@ -387,45 +404,8 @@ class SqliteView : public virtual ReadView {
   }
 
   Result<HistoryPage> History(const HistoryQuery& q) override {
-    std::string where = " WHERE 1=1";
-    if (!q.type.empty()) where += " AND v.type=?";
-    if (!q.id.empty()) where += " AND v.id=?";
-    if (q.since) where += " AND v.ts>=?";
-    if (q.at) {
-      where +=
-          " AND v.ts<=? AND NOT EXISTS (SELECT 1 FROM versions w WHERE w.type=v.type AND "
-          "w.id=v.id AND w.version>v.version AND w.ts<=?)";
-    }
-    auto bind = [&](sqlite3_stmt* s) {
-      Binder b{s};
-      if (!q.type.empty()) b.Text(q.type);
-      if (!q.id.empty()) b.Text(q.id);
-      if (q.since) b.Int(*q.since);
-      if (q.at) b.Int(*q.at).Int(*q.at);
-      return b;
-    };
-    HistoryPage page;
-    {
-      ASSIGN_OR_RETURN(sqlite3_stmt * s, c_.Prepare("SELECT count(*) FROM versions v" + where));
-      bind(s);
-      if (sqlite3_step(s) != SQLITE_ROW) return SqlError(c_.db(), "history count");
-      page.total = sqlite3_column_int64(s, 0);
-      sqlite3_reset(s);
-    }
-    std::string paged = where + (q.before_seq ? " AND v.seq<?" : "");
-    ASSIGN_OR_RETURN(sqlite3_stmt * s,
-                     c_.Prepare(std::string("SELECT v.type, v.id, v.version, v.ts, v.deleted, "
-                                            "v.method, v.body, v.seq FROM versions v") +
-                                paged + " ORDER BY v.seq DESC LIMIT ?"));
-    Binder b = bind(s);
-    if (q.before_seq) b.Int(*q.before_seq);
-    b.Int(q.count + 1);
-    ASSIGN_OR_RETURN(page.entries, All(s));
-    if (static_cast<int64_t>(page.entries.size()) > q.count) {
-      page.entries.pop_back();
-      page.next_before_seq = page.entries.back().seq;
-    }
-    return page;
+    SqliteRunner runner(c_);
+    return sql::RunHistory(q, runner);
   }
 
   Connection& connection() { return c_; }
@@ -433,24 +413,8 @@ class SqliteView : public virtual ReadView {
   Result<std::vector<std::string>> ReferringTypes(
       const std::string& target_type, const std::string& target_id,
       const std::vector<std::pair<std::string, std::string>>& links) override {
-    std::vector<std::string> out;
-    if (links.empty()) return out;
-    // One seek per (type, param) pair on the reference index's key (a join: SQLite scans the
-    // whole table for a row-value IN list).
-    std::string sql = "SELECT DISTINCT r.type FROM (VALUES ";
-    for (size_t i = 0; i < links.size(); ++i) sql += i ? ",(?,?)" : "(?,?)";
-    sql +=
-        ") l CROSS JOIN idx_ref r ON r.type=l.column1 AND r.param=l.column2 AND r.target=? AND "
-        "r.target_type=? WHERE NOT EXISTS (SELECT 1 FROM superseded x WHERE x.seq=r.seq)";
-    ASSIGN_OR_RETURN(sqlite3_stmt * s, c_.Prepare(sql));
-    Binder b{s};
-    for (const auto& [type, param] : links) b.Text(type).Text(param);
-    b.Text(target_id).Text(target_type);
-    int rc;
-    while ((rc = sqlite3_step(s)) == SQLITE_ROW) out.push_back(ColText(s, 0));
-    sqlite3_reset(s);
-    if (rc != SQLITE_DONE) return SqlError(c_.db(), "referring types");
-    return out;
+    SqliteRunner runner(c_);
+    return sql::RunReferringTypes(sql::Dialect::kSqlite, target_type, target_id, links, runner);
   }
 
   Result<std::vector<VersionRecord>> ScanVersions(int64_t after_seq, int64_t limit) override {
@@ -498,21 +462,7 @@ class SqliteView : public virtual ReadView {
     return std::optional<VersionRecord>(std::move(r).value());
   }
 
-  Result<std::vector<VersionRecord>> All(sqlite3_stmt* s) {
-    std::vector<VersionRecord> out;
-    int rc;
-    while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
-      auto r = RowToVersion(s);
-      if (!r.ok()) {
-        sqlite3_reset(s);
-        return r.status();
-      }
-      out.push_back(std::move(r).value());
-    }
-    sqlite3_reset(s);
-    if (rc != SQLITE_DONE) return SqlError(c_.db(), "scan");
-    return out;
-  }
+  Result<std::vector<VersionRecord>> All(sqlite3_stmt* s) { return StepAll(c_, s); }
 
   Connection& c_;
   CurrentCache* cache_;
