@@ -67,9 +67,7 @@ class Conn {
 
   // Runs SQL without parameters (may hold several statements); for BEGIN, COMMIT, DDL.
   Status Exec(const std::string& sql);
-  // Runs SQL without parameters (several statements: one round trip) and returns the first
-  // column of the last statement's first row as an integer.
-  Result<int64_t> ExecInt(const std::string& sql);
+
   // A statement planned for its actual values each time (searches).
   Result<Rows> Query(const std::string& sql, const Params& params = {});
   // A statement prepared once per connection and then reused (up to 256 of them; then all are

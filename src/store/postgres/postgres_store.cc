@@ -211,11 +211,11 @@ std::string CriteriaKey(const SearchQuery& q) {
   return out;
 }
 
-// Runs the search compiler's statements as prepared statements (one per query shape and
-// connection). The statements already fix the plan (a driving clause, then a lookup per
-// candidate: search_sql.cc's PerRow), so PostgreSQL's generic plan loses little, and planning
-// them afresh cost more than running them (4.6 ms against 3.2 ms for a patient's
-// observations by code and date; bench/RESULTS.md).
+// Runs the search compiler's statements as prepared statements, one per query shape and
+// connection, planned once (pg.cc's session setup). The statements already fix the plan (a
+// driving clause, then a lookup per candidate: search_sql.cc's PerRow), so a generic plan
+// loses little, and planning them afresh cost more than running them (4.6 ms against 3.2 ms
+// for a patient's observations by code and date; bench/RESULTS.md).
 class PgRunner : public sql::SqlRunner {
  public:
   // `newest`: the snapshot's newest seq when the read already fetched it.
@@ -936,11 +936,11 @@ class PostgresStore : public Store {
 
  private:
   static Status Snapshot(pg::Conn& c, const std::function<Status(ReadView&)>& fn) {
-    // The snapshot and its newest seq in one round trip (every search asks for it first).
-    ASSIGN_OR_RETURN(int64_t newest,
-                     c.ExecInt("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY; SELECT "
-                               "coalesce(max(seq), 0) FROM versions"));
-    PgView view(c, newest);
+    // The snapshot, and its newest seq (every search asks for it first) from a prepared
+    // statement: planning the max() each time cost more than the extra round trip.
+    RETURN_IF_ERROR(c.Exec("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY"));
+    ASSIGN_OR_RETURN(pg::Rows r, c.Prepared("SELECT coalesce(max(seq), 0) FROM versions"));
+    PgView view(c, r.Int(0, 0));
     Status st = fn(view);
     Status end = c.Exec(st.ok() ? "COMMIT" : "ROLLBACK");
     return st.ok() ? end : st;
