@@ -257,12 +257,27 @@ class PgRunner : public sql::SqlRunner {
 
 class PgView : public virtual ReadView {
  public:
-  // `newest`: the newest seq of the snapshot this view reads, if known.
-  explicit PgView(pg::Conn& c, std::optional<int64_t> newest = std::nullopt)
-      : c_(c), newest_(newest) {}
+  // `snapshot`: the view reads one REPEATABLE READ snapshot, begun with its first statement
+  // (a callback that reads nothing, such as a Bundle without conditional references, costs no
+  // round trip). Otherwise each statement stands alone, or the caller's transaction is open.
+  explicit PgView(pg::Conn& c, bool snapshot = false) : c_(c), snapshot_(snapshot) {}
+
+  // Begins the snapshot if this view reads one and has not yet: the transaction, and its newest
+  // seq (every search asks for it first) from a prepared statement, which costs less than
+  // planning a max() each time.
+  Status Start() {
+    if (!snapshot_ || started_) return Status::Ok();
+    RETURN_IF_ERROR(c_.Exec("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY"));
+    started_ = true;
+    ASSIGN_OR_RETURN(pg::Rows r, c_.Prepared("SELECT coalesce(max(seq), 0) FROM versions"));
+    newest_ = r.Int(0, 0);
+    return Status::Ok();
+  }
+  bool started() const { return started_; }
 
   Result<std::optional<VersionRecord>> ReadCurrent(const std::string& type,
                                                    const std::string& id) override {
+    RETURN_IF_ERROR(Start());
     ASSIGN_OR_RETURN(pg::Rows r, c_.Prepared("SELECT type, id, version, ts, deleted, method, "
                                              "body, seq FROM versions WHERE seq=(SELECT seq FROM "
                                              "current WHERE type=$1 AND id=$2)",
@@ -272,6 +287,7 @@ class PgView : public virtual ReadView {
 
   Result<std::optional<VersionRecord>> ReadVersion(const std::string& type, const std::string& id,
                                                    int64_t version) override {
+    RETURN_IF_ERROR(Start());
     ASSIGN_OR_RETURN(pg::Rows r,
                      c_.Prepared("SELECT type, id, version, ts, deleted, method, body, seq FROM "
                                  "versions WHERE type=$1 AND id=$2 AND version=$3::bigint",
@@ -280,11 +296,13 @@ class PgView : public virtual ReadView {
   }
 
   Result<SearchPage> Search(const SearchQuery& q) override {
+    RETURN_IF_ERROR(Start());
     PgRunner runner(c_, newest_);
     return sql::RunSearch(sql::Dialect::kPostgres, q, runner);
   }
 
   Result<HistoryPage> History(const HistoryQuery& q) override {
+    RETURN_IF_ERROR(Start());
     PgRunner runner(c_, std::nullopt);
     return sql::RunHistory(q, runner);
   }
@@ -292,11 +310,13 @@ class PgView : public virtual ReadView {
   Result<std::vector<std::string>> ReferringTypes(
       const std::string& target_type, const std::string& target_id,
       const std::vector<std::pair<std::string, std::string>>& links) override {
+    RETURN_IF_ERROR(Start());
     PgRunner runner(c_, std::nullopt);
     return sql::RunReferringTypes(sql::Dialect::kPostgres, target_type, target_id, links, runner);
   }
 
   Result<std::vector<VersionRecord>> ScanVersions(int64_t after_seq, int64_t limit) override {
+    RETURN_IF_ERROR(Start());
     ASSIGN_OR_RETURN(pg::Rows r, c_.Prepared("SELECT type, id, version, ts, deleted, method, "
                                              "body, seq FROM versions WHERE seq>$1::bigint ORDER "
                                              "BY seq LIMIT $2::bigint",
@@ -305,6 +325,7 @@ class PgView : public virtual ReadView {
   }
 
   Result<std::optional<RequestRecord>> FindRequest(const std::string& request_id) override {
+    RETURN_IF_ERROR(Start());
     ASSIGN_OR_RETURN(pg::Rows r, c_.Prepared("SELECT fingerprint, status, headers, body FROM "
                                              "requests WHERE request_id=$1",
                                              pg::Params().Text(request_id)));
@@ -321,6 +342,7 @@ class PgView : public virtual ReadView {
   pg::Conn& conn() { return c_; }
 
  protected:
+  bool snapshot_ = false, started_ = false;
   std::optional<int64_t> newest_;
 
   static Result<std::optional<VersionRecord>> One(const pg::Rows& r) {
@@ -936,12 +958,9 @@ class PostgresStore : public Store {
 
  private:
   static Status Snapshot(pg::Conn& c, const std::function<Status(ReadView&)>& fn) {
-    // The snapshot, and its newest seq (every search asks for it first) from a prepared
-    // statement: planning the max() each time cost more than the extra round trip.
-    RETURN_IF_ERROR(c.Exec("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY"));
-    ASSIGN_OR_RETURN(pg::Rows r, c.Prepared("SELECT coalesce(max(seq), 0) FROM versions"));
-    PgView view(c, r.Int(0, 0));
+    PgView view(c, /*snapshot=*/true);
     Status st = fn(view);
+    if (!view.started()) return st;
     Status end = c.Exec(st.ok() ? "COMMIT" : "ROLLBACK");
     return st.ok() ? end : st;
   }
