@@ -974,7 +974,6 @@ class PostgresStore : public Store {
     uint64_t need = written_lsn_.load();
     for (size_t k = 0; k < n; ++k) {
       Replica& r = *replicas_[(next_replica_++ + k) % n];
-
       bool served = false;
       Status st = r.pool.With(
           [&](pg::Conn& c) -> Status {
