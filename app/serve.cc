@@ -100,8 +100,10 @@ int Serve(const ServeOptions& options) {
     if (path == "/healthz") {
       out = Json(200, R"({"status":"ok"})");
     } else if (path == "/readyz") {
-      out = store->IsOpen() ? Json(200, R"({"status":"ready"})")
-                            : Json(503, R"({"status":"store closed"})");
+      Status ready = store->Ready();
+      out = ready.ok() ? Json(200, R"({"status":"ready"})")
+                       : Json(503, json::serialize(json::object{{"status", "unavailable"},
+                                                                {"reason", ready.message()}}));
     } else if (path.compare(0, kBase.size(), kBase) != 0 ||
                (path.size() > kBase.size() && path[kBase.size()] != '/')) {
       out = Json(

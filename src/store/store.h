@@ -162,7 +162,7 @@ struct SearchQuery {
   std::optional<int64_t> updated_ge, updated_lt;  // _lastUpdated range, microseconds
   int64_t offset = 0;
   int64_t count = 20;
-    bool want_total = true;
+  bool want_total = true;
   // Inside a write: no match makes the write create a resource (a conditional create, or a
   // conditional update of nothing). A store shared by several processes makes writes whose
   // searches have equal criteria take turns, so that two of them cannot both create.
@@ -269,12 +269,18 @@ class Store {
   virtual Status ReadPrimary(const std::function<Status(ReadView&)>& fn) { return Read(fn); }
   virtual Status Write(const std::function<Status(WriteTxn&)>& fn) = 0;
   virtual Result<StoreStats> Stats() = 0;
-    // After a bulk load: brings the database's planner statistics up to date, so that the first
+  // After a bulk load: brings the database's planner statistics up to date, so that the first
   // searches do not run on plans made for empty tables (PostgreSQL's autovacuum would get there,
   // a minute or more later). Nothing to do for a store that plans without statistics.
   virtual Status RefreshStatistics() { return Status::Ok(); }
   // True while the store accepts reads and writes.
   virtual bool IsOpen() const = 0;
+  // OK when the store can serve requests now: open, and for a database server, reachable (one
+  // trivial statement on the primary). For readiness probes: a load balancer stops sending
+  // requests to a node whose database is away.
+  virtual Status Ready() {
+    return IsOpen() ? Status::Ok() : Status::Unavailable("the store is closed");
+  }
   // Finishes queued writes, checkpoints, and closes. Further calls fail with kUnavailable.
   virtual void Close() = 0;
   // True if the store held no resources when it was opened (used to load demo data once).

@@ -47,7 +47,12 @@ TEST_F(OutageTest, UnavailableWhileAwayAndRecoversWhenBack) {
       c.Send("PUT", "/fhir/Patient/p1", R"({"resourceType":"Patient","id":"p1"})", kJson)->status,
       201);
 
+  EXPECT_EQ(c.Send("GET", "/readyz")->status, 200);
   ASSERT_EQ(Cluster("pause").exit_code, 0);
+  // A readiness probe says so (a load balancer then stops sending requests here); liveness
+  // does not change.
+  EXPECT_EQ(c.Send("GET", "/readyz")->status, 503);
+  EXPECT_EQ(c.Send("GET", "/healthz")->status, 200);
   // Every kind of request, more times than there are pooled connections.
   for (int i = 0; i < 6; ++i) {
     for (auto [method, target, body] :
@@ -67,6 +72,7 @@ TEST_F(OutageTest, UnavailableWhileAwayAndRecoversWhenBack) {
   }
 
   ASSERT_EQ(Cluster("resume").exit_code, 0);
+  EXPECT_EQ(c.Send("GET", "/readyz")->status, 200);
   // Back: the pool reconnects on the next request that takes each connection.
   for (int i = 0; i < 6; ++i) {
     auto r = c.Send("GET", "/fhir/Patient/p1");

@@ -943,6 +943,11 @@ class PostgresStore : public Store {
     return stats;
   }
 
+  Status Ready() override {
+    if (!open_) return Status::Unavailable("the store is closed");
+    return primary_.With([](pg::Conn& c) { return c.Exec("SELECT 1"); }, /*retry=*/true);
+  }
+
   Status RefreshStatistics() override {
     return primary_.With([](pg::Conn& c) { return c.Exec("ANALYZE"); });
   }
