@@ -407,7 +407,7 @@ Result<std::string> ExecuteBundle(store::WriteTxn& txn, const Ops& ops, const Re
       std::string where = "Bundle.entry[" + std::to_string(e->index) + "]";
       if (e->method == "POST") {
         if (!e->if_none_exist.empty()) {
-                    ASSIGN_OR_RETURN(auto ids,
+          ASSIGN_OR_RETURN(auto ids,
                            ops.Match(txn, e->type, e->if_none_exist, /*may_create=*/true));
           if (ids.size() > 1) {
             return Status::PreconditionFailed(where + ": ifNoneExist '" + e->if_none_exist +
@@ -420,7 +420,7 @@ Result<std::string> ExecuteBundle(store::WriteTxn& txn, const Ops& ops, const Re
         }
         if (e->id.empty()) e->id = NewUuid();
       } else if (e->method == "PUT" && e->id.empty()) {
-                ASSIGN_OR_RETURN(auto ids, ops.Match(txn, e->type, e->query, /*may_create=*/true));
+        ASSIGN_OR_RETURN(auto ids, ops.Match(txn, e->type, e->query, /*may_create=*/true));
         if (ids.size() > 1) {
           return Status::PreconditionFailed(where + ": '" + e->url + "' matches more than one " +
                                             e->type);

@@ -64,7 +64,7 @@ Result<std::vector<std::string>> Ops::Match(store::ReadView& view, const std::st
   }
   parsed.query.offset = 0;
   parsed.query.count = 2;
-    parsed.query.want_total = false;
+  parsed.query.want_total = false;
   parsed.query.decides_create = may_create;
   ASSIGN_OR_RETURN(store::SearchPage page, view.Search(parsed.query));
   std::vector<std::string> ids;
@@ -136,7 +136,7 @@ Result<OpResult> Ops::Create(store::WriteTxn& txn, const PreparedResource& prepa
                              std::string_view if_none_exist) const {
   const std::string& type = prepared.type;
   if (!if_none_exist.empty()) {
-        ASSIGN_OR_RETURN(auto ids, Match(txn, type, if_none_exist, /*may_create=*/true));
+    ASSIGN_OR_RETURN(auto ids, Match(txn, type, if_none_exist, /*may_create=*/true));
     if (ids.size() > 1) {
       return Status::PreconditionFailed("If-None-Exist '" + std::string(if_none_exist) +
                                         "' matches more than one " + type);
@@ -185,7 +185,7 @@ Result<OpResult> Ops::Update(store::WriteTxn& txn, const PreparedResource& prepa
 Result<OpResult> Ops::ConditionalUpdate(store::WriteTxn& txn, std::string_view query,
                                         const PreparedResource& prepared,
                                         std::optional<int64_t> if_match) const {
-    const std::string type = prepared.type;
+  const std::string type = prepared.type;
   ASSIGN_OR_RETURN(auto ids, Match(txn, type, query, /*may_create=*/true));
   if (ids.size() > 1) {
     return Status::PreconditionFailed("the conditional update criteria '" + std::string(query) +

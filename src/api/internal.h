@@ -69,7 +69,7 @@ class Ops {
   // Ids of current resources of `type` matching the conditional query; at most 2 are returned
   // (enough to tell none, one and many). Unknown parameters are errors here: a conditional
   // operation must never match more than the client meant.
-    // `may_create`: no match leads to a create (conditional create, conditional update), so
+  // `may_create`: no match leads to a create (conditional create, conditional update), so
   // writes with the same criteria must take turns (store::SearchQuery::decides_create).
   Result<std::vector<std::string>> Match(store::ReadView& view, const std::string& type,
                                          std::string_view query, bool may_create = false) const;

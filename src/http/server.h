@@ -21,7 +21,7 @@ struct ServerOptions {
   std::string host = "127.0.0.1";
   uint16_t port = 8080;     // 0: pick a free port (see Server::port())
   int io_threads = 2;       // threads running the event loop
-    int worker_threads = 64;  // threads running handlers (which may wait on group commit)
+  int worker_threads = 64;  // threads running handlers (which may wait on group commit)
   // GET and HEAD on the I/O threads (reads from an embedded store take microseconds). Off when
   // reads wait on a network round trip (PostgreSQL): they then run on the worker pool, or the
   // few I/O threads would serve one read each at a time.
