@@ -57,7 +57,9 @@ Result<Batch> NextBatch(store::Store& source, int64_t after, int limit, int thre
           return;
         }
         if (current[i]) r.index = search::ExtractIndex(model, r.version.type, *doc);
-        r.patient = search::PatientKey(r.version.type, r.version.id, r.index, &*doc);
+        // Replaced versions have no index rows: their key is read from the resource.
+        r.patient = search::PatientKey(r.version.type, r.version.id, r.index,
+                                       r.index.empty() ? &*doc : nullptr);
       }
     });
   }

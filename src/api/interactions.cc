@@ -97,7 +97,9 @@ PreparedResource PrepareResource(const fhir::Model& model, std::string type, std
   p.text = json::serialize(out);
   p.compressed = ZstdCompress(p.text, 1);
   p.index = search::ExtractIndex(model, type, doc);
-  p.patient = search::PatientKey(type, id, p.index, &doc);
+  // With every parameter indexed the rows hold the references already; only an
+  // identifiers-only write (--no-search-index) needs the resource read again.
+  p.patient = search::PatientKey(type, id, p.index, search::SearchIndexing() ? nullptr : &doc);
   p.type = std::move(type);
   p.id = std::move(id);
   p.body_id = std::string(GetString(resource, "id"));

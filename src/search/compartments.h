@@ -32,8 +32,9 @@ const std::vector<std::string>& CompartmentTypes(std::string_view compartment);
 // id; otherwise the target of the first of its type's Patient-compartment parameters (in the
 // CompartmentDefinition's order) that refers to a Patient; empty for resources outside every
 // patient's compartment (Organization, Medication, ValueSet ...). The key by which a
-// distributed database places a row (docs/scaling.md). A parameter without rows (writes that
-// index identifiers only, or no rows given) is read from `resource` when it is given.
+// distributed database places a row (docs/scaling.md). When `resource` is given, a parameter
+// without rows is read from it: for rows that leave references out (identifiers-only writes)
+// or none at all; pass null when the rows are complete, which spares the FHIRPath.
 std::string PatientKey(std::string_view type, std::string_view id,
                        const std::vector<store::IndexEntry>& rows,
                        const boost::json::value* resource = nullptr);
