@@ -18,6 +18,12 @@ build: deps $(BUILD)/build.ninja
 	@cmake --build $(BUILD) -j $(JOBS)
 
 run: build
+	@mkdir -p $(DATA)
+	@$(BUILD)/taproot token --data $(DATA) --user demo-client --scope 'system/*.cruds' \
+	  --expires-in 43200 > $(DATA)/demo-token
+	@echo "Every request needs a token. A 12-hour demo token (system/*.cruds) is in $(DATA)/demo-token:"
+	@echo "  curl -H \"Authorization: Bearer \$$(cat $(DATA)/demo-token)\" http://$(LISTEN)/fhir/Patient"
+	@echo "Other tokens: $(BUILD)/taproot token --data $(DATA) --help (docs/access-control.md)"
 	$(BUILD)/taproot serve --data $(DATA) --listen $(LISTEN) --demo resources/demo
 
 test: build

@@ -4,6 +4,7 @@
 #include <thread>
 
 #include "api/engine.h"
+#include "auth_cmds.h"
 #include "common/log.h"
 #include "fhir/model.h"
 #include "fhirpath_cmd.h"
@@ -50,6 +51,43 @@ int main(int argc, char** argv) {
   serve_cmd->add_flag("--unsafe-no-sync", unsafe_no_sync,
                       "Do not fsync commits (benchmarks only: acknowledged writes can be lost)");
 
+  serve_cmd->add_flag("--insecure-dev", serve.insecure_dev,
+                      "Turn authentication OFF (development only; announced loudly)");
+  serve_cmd->add_option("--policy", serve.policy_file,
+                        "Access policy TOML (default: the compiled-in resources/policy/"
+                        "default.toml)");
+  serve_cmd->add_option("--issuers", serve.issuers_file,
+                        "TOML file of [[issuer]] tables: identity providers whose tokens to trust");
+  serve_cmd->add_option("--audience", serve.audiences,
+                        "An accepted token audience (aud), beside urn:taproot:fhir; repeatable");
+
+  app::TokenOptions token;
+  auto* token_cmd = cli.add_subcommand(
+      "token", "Print an access token signed by the store's own key (trusted by taproot serve)");
+  token_cmd->add_option("--data", token.data_dir, "Store directory (holds the key)")
+      ->capture_default_str();
+  token_cmd->add_option("--user", token.user, "Who: a user id or Practitioner/123")->required();
+  token_cmd->add_option("--role", token.role, "National RBAC role code, e.g. S8000:G8000:R8000");
+  token_cmd->add_option("--org", token.org, "ODS code of the user's organisation");
+  token_cmd->add_option("--patient", token.patient, "Patient id (a patient's own token)");
+  token_cmd->add_option("--scope", token.scope, "SMART scopes (space separated)");
+  token_cmd->add_option("--name", token.name, "Display name");
+  token_cmd->add_option("--urpid", token.urpid, "Role profile id (for NHSD-Session-URID)");
+  token_cmd->add_option("--activity", token.activities, "Extra national activity code");
+  token_cmd->add_option("--audience", token.audience, "aud (default urn:taproot:fhir)");
+  token_cmd->add_option("--expires-in", token.expires_in, "Lifetime in seconds")
+      ->capture_default_str();
+
+  std::string audit_dir = "data";
+  auto* audit_cmd = cli.add_subcommand("audit", "Check or print the head of the audit trail");
+  audit_cmd->require_subcommand(1);
+  auto* verify_cmd = audit_cmd->add_subcommand("verify", "Check the hash chain; name the first "
+                                                         "broken record");
+  auto* head_cmd = audit_cmd->add_subcommand("head", "Print the newest record's seq and hash");
+  for (CLI::App* c : {verify_cmd, head_cmd}) {
+    c->add_option("--data", audit_dir, "Store directory")->capture_default_str();
+  }
+
   std::string import_server;
   app::StoreChoice import_store;
   import_store.data_dir.clear();
@@ -66,6 +104,9 @@ int main(int argc, char** argv) {
   auto* server_opt = import_cmd->add_option("--server", import_server,
                                             "FHIR base URL, e.g. http://127.0.0.1:8080/fhir");
   data_opt->excludes(server_opt);
+  std::string import_token;
+  import_cmd->add_option("--token", import_token,
+                         "Bearer token for --server (default: $TAPROOT_TOKEN)");
   app::AddStoreOptions(import_cmd, import_store);
   import_cmd->add_option("--threads", import_threads, "Files loaded at once")
       ->capture_default_str();
@@ -131,9 +172,13 @@ int main(int argc, char** argv) {
     }
     return app::RunFhirPath(fp);
   }
+  if (token_cmd->parsed()) return app::PrintToken(token);
+  if (verify_cmd->parsed()) return app::AuditVerify(audit_dir);
+  if (head_cmd->parsed()) return app::AuditHead(audit_dir);
   if (serve_cmd->parsed()) {
     serve.access_log = !no_access_log;
     serve.store.sync = !unsafe_no_sync;
+    serve.audit_sync = !unsafe_no_sync;
     int rc = app::Serve(serve);
     FlushLogs();
     return rc;
@@ -158,7 +203,10 @@ int main(int argc, char** argv) {
     io.progress = !no_progress;
     Result<importer::ImportSummary> summary = Status::Internal("not run");
     if (!import_server.empty()) {
-      auto sink = importer::MakeHttpSink(import_server);
+      if (import_token.empty() && std::getenv("TAPROOT_TOKEN")) {
+        import_token = std::getenv("TAPROOT_TOKEN");
+      }
+      auto sink = importer::MakeHttpSink(import_server, import_token);
       summary = importer::Import(import_paths, *sink, io);
     } else {
       auto store = app::OpenStore(import_store);

@@ -4,10 +4,17 @@
 
 #include <chrono>
 #include <fstream>
+#include <sstream>
 #include <thread>
+#include <toml++/toml.h>
 
 #include "api/engine.h"
 #include "api/request.h"
+#include "audit/audit_log.h"
+#include "auth/gateway.h"
+#include "auth/local_key.h"
+#include "auth/policy.h"
+#include "auth/token.h"
 #include "common/ids.h"
 #include "common/json.h"
 #include "common/log.h"
@@ -37,6 +44,63 @@ bool WantsPretty(const api::Params& query) {
   return false;
 }
 
+std::string ReadFile(const std::string& path) {
+  std::ifstream in(path);
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
+
+// [[issuer]] tables: issuer, jwks_file or jwks_url, audiences, algorithms.
+Result<std::vector<auth::IssuerConfig>> LoadIssuers(const std::string& path,
+                                                    const std::vector<std::string>& audiences) {
+  toml::table root;
+  try {
+    root = toml::parse_file(path);
+  } catch (const toml::parse_error& e) {
+    return Status::Invalid(path + ": " + std::string(e.description()));
+  }
+  std::vector<auth::IssuerConfig> out;
+  const toml::array* list = root["issuer"].as_array();
+  if (!list) return Status::Invalid(path + " has no [[issuer]] tables");
+  for (const toml::node& n : *list) {
+    const toml::table* t = n.as_table();
+    if (!t) return Status::Invalid(path + ": [[issuer]] must be tables");
+    auth::IssuerConfig c;
+    c.issuer = (*t)["issuer"].value_or(std::string());
+    c.jwks_file = (*t)["jwks_file"].value_or(std::string());
+    c.jwks_url = (*t)["jwks_url"].value_or(std::string());
+    if (c.issuer.empty() || (c.jwks_file.empty() == c.jwks_url.empty())) {
+      return Status::Invalid(path + ": each [[issuer]] needs issuer and one of jwks_file, "
+                                    "jwks_url");
+    }
+    if (const toml::array* a = (*t)["audiences"].as_array()) {
+      for (const toml::node& x : *a)
+        if (auto v = x.value<std::string>()) c.audiences.push_back(*v);
+    }
+    if (c.audiences.empty()) c.audiences = audiences;
+    if (const toml::array* a = (*t)["algorithms"].as_array()) {
+      c.algorithms.clear();
+      for (const toml::node& x : *a) {
+        auto v = x.value<std::string>();
+        auto alg = v ? auth::ParseAlg(*v) : std::nullopt;
+        if (!alg) return Status::Invalid(path + ": unknown algorithm in " + c.issuer);
+        c.algorithms.push_back(*alg);
+      }
+    }
+    out.push_back(std::move(c));
+  }
+  return out;
+}
+
+void SecurityHeaders(http::HttpResponse& out) {
+  out.headers.emplace_back("X-Content-Type-Options", "nosniff");
+  out.headers.emplace_back("X-Frame-Options", "DENY");
+  out.headers.emplace_back("Content-Security-Policy", "default-src 'none'; frame-ancestors 'none'");
+  out.headers.emplace_back("Referrer-Policy", "no-referrer");
+  out.headers.emplace_back("Cache-Control", "no-store");
+}
+
 }  // namespace
 
 int Serve(const ServeOptions& options) {
@@ -63,6 +127,65 @@ int Serve(const ServeOptions& options) {
   }
   std::unique_ptr<store::Store> store = std::move(opened).value();
   api::Engine engine(*store, model);
+
+  // Access control: the policy, the issuers trusted (always the store's own local key), and
+  // the audit log.
+  const auth::Policy* policy = &auth::Policy::Default();
+  std::optional<auth::Policy> custom_policy;
+  if (!options.policy_file.empty()) {
+    auto p = auth::Policy::Parse(ReadFile(options.policy_file), options.policy_file);
+    if (!p.ok()) {
+      LogError(p.status().ToString());
+      return 2;
+    }
+    custom_policy = std::move(p).value();
+    policy = &*custom_policy;
+  }
+  std::string key_dir = options.store.data_dir.empty() ? "data" : options.store.data_dir;
+  auto local_key = auth::LoadOrCreateLocalKey(key_dir);
+  if (!local_key.ok()) {
+    LogError("local signing key: " + local_key.status().ToString());
+    return 1;
+  }
+  std::vector<std::string> audiences = {auth::kLocalAudience};
+  audiences.insert(audiences.end(), options.audiences.begin(), options.audiences.end());
+  std::vector<auth::IssuerConfig> issuers;
+  {
+    auth::IssuerConfig local;
+    local.issuer = auth::kLocalIssuer;
+    local.audiences = audiences;
+    local.keys.keys.push_back(*local_key);
+    local.algorithms = {auth::Alg::kES256};
+    issuers.push_back(std::move(local));
+  }
+  if (!options.issuers_file.empty()) {
+    auto more = LoadIssuers(options.issuers_file, audiences);
+    if (!more.ok()) {
+      LogError(more.status().ToString());
+      return 2;
+    }
+    for (auto& i : *more) issuers.push_back(std::move(i));
+  }
+  auth::TokenVerifier verifier(issuers);
+  if (Status st = verifier.Init(); !st.ok()) {
+    LogError(st.ToString());
+    return 2;
+  }
+  auto audit_log = audit::AuditLog::Open(key_dir, options.audit_sync);
+  if (!audit_log.ok()) {
+    LogError("audit log: " + audit_log.status().ToString());
+    return 1;
+  }
+  auth::GatewayOptions go;
+  go.insecure_dev = options.insecure_dev;
+  auth::Gateway gateway(engine, *store, model, *policy, &verifier, audit_log->get(), go);
+  if (options.insecure_dev) {
+    LogWarn("*** --insecure-dev: AUTHENTICATION IS OFF. Anyone who can reach this port can read "
+            "and change every record. Never use it with real data. ***");
+  }
+  auth::Jwks public_keys;
+  public_keys.keys.push_back(*local_key);
+  std::string jwks_json = public_keys.ToJson();
 
   if (!options.demo_dir.empty() && store->WasEmptyAtOpen()) {
     LogInfo("new store: loading demo data from " + options.demo_dir);
@@ -104,6 +227,21 @@ int Serve(const ServeOptions& options) {
       out = ready.ok() ? Json(200, R"({"status":"ready"})")
                        : Json(503, json::serialize(json::object{{"status", "unavailable"},
                                                                 {"reason", ready.message()}}));
+    } else if (path == "/.well-known/smart-configuration" ||
+               path == std::string(kBase) + "/.well-known/smart-configuration") {
+      const std::string& host_header = hreq.Header("host");
+      std::string base = "http://" + (host_header.empty() ? fallback_host : host_header);
+      json::object conf{
+          {"issuer", auth::kLocalIssuer},
+          {"jwks_uri", base + "/.well-known/jwks.json"},
+          {"scopes_supported",
+           json::array{"patient/*.rs", "user/*.cruds", "system/*.cruds", "patient/*.read",
+                       "user/*.read", "user/*.write"}},
+          {"capabilities", json::array{"permission-v1", "permission-v2", "permission-patient",
+                                       "permission-user"}}};
+      out = Json(200, json::serialize(conf));
+    } else if (path == "/.well-known/jwks.json") {
+      out = Json(200, jwks_json);
     } else if (path.compare(0, kBase.size(), kBase) != 0 ||
                (path.size() > kBase.size() && path[kBase.size()] != '/')) {
       out = Json(
@@ -131,7 +269,7 @@ int Serve(const ServeOptions& options) {
             R"({"resourceType":"OperationOutcome","issue":[{"severity":"error","code":"invalid","diagnostics":"the query string is malformed"}]})";
       } else {
         req.query = std::move(query).value();
-        res = engine.Handle(ctx, req);
+        res = gateway.Handle(ctx, req, hreq.remote);
       }
       out.status = res.status;
       out.headers = std::move(res.headers);
@@ -142,6 +280,8 @@ int Serve(const ServeOptions& options) {
       if (req.method == "HEAD") out.body.clear();
     }
     out.headers.emplace_back("X-Request-ID", request_id);
+    SecurityHeaders(out);
+    if (options.insecure_dev) out.headers.emplace_back("Taproot-Insecure-Dev", "authentication is off");
     if (options.access_log && LogEnabled(LogLevel::kInfo)) {
       double ms =
           std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();

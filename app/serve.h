@@ -1,9 +1,11 @@
-// `taproot serve`: FHIR over HTTP. Glues the HTTP server to the REST engine: the /fhir base,
-// /healthz and /readyz, X-Request-ID, _pretty, access logging, demo data on first start, and a
-// graceful stop on SIGTERM/SIGINT.
+// `taproot serve`: FHIR over HTTP. Glues the HTTP server to the REST engine through the auth
+// gateway: the /fhir base, /healthz and /readyz, SMART discovery, security headers,
+// X-Request-ID, _pretty, access logging, demo data on first start, and a graceful stop on
+// SIGTERM/SIGINT.
 #pragma once
 
 #include <string>
+#include <vector>
 
 #include "store_choice.h"
 
@@ -18,6 +20,12 @@ struct ServeOptions {
   std::string demo_dir;   // loaded when the store is new
   std::string port_file;  // written with the bound port once listening (for tests)
   bool access_log = true;
+  // Access control (docs/access-control.md).
+  bool insecure_dev = false;   // no authentication at all; development only
+  std::string policy_file;     // empty: the compiled-in policy
+  std::string issuers_file;    // TOML [[issuer]] tables: identity providers to trust
+  std::vector<std::string> audiences;  // accepted `aud` values beside the defaults
+  bool audit_sync = true;
 };
 
 int Serve(const ServeOptions& options);

@@ -7,6 +7,7 @@
 #include <random>
 #include <thread>
 
+#include "api/access.h"
 #include "api/bundle.h"
 #include "api/capability.h"
 #include "api/history.h"
@@ -83,7 +84,112 @@ Status CheckFormats(const FhirRequest& req) {
   return Status::Ok();
 }
 
+Status Allow(const RequestContext& ctx, Interaction interaction, std::string_view type,
+             std::string_view id = {}, std::string_view operation = {}) {
+  if (!ctx.guard) return Status::Ok();
+  return ctx.guard->Allow(interaction, type, id, operation);
+}
+
+// The write transaction as a guarded request sees it: every version it stores passes the guard
+// first (the interaction on the type, the patient the new content is about, and the patient of
+// the version it replaces), whatever the route: single interactions, conditional forms and
+// Bundle entries all end in Put().
+class GuardedTxn : public store::WriteTxn {
+ public:
+  GuardedTxn(store::WriteTxn& txn, AccessGuard& guard) : txn_(txn), guard_(guard) {}
+
+  Result<std::optional<store::VersionRecord>> ReadCurrent(const std::string& type,
+                                                          const std::string& id) override {
+    return txn_.ReadCurrent(type, id);
+  }
+  Result<std::optional<store::VersionRecord>> ReadVersion(const std::string& type,
+                                                          const std::string& id,
+                                                          int64_t version) override {
+    return txn_.ReadVersion(type, id, version);
+  }
+  Result<store::SearchPage> Search(const store::SearchQuery& query) override {
+    return txn_.Search(query);
+  }
+  Result<store::HistoryPage> History(const store::HistoryQuery& query) override {
+    return txn_.History(query);
+  }
+  Result<std::optional<store::RequestRecord>> FindRequest(const std::string& id) override {
+    return txn_.FindRequest(id);
+  }
+  Result<std::vector<store::VersionRecord>> ScanVersions(int64_t after, int64_t limit) override {
+    return txn_.ScanVersions(after, limit);
+  }
+  Result<std::vector<std::string>> ReferringTypes(
+      const std::string& target_type, const std::string& target_id,
+      const std::vector<std::pair<std::string, std::string>>& links) override {
+    return txn_.ReferringTypes(target_type, target_id, links);
+  }
+  int64_t NextTimestamp() override { return txn_.NextTimestamp(); }
+  Status RecordRequest(const store::RequestRecord& record) override {
+    return txn_.RecordRequest(record);
+  }
+  Status PutIndexRows(const std::string& type,
+                      const std::vector<std::pair<int64_t, store::IndexEntry>>& rows) override {
+    return Status::Make(StatusCode::kForbidden, "index rows are written by the server only");
+  }
+  Status Nested(const std::function<Status(store::WriteTxn&)>& fn) override {
+    return txn_.Nested([&](store::WriteTxn& inner) -> Status {
+      GuardedTxn guarded(inner, guard_);
+      return fn(guarded);
+    });
+  }
+
+  Status Put(const store::WriteRecord& record) override {
+    const store::VersionRecord& v = record.version;
+    Interaction interaction = v.deleted              ? Interaction::kDelete
+                              : v.method == "POST"   ? Interaction::kCreate
+                                                     : Interaction::kUpdate;
+    if (v.version == 1 && !v.deleted) interaction = Interaction::kCreate;
+    RETURN_IF_ERROR(guard_.Allow(interaction, v.type, v.id));
+    if (v.version > 1) {
+      // The version being replaced: a caller may not take over, or delete, what it could not
+      // have written.
+      ASSIGN_OR_RETURN(auto current, txn_.ReadCurrent(v.type, v.id));
+      if (current && !current->deleted) {
+        std::string old_key;
+        if (auto doc = ParseJson(current->json); doc.ok()) {
+          old_key = search::PatientKey(v.type, v.id, {}, &*doc);
+        }
+        RETURN_IF_ERROR(guard_.Write(txn_, interaction, v.type, v.id, old_key));
+      }
+    }
+    if (!v.deleted) {
+      RETURN_IF_ERROR(guard_.Write(txn_, interaction, v.type, v.id, record.patient));
+    }
+    return txn_.Put(record);
+  }
+
+ private:
+  store::WriteTxn& txn_;
+  AccessGuard& guard_;
+};
+
 }  // namespace
+
+std::string_view InteractionName(Interaction i) {
+  switch (i) {
+    case Interaction::kRead:
+      return "read";
+    case Interaction::kSearch:
+      return "search";
+    case Interaction::kHistory:
+      return "history";
+    case Interaction::kCreate:
+      return "create";
+    case Interaction::kUpdate:
+      return "update";
+    case Interaction::kDelete:
+      return "delete";
+    case Interaction::kOperation:
+      return "operation";
+  }
+  return "unknown";
+}
 
 class Engine::Impl {
  public:
@@ -114,7 +220,12 @@ class Engine::Impl {
     const std::string& m = req.method;
     if (m == "GET" || m == "HEAD") {
       if (parts.size() == 1 && parts[0] == "metadata") return JsonResponse(200, capability_);
-      if (parts.size() == 1 && parts[0] == "$reindex") return ReindexStatus();
+      if (parts.size() == 1 && parts[0] == "$reindex") {
+        if (Status st = Allow(ctx, Interaction::kOperation, "", "", "$reindex"); !st.ok()) {
+          return ErrorResponse(st);
+        }
+        return ReindexStatus();
+      }
       FhirResponse res;
       auto route = [&](store::ReadView& view) -> Status {
         res = RouteGet(view, ctx, req);
@@ -130,10 +241,16 @@ class Engine::Impl {
       if (!st.ok()) return ErrorResponse(st);
       return res;
     }
-    if (m == "POST" && parts.size() == 1 && parts[0] == "$reindex") return StartReindex(ctx, "");
-    if (m == "POST" && parts.size() == 2 && parts[1] == "$reindex") {
-      if (Status st = CheckType(parts[0]); !st.ok()) return ErrorResponse(st);
-      return StartReindex(ctx, parts[0]);
+    if (m == "POST" && ((parts.size() == 1 && parts[0] == "$reindex") ||
+                        (parts.size() == 2 && parts[1] == "$reindex"))) {
+      std::string type = parts.size() == 2 ? parts[0] : "";
+      if (!type.empty()) {
+        if (Status st = CheckType(type); !st.ok()) return ErrorResponse(st);
+      }
+      if (Status st = Allow(ctx, Interaction::kOperation, type, "", "$reindex"); !st.ok()) {
+        return ErrorResponse(st);
+      }
+      return StartReindex(ctx, type);
     }
     if (m == "POST" && parts.size() == 2 && parts[1] == "_search") {
       return SearchPost(ctx, req, parts[0]);
@@ -156,10 +273,16 @@ class Engine::Impl {
                         "not-supported");
   }
 
-  FhirResponse ReadResponse(const FhirRequest& req, Result<OpResult> r) {
-    if (!r.ok()) {
-      FhirResponse err = ErrorResponse(r.status());
-      return err;
+  FhirResponse ReadResponse(store::ReadView& view, const RequestContext& ctx,
+                            const FhirRequest& req, Result<OpResult> r) {
+    if (!r.ok()) return ErrorResponse(r.status());
+    auto released = internal::Release(view, ctx, r->type, r->id, r->json);
+    if (!released.ok()) return ErrorResponse(released.status());
+    if (!*released) {
+      return ErrorResponse(Status::Make(StatusCode::kForbidden,
+                                        "access to " + r->type + "/" + r->id +
+                                            " is not allowed for this user",
+                                        {}, "forbidden"));
     }
     FhirResponse res;
     res.status = 200;
@@ -185,14 +308,17 @@ class Engine::Impl {
   FhirResponse RouteGet(store::ReadView& view, const RequestContext& ctx, const FhirRequest& req) {
     std::vector<std::string> parts = SplitPath(req.path);
     size_t n = parts.size();
+    if (n == 1 && parts[0] == "metadata") return JsonResponse(200, capability_);
+    if (n >= 1 && parts[0] != "_history") {
+      if (Status st = CheckType(parts[0]); !st.ok()) return ErrorResponse(st);
+    }
+    if (Status st = AllowGet(ctx, parts); !st.ok()) return ErrorResponse(st);
     if (n == 0) return Search(view, ctx, req, "", req.query);
     if (n == 1 && parts[0] == "_history") return History(view, ctx, req, "", "");
-    if (n == 1 && parts[0] == "metadata") return JsonResponse(200, capability_);
-    if (Status st = CheckType(parts[0]); !st.ok()) return ErrorResponse(st);
     const std::string& type = parts[0];
     if (n == 1) return Search(view, ctx, req, type, req.query);
     if (n == 2 && parts[1] == "_history") return History(view, ctx, req, type, "");
-    if (n == 2) return ReadResponse(req, ops_.Read(view, type, parts[1]));
+    if (n == 2) return ReadResponse(view, ctx, req, ops_.Read(view, type, parts[1]));
     if (n == 3 && parts[2] == "_history") return History(view, ctx, req, type, parts[1]);
     if (n == 3 && type == "Patient" && parts[2] == "$everything") {
       auto bundle = internal::EverythingBundle(view, ctx, parts[1], req.query);
@@ -210,9 +336,28 @@ class Engine::Impl {
     if (n == 4 && parts[2] == "_history") {
       auto v = internal::ParseETagVersion(parts[3]);
       if (!v.ok()) return ErrorResponse(Status::NotFound("'" + parts[3] + "' is not a version"));
-      return ReadResponse(req, ops_.VRead(view, type, parts[1], *v));
+      return ReadResponse(view, ctx, req, ops_.VRead(view, type, parts[1], *v));
     }
     return ErrorResponse(Status::NotFound("no such endpoint: " + req.path));
+  }
+
+  // The guard's question for a GET route, asked before anything is read.
+  static Status AllowGet(const RequestContext& ctx, const std::vector<std::string>& parts) {
+    size_t n = parts.size();
+    if (!ctx.guard) return Status::Ok();
+    if (n == 0) return Allow(ctx, Interaction::kSearch, "");
+    if (n == 1 && parts[0] == "_history") return Allow(ctx, Interaction::kHistory, "");
+    const std::string& type = parts[0];
+    if (n == 1) return Allow(ctx, Interaction::kSearch, type);
+    if (n == 2 && parts[1] == "_history") return Allow(ctx, Interaction::kHistory, type);
+    if (n == 2) return Allow(ctx, Interaction::kRead, type, parts[1]);
+    if (n == 3 && parts[2] == "_history") return Allow(ctx, Interaction::kHistory, type, parts[1]);
+    if (n == 3 && parts[2] == "$everything") {
+      return Allow(ctx, Interaction::kOperation, type, parts[1], "$everything");
+    }
+    if (n == 3) return Allow(ctx, Interaction::kSearch, parts[2]);  // compartment search
+    if (n == 4) return Allow(ctx, Interaction::kRead, type, parts[1]);
+    return Status::Ok();
   }
 
   FhirResponse History(store::ReadView& view, const RequestContext& ctx, const FhirRequest& req,
@@ -301,7 +446,10 @@ class Engine::Impl {
 
   Status WriteOnce(const RequestContext& ctx, const std::string& fingerprint, TxnFn& fn,
                    FhirResponse& res) {
-    return store_.Write([&](store::WriteTxn& txn) -> Status {
+    return store_.Write([&](store::WriteTxn& raw) -> Status {
+      std::optional<GuardedTxn> guarded;
+      if (ctx.guard) guarded.emplace(raw, *ctx.guard);
+      store::WriteTxn& txn = guarded ? static_cast<store::WriteTxn&>(*guarded) : raw;
       if (ctx.client_request_id) {
         ASSIGN_OR_RETURN(auto seen, txn.FindRequest(ctx.request_id));
         if (seen) {
@@ -380,6 +528,12 @@ class Engine::Impl {
       return Status::Make(StatusCode::kMethodNotAllowed, m + " is not allowed on the base");
     const std::string type = parts[0];
     RETURN_IF_ERROR(CheckType(type));
+    // Refused before the body is even parsed; the writer asks again per version (GuardedTxn).
+    RETURN_IF_ERROR(Allow(ctx,
+                          m == "POST"     ? Interaction::kCreate
+                          : m == "DELETE" ? Interaction::kDelete
+                                          : Interaction::kUpdate,
+                          type, n >= 2 ? parts[1] : std::string()));
     ASSIGN_OR_RETURN(std::optional<int64_t> if_match, IfMatch(req));
     if (n == 1 && m == "POST") {
       ASSIGN_OR_RETURN(json::object res, internal::ParseResource(model_, req.body, type));

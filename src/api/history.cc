@@ -11,6 +11,7 @@
 #include <map>
 #include <set>
 
+#include "api/access.h"
 #include "api/bundle_writer.h"
 #include "api/outcome.h"
 #include "api/subset.h"
@@ -111,6 +112,12 @@ const char* ResponseStatus(const store::VersionRecord& v) {
 
 }  // namespace
 
+Result<bool> Release(store::ReadView& view, const RequestContext& ctx, std::string_view type,
+                     std::string_view id, std::string& text) {
+  if (!ctx.guard || text.empty()) return true;
+  return ctx.guard->Release(view, type, id, text);
+}
+
 Result<std::string> HistoryBundle(store::ReadView& view, const RequestContext& ctx,
                                   const FhirRequest& req, const std::string& type,
                                   const std::string& id) {
@@ -142,8 +149,18 @@ Result<std::string> HistoryBundle(store::ReadView& view, const RequestContext& c
     }
   }
   ASSIGN_OR_RETURN(store::HistoryPage page, view.History(q));
+  std::vector<std::string> texts;
+  std::vector<const store::VersionRecord*> sent;
+  for (const store::VersionRecord& v : page.entries) {
+    std::string text = v.deleted ? std::string() : WithVersionMeta(v.json, v.version, v.last_updated);
+    ASSIGN_OR_RETURN(bool ok, Release(view, ctx, v.type, v.id, text));
+    if (!ok) continue;
+    texts.push_back(std::move(text));
+    sent.push_back(&v);
+  }
   std::string path = ctx.base_url + "/" + req.path;
-  BundleWriter w("history", page.total);
+  BundleWriter w("history", ctx.guard && ctx.guard->Withheld() ? std::optional<int64_t>()
+                                                                 : std::optional(page.total));
   Params self = kept;
   if (q.before_seq) self.emplace_back("_before", std::to_string(*q.before_seq));
   w.Link("self", path + QueryString(self));
@@ -152,7 +169,8 @@ Result<std::string> HistoryBundle(store::ReadView& view, const RequestContext& c
     next.emplace_back("_before", std::to_string(*page.next_before_seq));
     w.Link("next", path + QueryString(next));
   }
-  for (const store::VersionRecord& v : page.entries) {
+  for (size_t i = 0; i < sent.size(); ++i) {
+    const store::VersionRecord& v = *sent[i];
     json::object extra;
     std::string method = v.deleted ? "DELETE" : v.method;
     extra["request"] =
@@ -160,8 +178,7 @@ Result<std::string> HistoryBundle(store::ReadView& view, const RequestContext& c
     extra["response"] = json::object{{"status", ResponseStatus(v)},
                                      {"etag", ETag(v.version)},
                                      {"lastModified", FormatInstant(v.last_updated)}};
-    w.Entry(ctx.base_url + "/" + v.type + "/" + v.id,
-            v.deleted ? std::string() : WithVersionMeta(v.json, v.version, v.last_updated), extra);
+    w.Entry(ctx.base_url + "/" + v.type + "/" + v.id, texts[i], extra);
   }
   return w.Finish();
 }
@@ -378,8 +395,15 @@ Result<std::string> EverythingBundle(store::ReadView& view, const RequestContext
     }
     seen += n;
   }
+  std::vector<std::pair<const store::VersionRecord*, std::string>> sent;
+  for (const store::VersionRecord& v : page) {
+    std::string text = WithVersionMeta(v.json, v.version, v.last_updated);
+    ASSIGN_OR_RETURN(bool ok, Release(view, ctx, v.type, v.id, text));
+    if (ok) sent.emplace_back(&v, std::move(text));
+  }
   std::string path = ctx.base_url + "/Patient/" + patient_id + "/$everything";
-  BundleWriter w("searchset", total);
+  BundleWriter w("searchset", ctx.guard && ctx.guard->Withheld() ? std::optional<int64_t>()
+                                                                  : std::optional(total));
   Params self = used;
   self.emplace_back("_count", std::to_string(count));
   if (offset) self.emplace_back("_offset", std::to_string(offset));
@@ -390,9 +414,8 @@ Result<std::string> EverythingBundle(store::ReadView& view, const RequestContext
     next.emplace_back("_offset", std::to_string(offset + count));
     w.Link("next", path + QueryString(next));
   }
-  for (const store::VersionRecord& v : page) {
-    w.Entry(ctx.base_url + "/" + v.type + "/" + v.id,
-            WithVersionMeta(v.json, v.version, v.last_updated),
+  for (const auto& [v, text] : sent) {
+    w.Entry(ctx.base_url + "/" + v->type + "/" + v->id, text,
             json::object{{"search", json::object{{"mode", "match"}}}});
   }
   return w.Finish();
@@ -407,6 +430,25 @@ Result<std::string> SearchBundle(store::ReadView& view, const fhir::Model& model
   fhir::Terminology terms(&fhir::R4Terminology(), search::ViewTerminologyLoader(view));
   ASSIGN_OR_RETURN(search::ParsedSearch parsed,
                    search::ParseSearch(model, type, params, strict, &terms));
+  // A caller who may see one patient only is searched within that patient's compartment, so
+  // that totals and pages count only what can be released.
+  std::optional<Compartment> confined;
+  if (ctx.guard && !type.empty()) {
+    if (auto patient = ctx.guard->ConfinedToPatient();
+        patient && !search::CompartmentParams("Patient", type).empty()) {
+      confined = Compartment{"Patient", *patient};
+      if (type == "Patient") {
+        parsed.query.ids = parsed.query.ids.empty() ||
+                                   std::count(parsed.query.ids.begin(), parsed.query.ids.end(),
+                                              *patient)
+                               ? std::vector<std::string>{*patient}
+                               : std::vector<std::string>{""};
+      } else {
+        ASSIGN_OR_RETURN(auto clause, CompartmentClause(*confined, type));
+        if (clause) parsed.query.clauses.push_back(std::move(*clause));
+      }
+    }
+  }
   if (compartment) {
     ASSIGN_OR_RETURN(auto clause, CompartmentClause(*compartment, type));
     if (clause) {
@@ -435,8 +477,10 @@ Result<std::string> SearchBundle(store::ReadView& view, const fhir::Model& model
   bool explain = false;
   for (const auto& [k, v] : params) explain = explain || (k == "_explain" && v == "true");
   if (explain) {
-    // The plan and timings instead of results. (Access control, issue 6, limits it to
-    // operators.)
+    // The plan and timings instead of results, for operators only.
+    if (ctx.guard) {
+      RETURN_IF_ERROR(ctx.guard->Allow(Interaction::kOperation, type, {}, "_explain"));
+    }
     parsed.query.explain = true;
     int64_t start = NowMicros();
     ASSIGN_OR_RETURN(store::SearchPage page, view.Search(parsed.query));
@@ -460,6 +504,25 @@ Result<std::string> SearchBundle(store::ReadView& view, const fhir::Model& model
   store::SearchQuery page_query = parsed.query;
   if (page_query.after_seq) page_query.offset = 0;
   ASSIGN_OR_RETURN(store::SearchPage page, view.Search(page_query));
+  // What will be sent, released by the guard first: matches, then what they include.
+  std::vector<std::pair<const store::VersionRecord*, std::string>> matches, included;
+  for (const store::VersionRecord& v : page.resources) {
+    std::string text =
+        ApplySubset(model, WithVersionMeta(v.json, v.version, v.last_updated), subset);
+    ASSIGN_OR_RETURN(bool ok, Release(view, ctx, v.type, v.id, text));
+    if (ok) matches.emplace_back(&v, std::move(text));
+  }
+  Included inc;
+  if (!parsed.includes.empty() && !count_only) {
+    ASSIGN_OR_RETURN(inc, FindIncluded(view, parsed.includes, page.resources));
+    for (const store::VersionRecord& v : inc.resources) {
+      std::string text =
+          ApplySubset(model, WithVersionMeta(v.json, v.version, v.last_updated), subset);
+      ASSIGN_OR_RETURN(bool ok, Release(view, ctx, v.type, v.id, text));
+      if (ok) included.emplace_back(&v, std::move(text));
+    }
+  }
+  if (ctx.guard && ctx.guard->Withheld()) page.total.reset();
   std::string path = ctx.base_url + "/" +
                      (compartment ? compartment->type + "/" + compartment->id + "/" : "") +
                      (type.empty() ? std::string() : type);
@@ -491,16 +554,13 @@ Result<std::string> SearchBundle(store::ReadView& view, const fhir::Model& model
     prev.emplace_back("_snapshot", snapshot);
     w.Link("previous", path + QueryString(prev));
   }
-  for (const store::VersionRecord& v : page.resources) {
-    w.Entry(ctx.base_url + "/" + v.type + "/" + v.id,
-            ApplySubset(model, WithVersionMeta(v.json, v.version, v.last_updated), subset),
+  for (const auto& [v, text] : matches) {
+    w.Entry(ctx.base_url + "/" + v->type + "/" + v->id, text,
             json::object{{"search", json::object{{"mode", "match"}}}});
   }
   if (!parsed.includes.empty() && !count_only) {
-    ASSIGN_OR_RETURN(Included inc, FindIncluded(view, parsed.includes, page.resources));
-    for (const store::VersionRecord& v : inc.resources) {
-      w.Entry(ctx.base_url + "/" + v.type + "/" + v.id,
-              ApplySubset(model, WithVersionMeta(v.json, v.version, v.last_updated), subset),
+    for (const auto& [v, text] : included) {
+      w.Entry(ctx.base_url + "/" + v->type + "/" + v->id, text,
               json::object{{"search", json::object{{"mode", "include"}}}});
     }
     if (inc.truncated) {

@@ -9,6 +9,10 @@ namespace taproot::api::internal {
 
 // type and id may be empty (system or type history). Query: _count, _since, _at, and the
 // server's paging cursor _before.
+// Asks the request's guard (if any) whether a resource may leave; it may redact `text`.
+Result<bool> Release(store::ReadView& view, const RequestContext& ctx, std::string_view type,
+                     std::string_view id, std::string& text);
+
 Result<std::string> HistoryBundle(store::ReadView& view, const RequestContext& ctx,
                                   const FhirRequest& req, const std::string& type,
                                   const std::string& id);

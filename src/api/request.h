@@ -1,7 +1,7 @@
 // The FHIR REST layer's own request and response types, independent of any HTTP library, and
 // the RequestContext every request carries from the first day: who is asking, in which role and
-// organisation, and for what purpose. Authentication fills the context; policy and audit read
-// it. Until then, requests run as an anonymous caller with the purpose "direct care" (TREAT).
+// organisation, and for what purpose. Authentication (the auth module) fills the context and
+// attaches the request's AccessGuard, which the engine asks before reading or writing anything.
 //
 // Plain values; thread-compatible.
 #pragma once
@@ -13,14 +13,19 @@
 
 namespace taproot::api {
 
+class AccessGuard;
+
 struct RequestContext {
   std::string request_id;          // X-Request-ID, or one the server made
   bool client_request_id = false;  // true if the client sent X-Request-ID (enables replay)
   std::string user = "anonymous";
-  std::string role;          // national RBAC role code, when authentication lands
+  std::string role;          // national RBAC role code (S8000:G8000:R8000)
   std::string organization;  // ODS code of the caller's organisation
   std::string purpose_of_use = "TREAT";
   std::string base_url;  // "http://127.0.0.1:8080/fhir", for absolute links
+  // Borrowed; null runs the request unrestricted (trusted in-process callers only: the offline
+  // importer, the demo loader, engine tests). See api/access.h.
+  AccessGuard* guard = nullptr;
 };
 
 using Params = std::vector<std::pair<std::string, std::string>>;

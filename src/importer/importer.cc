@@ -146,7 +146,7 @@ class EngineSink : public Sink {
 
 class HttpSink : public Sink {
  public:
-  explicit HttpSink(std::string base) : base_(std::move(base)) {
+  HttpSink(std::string base, std::string token) : base_(std::move(base)), token_(std::move(token)) {
     auto scheme = base_.find("://");
     auto slash = base_.find('/', scheme == std::string::npos ? 0 : scheme + 3);
     origin_ = base_.substr(0, slash);
@@ -165,6 +165,7 @@ class HttpSink : public Sink {
     http::Headers headers{{"Content-Type", "application/fhir+json"},
                           {"Prefer", "return=minimal"},
                           {"X-Request-ID", NewUuid()}};
+    if (!token_.empty()) headers.emplace_back("Authorization", "Bearer " + token_);
     auto res = client->Send(method, prefix_ + "/" + path, body, headers);
     if (!res.ok()) {
       Outcome out;
@@ -176,7 +177,7 @@ class HttpSink : public Sink {
   }
 
  private:
-  std::string base_, origin_, prefix_;
+  std::string base_, token_, origin_, prefix_;
 };
 
 struct FileTask {
@@ -189,8 +190,8 @@ struct FileTask {
 std::unique_ptr<Sink> MakeEngineSink(api::Engine& engine) {
   return std::make_unique<EngineSink>(engine);
 }
-std::unique_ptr<Sink> MakeHttpSink(const std::string& base_url) {
-  return std::make_unique<HttpSink>(base_url);
+std::unique_ptr<Sink> MakeHttpSink(const std::string& base_url, const std::string& token) {
+  return std::make_unique<HttpSink>(base_url, token);
 }
 
 std::string ImportSummary::ToString() const {

@@ -39,7 +39,8 @@ class Sink {
 std::unique_ptr<Sink> MakeEngineSink(api::Engine& engine);
 // Over HTTP to a running server at base_url ("http://127.0.0.1:8080/fhir"). Thread-safe (one
 // connection per thread).
-std::unique_ptr<Sink> MakeHttpSink(const std::string& base_url);
+// `token`: a bearer token sent with every request (empty: none).
+std::unique_ptr<Sink> MakeHttpSink(const std::string& base_url, const std::string& token = {});
 
 struct ImportOptions {
   int threads = 2;

@@ -16,8 +16,9 @@
 
 namespace taproot::testing {
 
-TestServer::TestServer(std::string data_dir, std::vector<std::string> extra_args)
+TestServer::TestServer(std::string data_dir, std::vector<std::string> extra_args, bool secure)
     : data_dir_(std::move(data_dir)), extra_args_(std::move(extra_args)) {
+  if (!secure) extra_args_.push_back("--insecure-dev");
   std::string tag = NewUuid();
   if (data_dir_.empty()) {
     data_dir_ = (std::filesystem::temp_directory_path() / ("taproot-http-" + tag)).string();
@@ -83,6 +84,20 @@ void TestServer::Kill() {
   int status = 0;
   waitpid(pid_, &status, 0);
   pid_ = -1;
+}
+
+std::string TestServer::Token(const std::vector<std::string>& args) const {
+  std::string cmd = std::string(TAPROOT_BINARY) + " token --data '" + data_dir_ + "'";
+  for (const std::string& a : args) cmd += " '" + a + "'";
+  FILE* p = popen(cmd.c_str(), "r");
+  if (!p) return {};
+  std::string out;
+  char buf[4096];
+  size_t n;
+  while ((n = fread(buf, 1, sizeof buf, p)) > 0) out.append(buf, n);
+  pclose(p);
+  while (!out.empty() && (out.back() == '\n' || out.back() == '\r')) out.pop_back();
+  return out;
 }
 
 std::string TestServer::log() const {

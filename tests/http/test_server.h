@@ -12,8 +12,10 @@ namespace taproot::testing {
 
 class TestServer {
  public:
-  // `data_dir` empty: a fresh temporary directory, removed in the destructor.
-  explicit TestServer(std::string data_dir = {}, std::vector<std::string> extra_args = {});
+  // `data_dir` empty: a fresh temporary directory, removed in the destructor. Unless `secure`,
+  // the server runs with --insecure-dev: tests of everything but access control send no token.
+  explicit TestServer(std::string data_dir = {}, std::vector<std::string> extra_args = {},
+                      bool secure = false);
   ~TestServer();
 
   bool Start();  // waits until the port is known and /readyz answers
@@ -23,6 +25,8 @@ class TestServer {
   std::string base() const { return "http://127.0.0.1:" + std::to_string(port_); }
   const std::string& data_dir() const { return data_dir_; }
   std::string log() const;  // what the server wrote to stderr
+  // A token from `taproot token --data <data_dir> ARGS` (signed by this store's local key).
+  std::string Token(const std::vector<std::string>& args) const;
 
  private:
   std::string data_dir_;

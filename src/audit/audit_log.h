@@ -1,0 +1,92 @@
+// The audit trail: an append-only, hash-chained log of AuditEvents in its own SQLite file
+// (DIR/audit.db), separate from the clinical store so that it is kept the same way whichever
+// store backend serves the data, and so an auditor's reads never contend with clinical writes.
+//
+// Chain: record n stores hash_n = SHA-256(hash_{n-1} || n || text_n), hex, with hash_0 all
+// zeros; editing, deleting or reordering any record breaks the chain at that record, which
+// Verify() names. Cutting records off the end is caught against the anchor file
+// (DIR/audit.head: the newest seq and hash, rewritten after each commit), or against a head
+// published elsewhere (`taproot audit head`).
+//
+// Durability: Append() returns once its record is committed with a full sync. Appends from many
+// threads are committed together by one writer thread (group commit), so the cost of a sync is
+// shared by every request waiting on it. Thread-safe.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "common/status.h"
+
+namespace taproot::audit {
+
+struct AuditEntry {
+  int64_t time_us = 0;
+  std::string user;                   // "Practitioner/123" or the token subject
+  std::vector<std::string> patients;  // patient ids the event touched
+  std::string subtype;                // "read", "search", "break-glass", "acknowledge" ...
+  std::string action;                 // C R U D E
+  std::string outcome;                // "0" success, "4" denied or failed, "8" server error
+  bool alert = false;                 // needs a privacy officer's acknowledgement
+  int64_t acknowledges = 0;           // the alert (seq) this record acknowledges
+  // The AuditEvent JSON without its id: text starting `{"resourceType":"AuditEvent",` and
+  // continuing with the other members. The log adds "id" (the seq).
+  std::string json;
+};
+
+struct StoredAudit {
+  int64_t seq = 0;
+  std::string json;  // the AuditEvent with its id
+  bool alert = false;
+  bool acknowledged = false;
+};
+
+struct AuditQuery {
+  std::optional<int64_t> id;
+  std::string user, patient, subtype, action, outcome;
+  std::optional<int64_t> from_us, to_us;  // [from, to)
+  bool open_alerts_only = false;
+  std::optional<int64_t> before_seq;  // paging: newest first
+  int64_t count = 50;
+};
+
+struct AuditPage {
+  std::vector<StoredAudit> records;
+  std::optional<int64_t> next_before_seq;
+};
+
+struct VerifyReport {
+  bool ok = true;
+  int64_t records = 0;
+  int64_t first_broken = 0;  // the seq where the chain first fails, 0 if none
+  std::string problem;
+};
+
+class AuditLog {
+ public:
+  // `sync`: commit with a full fsync (off only for benchmarks that say so).
+  static Result<std::unique_ptr<AuditLog>> Open(const std::string& dir, bool sync = true);
+  ~AuditLog();
+
+  // Blocks until the record is durable; returns its seq.
+  Result<int64_t> Append(AuditEntry entry);
+  Result<AuditPage> Search(const AuditQuery& query);
+
+  // Checks the chain of DIR/audit.db from the first record, and the anchor.
+  static Result<VerifyReport> Verify(const std::string& dir);
+  // The newest seq and hash, to publish somewhere the log's host cannot rewrite.
+  static Result<std::pair<int64_t, std::string>> Head(const std::string& dir);
+
+ private:
+  class Impl;
+  explicit AuditLog(std::unique_ptr<Impl> impl);
+  std::unique_ptr<Impl> impl_;
+};
+
+// hex(SHA-256(prev_hex || seq || text)): the chain step, shared by writer and verifier.
+std::string ChainHash(const std::string& prev_hex, int64_t seq, std::string_view text);
+
+}  // namespace taproot::audit

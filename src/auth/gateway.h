@@ -1,0 +1,46 @@
+// The front door of the FHIR API: authenticates each request, attaches its AccessGuard (the
+// policy: scopes, role, legitimate relationship, patient confinement, sensitivity labels), runs
+// it through the engine, and writes its AuditEvent before the response is released. Also
+// serves the audit trail itself (AuditEvent read and search, break-glass alerts and their
+// acknowledgement), which lives in the audit log, not the clinical store.
+//
+// Ownership: borrows the engine, store, policy, verifier and audit log, which outlive it.
+// Thread-safe: Handle() is called from many threads at once.
+#pragma once
+
+#include <memory>
+#include <string>
+
+#include "api/engine.h"
+#include "api/request.h"
+#include "audit/audit_log.h"
+#include "auth/policy.h"
+#include "auth/token.h"
+#include "fhir/model.h"
+#include "store/store.h"
+
+namespace taproot::auth {
+
+struct GatewayOptions {
+  // No authentication: every request runs unrestricted as "anonymous" (still audited).
+  bool insecure_dev = false;
+  int64_t relationship_cache_seconds = 30;
+};
+
+class Gateway {
+ public:
+  Gateway(api::Engine& engine, store::Store& store, const fhir::Model& model,
+          const Policy& policy, const TokenVerifier* verifier, audit::AuditLog* audit,
+          GatewayOptions options);
+  ~Gateway();
+
+  // `ctx` arrives with request id and base URL; `peer` is the client address (audit).
+  api::FhirResponse Handle(api::RequestContext ctx, const api::FhirRequest& req,
+                           const std::string& peer);
+
+ private:
+  class Impl;
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace taproot::auth

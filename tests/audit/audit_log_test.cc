@@ -1,0 +1,156 @@
+// The audit chain: appends are durable and chained; deleting, editing or reordering a record,
+// or cutting records off the end, is found by Verify and named.
+#include "audit/audit_log.h"
+
+#include <gtest/gtest.h>
+#include <sqlite3.h>
+
+#include <filesystem>
+#include <thread>
+
+#include "common/ids.h"
+
+namespace taproot::audit {
+namespace {
+
+class AuditLogTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    dir_ = (std::filesystem::temp_directory_path() / ("taproot-audit-" + NewUuid())).string();
+    auto log = AuditLog::Open(dir_);
+    ASSERT_TRUE(log.ok()) << log.status().ToString();
+    for (int i = 0; i < 10; ++i) {
+      AuditEntry e;
+      e.time_us = 1'000'000 * (i + 1);
+      e.user = "u" + std::to_string(i % 2);
+      e.patients = {"p" + std::to_string(i)};
+      e.subtype = "read";
+      e.action = "R";
+      e.outcome = "0";
+      e.json = R"({"resourceType":"AuditEvent","n":)" + std::to_string(i) + "}";
+      ASSERT_EQ(*(*log)->Append(e), i + 1);
+    }
+  }
+  void TearDown() override { std::filesystem::remove_all(dir_); }
+
+  void Sql(const std::string& sql) {
+    sqlite3* db = nullptr;
+    ASSERT_EQ(sqlite3_open((dir_ + "/audit.db").c_str(), &db), SQLITE_OK);
+    ASSERT_EQ(sqlite3_exec(db, sql.c_str(), nullptr, nullptr, nullptr), SQLITE_OK)
+        << sqlite3_errmsg(db);
+    sqlite3_close(db);
+  }
+
+  std::string dir_;
+};
+
+TEST_F(AuditLogTest, IntactChainVerifies) {
+  auto r = AuditLog::Verify(dir_);
+  ASSERT_TRUE(r.ok());
+  EXPECT_TRUE(r->ok) << r->problem;
+  EXPECT_EQ(r->records, 10);
+}
+
+TEST_F(AuditLogTest, DeletedRecordIsNamed) {
+  Sql("DELETE FROM audit WHERE seq = 4");
+  auto r = AuditLog::Verify(dir_);
+  ASSERT_TRUE(r.ok());
+  EXPECT_FALSE(r->ok);
+  EXPECT_EQ(r->first_broken, 4);
+  EXPECT_NE(r->problem.find("missing"), std::string::npos) << r->problem;
+}
+
+TEST_F(AuditLogTest, EditedRecordIsNamed) {
+  Sql("UPDATE audit SET body = replace(body, '\"n\":6', '\"n\":66') WHERE seq = 7");
+  auto r = AuditLog::Verify(dir_);
+  ASSERT_TRUE(r.ok());
+  EXPECT_FALSE(r->ok);
+  EXPECT_EQ(r->first_broken, 7);
+  EXPECT_NE(r->problem.find("altered"), std::string::npos) << r->problem;
+}
+
+TEST_F(AuditLogTest, EditWithRecomputedHashBreaksTheNextLink) {
+  // A careful forger recomputes record 5's own hash; record 6 still points at the old one.
+  auto forged = ChainHash(std::string(64, '0'), 1, "x");  // any value unlike the real one
+  Sql("UPDATE audit SET body = 'forged', hash = '" + forged + "' WHERE seq = 5");
+  auto r = AuditLog::Verify(dir_);
+  ASSERT_TRUE(r.ok());
+  EXPECT_FALSE(r->ok);
+  EXPECT_EQ(r->first_broken, 5);
+}
+
+TEST_F(AuditLogTest, ReorderedRecordsAreNamed) {
+  // Swap the contents of records 2 and 3 (rows keep their seq; bodies and hashes move).
+  Sql("UPDATE audit SET seq = -2 WHERE seq = 2; UPDATE audit SET seq = 2 WHERE seq = 3;"
+      "UPDATE audit SET seq = 3 WHERE seq = -2;");
+  auto r = AuditLog::Verify(dir_);
+  ASSERT_TRUE(r.ok());
+  EXPECT_FALSE(r->ok);
+  EXPECT_EQ(r->first_broken, 2);
+}
+
+TEST_F(AuditLogTest, TruncatedTailIsCaughtByTheAnchor) {
+  Sql("DELETE FROM audit WHERE seq >= 9");
+  auto r = AuditLog::Verify(dir_);
+  ASSERT_TRUE(r.ok());
+  EXPECT_FALSE(r->ok);
+  EXPECT_EQ(r->first_broken, 9);
+  EXPECT_NE(r->problem.find("cut off"), std::string::npos) << r->problem;
+}
+
+TEST_F(AuditLogTest, ConcurrentAppendsKeepOneChainAndSearchFinds) {
+  auto log = AuditLog::Open(dir_);
+  ASSERT_TRUE(log.ok());
+  std::vector<std::thread> threads;
+  for (int t = 0; t < 8; ++t) {
+    threads.emplace_back([&, t] {
+      for (int i = 0; i < 25; ++i) {
+        AuditEntry e;
+        e.time_us = 50'000'000;
+        e.user = "t" + std::to_string(t);
+        e.patients = {"px"};
+        e.subtype = "search";
+        e.action = "R";
+        e.outcome = "0";
+        e.alert = i == 0;
+        e.json = R"({"resourceType":"AuditEvent"})";
+        ASSERT_TRUE((*log)->Append(e).ok());
+      }
+    });
+  }
+  for (auto& t : threads) t.join();
+  auto r = AuditLog::Verify(dir_);
+  ASSERT_TRUE(r.ok());
+  EXPECT_TRUE(r->ok) << r->problem;
+  EXPECT_EQ(r->records, 210);
+  AuditQuery q;
+  q.patient = "px";
+  q.count = 1000;
+  EXPECT_EQ((*log)->Search(q)->records.size(), 200u);
+  q = {};
+  q.user = "u1";
+  EXPECT_EQ((*log)->Search(q)->records.size(), 5u);
+  q = {};
+  q.open_alerts_only = true;
+  auto alerts = (*log)->Search(q);
+  ASSERT_EQ(alerts->records.size(), 8u);
+  EXPECT_NE(alerts->records[0].json.find("\"id\":\""), std::string::npos);
+  // Acknowledging one leaves seven open.
+  AuditEntry ack;
+  ack.subtype = "acknowledge";
+  ack.action = "E";
+  ack.outcome = "0";
+  ack.acknowledges = alerts->records[0].seq;
+  ack.json = R"({"resourceType":"AuditEvent"})";
+  ASSERT_TRUE((*log)->Append(ack).ok());
+  EXPECT_EQ((*log)->Search(q)->records.size(), 7u);
+  // Paging: newest first, 50 a page.
+  q = {};
+  q.count = 50;
+  auto page = (*log)->Search(q);
+  ASSERT_TRUE(page->next_before_seq);
+  EXPECT_EQ(page->records.front().seq, 211);
+}
+
+}  // namespace
+}  // namespace taproot::audit
