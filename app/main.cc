@@ -53,6 +53,8 @@ int main(int argc, char** argv) {
 
   serve_cmd->add_flag("--insecure-dev", serve.insecure_dev,
                       "Turn authentication OFF (development only; announced loudly)");
+  serve_cmd->add_flag("--no-audit", serve.no_audit,
+                      "With --insecure-dev only: keep no audit trail (benchmark baselines)");
   serve_cmd->add_option("--policy", serve.policy_file,
                         "Access policy TOML (default: the compiled-in resources/policy/"
                         "default.toml)");

@@ -171,14 +171,22 @@ int Serve(const ServeOptions& options) {
     LogError(st.ToString());
     return 2;
   }
-  auto audit_log = audit::AuditLog::Open(key_dir, options.audit_sync);
-  if (!audit_log.ok()) {
-    LogError("audit log: " + audit_log.status().ToString());
-    return 1;
+  if (options.no_audit && !options.insecure_dev) {
+    LogError("--no-audit is allowed only with --insecure-dev: a secured server keeps its trail");
+    return 2;
+  }
+  std::unique_ptr<audit::AuditLog> audit_log;
+  if (!options.no_audit) {
+    auto opened_log = audit::AuditLog::Open(key_dir, options.audit_sync);
+    if (!opened_log.ok()) {
+      LogError("audit log: " + opened_log.status().ToString());
+      return 1;
+    }
+    audit_log = std::move(opened_log).value();
   }
   auth::GatewayOptions go;
   go.insecure_dev = options.insecure_dev;
-  auth::Gateway gateway(engine, *store, model, *policy, &verifier, audit_log->get(), go);
+  auth::Gateway gateway(engine, *store, model, *policy, &verifier, audit_log.get(), go);
   if (options.insecure_dev) {
     LogWarn("*** --insecure-dev: AUTHENTICATION IS OFF. Anyone who can reach this port can read "
             "and change every record. Never use it with real data. ***");
@@ -207,7 +215,9 @@ int Serve(const ServeOptions& options) {
                       ? options.threads
                       : static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
   ho.worker_threads = options.workers;
-  ho.reads_on_io_threads = !options.store.IsPostgres();
+  // Reads wait on the audit log's sync (and, on PostgreSQL, a round trip): they then run on the
+  // worker pool, or the few I/O threads would serve one read each at a time.
+  ho.reads_on_io_threads = !options.store.IsPostgres() && !audit_log;
   ho.max_body_bytes = options.max_body_mb * 1024 * 1024;
   std::string fallback_host = options.listen;
 

@@ -26,6 +26,7 @@ struct ServeOptions {
   std::string issuers_file;    // TOML [[issuer]] tables: identity providers to trust
   std::vector<std::string> audiences;  // accepted `aud` values beside the defaults
   bool audit_sync = true;
+  bool no_audit = false;  // only with insecure_dev: the baseline for benchmarks
 };
 
 int Serve(const ServeOptions& options);

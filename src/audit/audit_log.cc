@@ -3,6 +3,7 @@
 #include <openssl/evp.h>
 #include <sqlite3.h>
 
+#include <chrono>
 #include <condition_variable>
 #include <cstdio>
 #include <deque>
@@ -147,27 +148,44 @@ class AuditLog::Impl {
     }
     sqlite3_reset(st);
     RETURN_IF_ERROR(reader_db_.Open(DbPath(dir_), true));
-    writer_ = std::thread([this] { Loop(); });
     return Status::Ok();
   }
 
   ~Impl() {
-    {
-      std::lock_guard lock(mu_);
-      stop_ = true;
-    }
-    cv_.notify_all();
-    if (writer_.joinable()) writer_.join();
+    std::unique_lock lock(mu_);
+    closed_ = true;
+    done_cv_.wait(lock, [&] { return !committing_; });
+    if (last_seq_ > 0) WriteAnchor();
   }
 
+  // Group commit without a writer thread: the first waiter to find no commit running takes
+  // every queued record and commits them; the others wait for it and, if their record missed
+  // that batch, one of them leads the next. A request thread thus waits for one sync at most
+  // twice, and no thread hand-off is added when the log is idle.
   Result<int64_t> Append(AuditEntry entry) {
     auto p = std::make_shared<Pending>();
     p->entry = std::move(entry);
     std::unique_lock lock(mu_);
-    if (stop_) return Status::Unavailable("the audit log is closed");
+    if (closed_) return Status::Unavailable("the audit log is closed");
     queue_.push_back(p);
-    cv_.notify_all();
-    done_cv_.wait(lock, [&] { return p->done; });
+    while (!p->done) {
+      if (committing_) {
+        done_cv_.wait(lock);
+        continue;
+      }
+      committing_ = true;
+      std::deque<std::shared_ptr<Pending>> batch;
+      batch.swap(queue_);
+      lock.unlock();
+      Status st = Commit(batch);
+      lock.lock();
+      for (auto& b : batch) {
+        if (!st.ok()) b->status = st;
+        b->done = true;
+      }
+      committing_ = false;
+      done_cv_.notify_all();
+    }
     if (!p->status.ok()) return p->status;
     return p->seq;
   }
@@ -229,27 +247,6 @@ class AuditLog::Impl {
     bool done = false;
   };
 
-  void Loop() {
-    for (;;) {
-      std::deque<std::shared_ptr<Pending>> batch;
-      {
-        std::unique_lock lock(mu_);
-        cv_.wait(lock, [&] { return stop_ || !queue_.empty(); });
-        if (queue_.empty() && stop_) return;
-        batch.swap(queue_);
-      }
-      Status st = Commit(batch);
-      {
-        std::lock_guard lock(mu_);
-        for (auto& p : batch) {
-          if (!st.ok()) p->status = st;
-          p->done = true;
-        }
-      }
-      done_cv_.notify_all();
-    }
-  }
-
   Status Commit(std::deque<std::shared_ptr<Pending>>& batch) {
     int64_t seq = last_seq_;
     std::string hash = last_hash_.empty() ? kZero : last_hash_;
@@ -299,7 +296,13 @@ class AuditLog::Impl {
     RETURN_IF_ERROR(writer_db_.Exec("COMMIT"));
     last_seq_ = seq;
     last_hash_ = hash;
-    WriteAnchor();
+    // The anchor is rewritten at most five times a second: a rename per commit would cost more
+    // than the commit. Records cut off within that window are not caught by it.
+    auto now = std::chrono::steady_clock::now();
+    if (now - anchored_at_ >= std::chrono::milliseconds(200)) {
+      WriteAnchor();
+      anchored_at_ = now;
+    }
     return Status::Ok();
   }
 
@@ -316,16 +319,17 @@ class AuditLog::Impl {
 
   std::string dir_;
   bool sync_;
-  Db writer_db_;  // writer thread only
+  Db writer_db_;  // used by the committing thread only (committing_ serialises it)
   Db reader_db_;  // under read_mu_
   std::mutex read_mu_;
-  int64_t last_seq_ = 0;  // writer thread only (and Start)
+  int64_t last_seq_ = 0;  // as writer_db_
   std::string last_hash_;
+  std::chrono::steady_clock::time_point anchored_at_;
   std::mutex mu_;
-  std::condition_variable cv_, done_cv_;
+  std::condition_variable done_cv_;
   std::deque<std::shared_ptr<Pending>> queue_;  // guarded by mu_
-  bool stop_ = false;                           // guarded by mu_
-  std::thread writer_;
+  bool committing_ = false;                     // guarded by mu_
+  bool closed_ = false;                         // guarded by mu_
 };
 
 AuditLog::AuditLog(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}

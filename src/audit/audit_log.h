@@ -5,12 +5,12 @@
 // Chain: record n stores hash_n = SHA-256(hash_{n-1} || n || text_n), hex, with hash_0 all
 // zeros; editing, deleting or reordering any record breaks the chain at that record, which
 // Verify() names. Cutting records off the end is caught against the anchor file
-// (DIR/audit.head: the newest seq and hash, rewritten after each commit), or against a head
-// published elsewhere (`taproot audit head`).
+// (DIR/audit.head: the newest seq and hash, rewritten at most every 200 ms and at close), or
+// against a head published elsewhere (`taproot audit head`).
 //
 // Durability: Append() returns once its record is committed with a full sync. Appends from many
-// threads are committed together by one writer thread (group commit), so the cost of a sync is
-// shared by every request waiting on it. Thread-safe.
+// threads are committed together (group commit: one waiting thread commits the batch for all),
+// so the cost of a sync is shared by every request waiting on it. Thread-safe.
 #pragma once
 
 #include <cstdint>

@@ -136,6 +136,28 @@ Result<std::vector<Jwk>> TokenVerifier::KeysFor(const Source& src, Alg alg, std:
 }
 
 Result<Principal> TokenVerifier::Verify(std::string_view token, int64_t now) const {
+  constexpr int64_t kCacheSeconds = 300;
+  constexpr size_t kCacheEntries = 10000;
+  {
+    std::lock_guard lock(cache_mu_);
+    auto it = cache_.find(std::string(token));
+    if (it != cache_.end()) {
+      if (now <= it->second.until && now + leeway_ >= it->second.nbf) return it->second.principal;
+      cache_.erase(it);
+    }
+  }
+  ASSIGN_OR_RETURN(Principal p, VerifyUncached(token, now));
+  std::lock_guard lock(cache_mu_);
+  if (cache_.size() >= kCacheEntries) cache_.clear();
+  Cached c;
+  c.principal = p;
+  c.nbf = p.not_before;
+  c.until = std::min(now + kCacheSeconds, p.expires_at + leeway_);
+  cache_.emplace(std::string(token), std::move(c));
+  return p;
+}
+
+Result<Principal> TokenVerifier::VerifyUncached(std::string_view token, int64_t now) const {
   auto jws = ParseCompactJws(token);
   if (!jws.ok()) return Unauthorized("the bearer token is malformed: " + jws.status().message());
   auto claims_doc = ParseJson(jws->payload);
@@ -162,9 +184,8 @@ Result<Principal> TokenVerifier::Verify(std::string_view token, int64_t now) con
   auto exp = NumericDate(claims, "exp");
   if (!exp) return Unauthorized("the bearer token has no expiry (exp)");
   if (now > *exp + leeway_) return Unauthorized("the bearer token has expired");
-  if (auto nbf = NumericDate(claims, "nbf"); nbf && now + leeway_ < *nbf) {
-    return Unauthorized("the bearer token is not valid yet (nbf)");
-  }
+  auto nbf = NumericDate(claims, "nbf");
+  if (nbf && now + leeway_ < *nbf) return Unauthorized("the bearer token is not valid yet (nbf)");
   std::vector<std::string> aud = StringOrArray(claims, "aud");
   bool aud_ok = false;
   for (const std::string& a : aud)
@@ -184,6 +205,7 @@ Result<Principal> TokenVerifier::Verify(std::string_view token, int64_t now) con
   p.scopes = ParseScopes(GetString(claims, "scope"));
   p.roles = RolesFromClaims(claims);
   p.expires_at = *exp;
+  p.not_before = nbf.value_or(0);
   if (p.subject.empty()) return Unauthorized("the bearer token has no subject (sub)");
   return p;
 }

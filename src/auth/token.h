@@ -15,13 +15,19 @@
 //
 // Keys: a JWKS file, read at start, or a JWKS URL (http), fetched on first use, refreshed every
 // ten minutes and at once (at most every 30 s) when a token names a kid not yet seen, so keys
-// rotate without a restart. TokenVerifier is thread-safe.
+// rotate without a restart.
+//
+// A token that verified is remembered (by its exact text) for up to five minutes or until it
+// expires, so a client's repeated requests pay for one signature check: that check is most of
+// the cost of authentication (bench/RESULTS.md). A key withdrawn from a JWKS therefore stops
+// working for tokens already seen within five minutes. TokenVerifier is thread-safe.
 #pragma once
 
 #include <cstdint>
 #include <memory>
 #include <mutex>
 #include <string>
+#include <unordered_map>
 #include <vector>
 
 #include "auth/jose.h"
@@ -55,6 +61,7 @@ struct Principal {
   ScopeSet scopes;
   std::string purpose_of_use;  // from the token, if it names one
   int64_t expires_at = 0;      // seconds since the epoch
+  int64_t not_before = 0;
 };
 
 class TokenVerifier {
@@ -72,8 +79,17 @@ class TokenVerifier {
   Result<std::vector<Jwk>> KeysFor(const Source& src, Alg alg, std::string_view kid,
                                    int64_t now) const;
 
+  Result<Principal> VerifyUncached(std::string_view token, int64_t now) const;
+
   std::vector<std::unique_ptr<Source>> sources_;
   int64_t leeway_;
+  struct Cached {
+    Principal principal;
+    int64_t nbf = 0;
+    int64_t until = 0;  // seconds since the epoch
+  };
+  mutable std::mutex cache_mu_;
+  mutable std::unordered_map<std::string, Cached> cache_;  // guarded by cache_mu_
 };
 
 // Parses `nhsid_nrbac_roles`, `role`/`org`/`activities` claims into role profiles.

@@ -1,0 +1,94 @@
+#!/bin/sh
+# Access control's cost: read and search throughput with authentication, policy and a durable
+# audit trail on, against all of it off, on the same store in the same run.
+#
+#   bench/run-auth.sh [seconds-per-wrk-run] [patients]
+#
+# The store: N patients registered with one GP practice (ODS A81001), five Observations each.
+# "off": taproot serve --insecure-dev --no-audit. "on": the default (tokens checked, policy,
+# legitimate relationship, an fsynced audit record per request), called with a clinician's
+# token of that practice (every access passes the relationship check) and with a system token.
+set -eu
+cd "$(dirname "$0")/.."
+. bench/wrk/summary.sh
+SECS="${1:-10}"
+N="${2:-1000}"
+BIN=build/taproot
+OUT=bench/out
+mkdir -p "$OUT"
+DATA=$(mktemp -d /tmp/taproot-auth-bench.XXXXXX)
+PID=
+trap '[ -n "$PID" ] && kill $PID 2>/dev/null; wait 2>/dev/null; rm -rf "$DATA"' EXIT
+
+start() {  # args for serve
+  rm -f "$DATA/port"
+  "$BIN" serve --data "$DATA/store" --listen 127.0.0.1:0 --port-file "$DATA/port" \
+    --no-access-log --log-level warn "$@" >>"$DATA/server.log" 2>&1 &
+  PID=$!
+  for _ in $(seq 1 400); do [ -s "$DATA/port" ] && break; sleep 0.05; done
+  BASE="http://127.0.0.1:$(cat "$DATA/port")"
+}
+stop() { kill "$PID"; wait "$PID" 2>/dev/null || true; PID=; }
+
+start --insecure-dev --no-audit
+{
+  printf '{"resourceType":"Bundle","type":"batch","entry":['
+  printf '{"resource":{"resourceType":"Organization","id":"gp","identifier":[{"system":"https://fhir.nhs.uk/Id/ods-organization-code","value":"A81001"}]},"request":{"method":"PUT","url":"Organization/gp"}}'
+  i=0
+  while [ "$i" -lt "$N" ]; do
+    printf ',{"resource":{"resourceType":"Patient","id":"p%d","name":[{"family":"Bench%d"}],"generalPractitioner":[{"reference":"Organization/gp"}]},"request":{"method":"PUT","url":"Patient/p%d"}}' "$i" "$i" "$i"
+    for k in 1 2 3 4 5; do
+      printf ',{"resource":{"resourceType":"Observation","id":"o%d-%d","status":"final","code":{"coding":[{"system":"http://loinc.org","code":"8867-4"}]},"subject":{"reference":"Patient/p%d"},"effectiveDateTime":"2024-0%d-01","valueQuantity":{"value":7%d,"unit":"/min"}},"request":{"method":"PUT","url":"Observation/o%d-%d"}}' "$i" "$k" "$i" "$k" "$k" "$i" "$k"
+    done
+    i=$((i + 1))
+  done
+  printf ']}'
+} >"$DATA/load.json"
+curl -sf -o /dev/null -X POST -H 'Content-Type: application/fhir+json' --data-binary @"$DATA/load.json" "$BASE/fhir"
+i=0
+: >"$DATA/reads"
+: >"$DATA/searches"
+while [ "$i" -lt "$N" ]; do
+  echo "/fhir/Observation/o$i-3" >>"$DATA/reads"
+  echo "/fhir/Observation?subject=Patient/p$i&code=http://loinc.org|8867-4" >>"$DATA/searches"
+  i=$((i + 1))
+done
+
+run() {  # name paths-file [token]
+  if [ -n "${3:-}" ]; then
+    PATHS="$2" wrk -t2 -c16 -d"${SECS}s" --latency -s bench/wrk/paths.lua \
+      -H "Authorization: Bearer $3" "$BASE" >"$OUT/auth-$1.txt"
+  else
+    PATHS="$2" wrk -t2 -c16 -d"${SECS}s" --latency -s bench/wrk/paths.lua "$BASE" >"$OUT/auth-$1.txt"
+  fi
+  wrk_summary "$1" "$OUT/auth-$1.txt"
+}
+
+echo "== wrk -t2 -c16 -d${SECS}s, $N patients, 127.0.0.1 (wrk shares the machine)" >&2
+OFF_READ=$(run off-read "$DATA/reads")
+OFF_SEARCH=$(run off-search "$DATA/searches")
+stop
+
+GP=$("$BIN" token --data "$DATA/store" --user Practitioner/bench --role S8000:G8000:R8000 --org A81001)
+SYS=$("$BIN" token --data "$DATA/store" --user bench-app --scope 'system/*.cruds')
+start
+ON_READ=$(run on-read-clinician "$DATA/reads" "$GP")
+ON_SEARCH=$(run on-search-clinician "$DATA/searches" "$GP")
+SYS_READ=$(run on-read-system "$DATA/reads" "$SYS")
+AUDITED=$("$BIN" audit verify --data "$DATA/store")
+stop
+
+ratio() { echo "$1 $2" | sed 's/[{}]//g' | awk -F'[:,]' '{for(i=1;i<=NF;i++){if($i~/requests_per_second/){v[++n]=$(i+1)}} printf "%.2f", v[1]/v[2]}'; }
+cat <<JSON | tee "$OUT/auth-summary.json"
+{
+  "commit": "$(git rev-parse --short HEAD 2>/dev/null || echo unknown)",
+  "date": "$(date -u +%Y-%m-%dT%H:%M:%SZ)",
+  "machine": "$(nproc) cores",
+  "patients": $N,
+  "off": [$OFF_READ, $OFF_SEARCH],
+  "on": [$ON_READ, $ON_SEARCH, $SYS_READ],
+  "read_on_vs_off": $(ratio "$ON_READ" "$OFF_READ"),
+  "search_on_vs_off": $(ratio "$ON_SEARCH" "$OFF_SEARCH"),
+  "audit_verify": "$AUDITED"
+}
+JSON
