@@ -47,6 +47,7 @@ int PrintToken(const TokenOptions& o) {
     scope = "system/*.cruds";
   }
   if (!o.patient.empty()) claims["patient"] = o.patient;
+  if (!o.purpose.empty()) claims["purpose_of_use"] = o.purpose;
   claims["scope"] = scope;
   auto token = auth::SignJws(*key, auth::Alg::kES256, SerializeJson(claims),
                              json::object{{"typ", "JWT"}});

@@ -16,6 +16,7 @@ struct TokenOptions {
   std::string name;
   std::string audience;
   std::string urpid;
+  std::string purpose;  // v3 ActReason, e.g. TREAT (direct care, the default), HRESCH (research)
   std::vector<std::string> activities;
   long expires_in = 3600;
 };

@@ -76,6 +76,9 @@ int main(int argc, char** argv) {
   token_cmd->add_option("--name", token.name, "Display name");
   token_cmd->add_option("--urpid", token.urpid, "Role profile id (for NHSD-Session-URID)");
   token_cmd->add_option("--activity", token.activities, "Extra national activity code");
+  token_cmd->add_option("--purpose", token.purpose,
+                        "Purpose of use (v3 ActReason): TREAT by default; HRESCH, PUBHLTH ... are "
+                        "secondary uses, which the national data opt-out applies to");
   token_cmd->add_option("--audience", token.audience, "aud (default urn:taproot:fhir)");
   token_cmd->add_option("--expires-in", token.expires_in, "Lifetime in seconds")
       ->capture_default_str();

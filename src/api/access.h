@@ -60,6 +60,10 @@ class AccessGuard {
   // True once Release() withheld anything in this request: totals are then left out, since they
   // would count what the caller may not see.
   virtual bool Withheld() const = 0;
+
+  // True when counts must count only what Release() lets through (a clinician's relationships,
+  // secondary use without opted-out patients): `_summary=count` then pages through the matches.
+  virtual bool CountsByRelease() const = 0;
 };
 
 }  // namespace taproot::api

@@ -470,6 +470,39 @@ Result<std::string> SearchBundle(store::ReadView& view, const fhir::Model& model
   for (const auto& [k, v] : params) {
     if ((k == "_summary" && !count_only) || k == "_elements") parsed.used.emplace_back(k, v);
   }
+  if (count_only && ctx.guard && ctx.guard->CountsByRelease()) {
+    // Only what the caller may see is counted: every match is released (without being sent),
+    // a page at a time, up to a bound.
+    static constexpr int64_t kMaxCounted = 200000;
+    store::SearchQuery q = parsed.query;
+    q.count = 1000;
+    q.want_total = false;
+    q.sort.clear();
+    int64_t seen = 0, counted = 0;
+    for (;;) {
+      ASSIGN_OR_RETURN(store::SearchPage page, view.Search(q));
+      for (const store::VersionRecord& v : page.resources) {
+        std::string text = WithVersionMeta(v.json, v.version, v.last_updated);
+        ASSIGN_OR_RETURN(bool ok, Release(view, ctx, v.type, v.id, text));
+        counted += ok ? 1 : 0;
+      }
+      seen += static_cast<int64_t>(page.resources.size());
+      if (!page.has_more || page.resources.empty()) break;
+      if (seen >= kMaxCounted) {
+        return Status::Make(StatusCode::kUnprocessable,
+                            "more than " + std::to_string(kMaxCounted) +
+                                " matches to count one by one under access control; narrow the "
+                                "search");
+      }
+      q.after_seq = page.resources.back().seq;
+    }
+    BundleWriter w("searchset", counted);
+    std::string path = ctx.base_url + "/" + (type.empty() ? std::string() : type);
+    Params self = parsed.used;
+    self.emplace_back("_summary", "count");
+    w.Link("self", path + QueryString(self));
+    return w.Finish();
+  }
   if (count_only) {
     parsed.query.count = 0;
     parsed.query.want_total = true;

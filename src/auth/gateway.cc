@@ -5,6 +5,7 @@
 #include <map>
 #include <mutex>
 #include <set>
+#include <unordered_map>
 
 #include "api/access.h"
 #include "api/outcome.h"
@@ -104,35 +105,66 @@ struct Caller {
 
 }  // namespace
 
-// Per-organisation and per-patient facts for legitimate relationships, cached briefly: a new
-// registration or encounter counts within the cache time; an ended one stops counting within it.
-class RelationshipCache {
- public:
-  explicit RelationshipCache(int64_t ttl_seconds) : ttl_us_(ttl_seconds * 1'000'000) {}
+// What a patient's Consent resources say, as far as access is concerned.
+struct ConsentFacts {
+  bool dissent = false;                   // no sharing outside the custodian organisations
+  std::set<std::string> custodians;       // "Organization/id" of the dissent's organisation(s)
+  bool opted_out = false;                 // national data opt-out: no secondary use
+  std::set<std::string> very_restricted;  // actors ("Practitioner/x", "Organization/y")
+                                          // explicitly granted V-labelled records
+};
 
-  std::optional<bool> Get(const std::string& key, int64_t now) {
+// Facts about organisations and patients that access decisions need, kept for a short time: a
+// new registration, encounter or consent counts within the cache time, an ended one stops
+// counting within it. Consent writes through this node clear the consent facts at once.
+template <typename V>
+class TtlCache {
+ public:
+  explicit TtlCache(int64_t ttl_seconds) : ttl_us_(ttl_seconds * 1'000'000) {}
+
+  std::optional<V> Get(const std::string& key, int64_t now) {
     std::lock_guard lock(mu_);
     auto it = entries_.find(key);
     if (it == entries_.end() || it->second.second < now) return std::nullopt;
     return it->second.first;
   }
-  void Put(const std::string& key, bool value, int64_t now) {
+  void Put(const std::string& key, V value, int64_t now) {
     std::lock_guard lock(mu_);
     if (entries_.size() > 100000) entries_.clear();
-    entries_[key] = {value, now + ttl_us_};
+    entries_[key] = {std::move(value), now + ttl_us_};
+  }
+  void Clear() {
+    std::lock_guard lock(mu_);
+    entries_.clear();
   }
 
  private:
   int64_t ttl_us_;
   std::mutex mu_;
-  std::map<std::string, std::pair<bool, int64_t>> entries_;
+  std::unordered_map<std::string, std::pair<V, int64_t>> entries_;
 };
+
+struct Caches {
+  explicit Caches(int64_t ttl) : relationships(ttl), orgs(ttl), consents(ttl) {}
+  TtlCache<bool> relationships;               // "ODS\npatient"
+  TtlCache<std::vector<std::string>> orgs;    // ODS -> Organization ids
+  TtlCache<ConsentFacts> consents;            // patient -> facts
+};
+
+// Purposes of use that are not the care of the patient (v3 ActReason): research, planning,
+// public health, quality improvement, operations, payment, marketing.
+bool SecondaryUse(std::string_view purpose) {
+  static const std::set<std::string, std::less<>> kSecondary = {
+      "HRESCH", "CLINTRCH", "PUBHLTH", "HQUALIMP", "HOPERAT", "HPAYMT", "HMARKT", "METAMGT",
+      "HSYSADMIN", "TRAIN"};
+  return kSecondary.count(purpose) > 0;
+}
 
 class Guard : public api::AccessGuard {
  public:
-  Guard(const Caller& caller, const Policy& policy, const fhir::Model& model,
-        RelationshipCache& cache, const api::FhirRequest& req)
-      : c_(caller), policy_(policy), model_(model), cache_(cache) {
+  Guard(const Caller& caller, const Policy& policy, const fhir::Model& model, Caches& caches,
+        const api::FhirRequest& req, std::string purpose)
+      : c_(caller), policy_(policy), model_(model), caches_(caches), purpose_(std::move(purpose)) {
     // PDS: restricted patients are never found by where they live or who their GP is.
     for (const auto& [k, v] : req.query) {
       if (k.rfind("address-postalcode", 0) == 0 || k.rfind("address-postcode", 0) == 0 ||
@@ -169,11 +201,13 @@ class Guard : public api::AccessGuard {
         ASSIGN_OR_RETURN(bool ok, MayOpen(view, patient));
         if (!ok) return Withhold();
       }
+      ASSIGN_OR_RETURN(bool consented, ConsentAllows(view, patient, labels));
+      if (!consented) return Withhold();
       touched_.insert(patient);
+    } else if (HasLabel(labels, "V") && c_.context != Context::kUnrestricted) {
+      return Withhold();  // a V label outside any patient's record: nobody can be granted it
     }
-    if (HasLabel(labels, "V") && c_.context != Context::kPatient && c_.break_glass.empty()) {
-      return Withhold();
-    }
+
     if (type == "Patient" && HasLabel(labels, "R") && !c_.grants.Has("view-restricted") &&
         c_.context != Context::kPatient && c_.context != Context::kUnrestricted) {
       if (hide_restricted_) return Withhold();
@@ -209,6 +243,11 @@ class Guard : public api::AccessGuard {
   }
 
   bool Withheld() const override { return withheld_; }
+
+  bool CountsByRelease() const override {
+    // Every guarded caller: consent (dissent, opt-out) and labels withhold for all of them.
+    return c_.context != Context::kUnrestricted;
+  }
 
   const std::set<std::string>& touched() const { return touched_; }
   const std::string& denied() const { return denied_; }
@@ -257,6 +296,130 @@ class Guard : public api::AccessGuard {
     return Status::Ok();
   }
 
+  // Consent: dissent from sharing (outside the custodians, only break-glass opens the record),
+  // the national data opt-out (no secondary use at all), and explicit grants for V records.
+  Result<bool> ConsentAllows(store::ReadView& view, const std::string& patient,
+                             const std::vector<std::string>& labels) {
+    if (c_.context == Context::kUnrestricted) return true;
+    ASSIGN_OR_RETURN(const ConsentFacts* facts, Consents(view, patient));
+    if (SecondaryUse(purpose_) && facts->opted_out) return false;
+    if (c_.context == Context::kPatient) return true;  // a patient's own record
+    if (facts->dissent) {
+      bool custodian = false;
+      if (c_.context == Context::kUser && !c_.profile.organization.empty()) {
+        ASSIGN_OR_RETURN(std::vector<std::string> orgs, OrgIds(view, c_.profile.organization));
+        for (const std::string& o : orgs) custodian |= facts->custodians.count("Organization/" + o) > 0;
+      }
+      if (!custodian) {
+        if (c_.break_glass.empty() || !c_.grants.Has("break-glass")) return false;
+        break_glass_used_ = true;
+      }
+    }
+    if (HasLabel(labels, "V")) {
+      bool granted = !c_.principal.fhir_user.empty() &&
+                     facts->very_restricted.count(c_.principal.fhir_user) > 0;
+      if (!granted && c_.context == Context::kUser && !c_.profile.organization.empty()) {
+        ASSIGN_OR_RETURN(std::vector<std::string> orgs, OrgIds(view, c_.profile.organization));
+        for (const std::string& o : orgs)
+          granted |= facts->very_restricted.count("Organization/" + o) > 0;
+      }
+      if (!granted) return false;
+    }
+    return true;
+  }
+
+  Result<const ConsentFacts*> Consents(store::ReadView& view, const std::string& patient) {
+    auto it = consents_.find(patient);
+    if (it != consents_.end()) return &it->second;
+    int64_t now = NowMicros();
+    std::optional<ConsentFacts> facts = caches_.consents.Get(patient, now);
+    if (!facts) {
+      facts.emplace();
+      ASSIGN_OR_RETURN(search::ParsedSearch parsed,
+                       search::ParseSearch(model_, "Consent",
+                                           {{"patient", "Patient/" + patient}, {"status", "active"}},
+                                           true));
+      parsed.query.count = 100;
+      parsed.query.want_total = false;
+      ASSIGN_OR_RETURN(store::SearchPage page, view.Search(parsed.query));
+      for (const store::VersionRecord& v : page.resources) ReadConsent(v.json, *facts);
+      caches_.consents.Put(patient, *facts, now);
+    }
+    return &(consents_[patient] = std::move(*facts));
+  }
+
+  // One Consent's contribution. Privacy consents (scope patient-privacy) whose base provision
+  // denies: dissent from sharing, custodians = Consent.organization. Research consents (scope
+  // research) that deny: the national data opt-out. Permit provisions (at any depth) naming
+  // actors and the security label V: explicit grants of V records to those actors.
+  static void ReadConsent(std::string_view text, ConsentFacts& facts) {
+    auto doc = ParseJson(text);
+    if (!doc.ok() || !doc->is_object()) return;
+    const json::object& c = doc->get_object();
+    std::string scope;
+    if (const json::value* sc = FindKey(c, "scope"); sc && sc->is_object()) {
+      if (const json::value* codings = FindKey(sc->get_object(), "coding");
+          codings && codings->is_array()) {
+        for (const json::value& cd : codings->get_array())
+          if (cd.is_object()) scope = std::string(GetString(cd.get_object(), "code"));
+      }
+    }
+    const json::value* prov = FindKey(c, "provision");
+    if (!prov || !prov->is_object()) return;
+    std::string base_type(GetString(prov->get_object(), "type"));
+    if (base_type == "deny" && scope == "patient-privacy") {
+      facts.dissent = true;
+      if (const json::value* orgs = FindKey(c, "organization"); orgs && orgs->is_array()) {
+        for (const json::value& o : orgs->get_array()) {
+          if (o.is_object()) facts.custodians.insert(std::string(GetString(o.get_object(), "reference")));
+        }
+      }
+    }
+    if (base_type == "deny" && scope == "research") facts.opted_out = true;
+    std::function<void(const json::object&)> walk = [&](const json::object& p) {
+      bool permit = GetString(p, "type") == "permit";
+      bool v = false;
+      if (const json::value* labels = FindKey(p, "securityLabel"); labels && labels->is_array()) {
+        for (const json::value& l : labels->get_array()) {
+          if (l.is_object() && GetString(l.get_object(), "code") == "V") v = true;
+        }
+      }
+      if (permit && v) {
+        if (const json::value* actors = FindKey(p, "actor"); actors && actors->is_array()) {
+          for (const json::value& a : actors->get_array()) {
+            if (!a.is_object()) continue;
+            const json::value* ref = FindKey(a.get_object(), "reference");
+            if (ref && ref->is_object()) {
+              facts.very_restricted.insert(std::string(GetString(ref->get_object(), "reference")));
+            }
+          }
+        }
+      }
+      if (const json::value* subs = FindKey(p, "provision"); subs && subs->is_array()) {
+        for (const json::value& sub : subs->get_array())
+          if (sub.is_object()) walk(sub.get_object());
+      }
+    };
+    walk(prov->get_object());
+  }
+
+  // The organisation's resources: by ODS code (any identifier system), or an id equal to it.
+  Result<std::vector<std::string>> OrgIds(store::ReadView& view, const std::string& ods) {
+    int64_t now = NowMicros();
+    if (auto cached = caches_.orgs.Get(ods, now)) return *cached;
+    std::vector<std::string> orgs;
+    ASSIGN_OR_RETURN(search::ParsedSearch parsed,
+                     search::ParseSearch(model_, "Organization", {{"identifier", ods}}, true));
+    parsed.query.count = 20;
+    parsed.query.want_total = false;
+    ASSIGN_OR_RETURN(store::SearchPage page, view.Search(parsed.query));
+    for (const auto& r : page.resources) orgs.push_back(r.id);
+    ASSIGN_OR_RETURN(auto same_id, view.ReadCurrent("Organization", ods));
+    if (same_id && !same_id->deleted) orgs.push_back(ods);
+    caches_.orgs.Put(ods, orgs, now);
+    return orgs;
+  }
+
   // May this caller open `patient`'s record (now, in this request)?
   Result<bool> MayOpen(store::ReadView& view, const std::string& patient) {
     if (c_.context != Context::kUser || !c_.grants.role || !c_.grants.role->relationship) {
@@ -290,19 +453,8 @@ class Guard : public api::AccessGuard {
     if (ods.empty()) return false;
     int64_t now = NowMicros();
     std::string key = ods + "\n" + patient;
-    if (auto cached = cache_.Get(key, now)) return *cached;
-    // The organisation's resources: by ODS code (any identifier system), or an id equal to it.
-    std::vector<std::string> orgs;
-    {
-      ASSIGN_OR_RETURN(search::ParsedSearch parsed,
-                       search::ParseSearch(model_, "Organization", {{"identifier", ods}}, true));
-      parsed.query.count = 20;
-      parsed.query.want_total = false;
-      ASSIGN_OR_RETURN(store::SearchPage page, view.Search(parsed.query));
-      for (const auto& r : page.resources) orgs.push_back(r.id);
-      ASSIGN_OR_RETURN(auto same_id, view.ReadCurrent("Organization", ods));
-      if (same_id && !same_id->deleted) orgs.push_back(ods);
-    }
+    if (auto cached = caches_.relationships.Get(key, now)) return *cached;
+    ASSIGN_OR_RETURN(std::vector<std::string> orgs, OrgIds(view, ods));
     bool related = false;
     if (!orgs.empty()) {
       std::string refs;
@@ -335,14 +487,16 @@ class Guard : public api::AccessGuard {
                                           {"status", probe.status}}));
       }
     }
-    cache_.Put(key, related, now);
+    caches_.relationships.Put(key, related, now);
     return related;
   }
 
   const Caller& c_;
   const Policy& policy_;
   const fhir::Model& model_;
-  RelationshipCache& cache_;
+  Caches& caches_;
+  std::string purpose_;
+  std::map<std::string, ConsentFacts> consents_;
   bool hide_restricted_ = false;
   bool withheld_ = false, redacted_ = false;
   bool break_glass_used_ = false, self_claim_used_ = false;
@@ -362,7 +516,7 @@ class Gateway::Impl {
         verifier_(verifier),
         audit_(audit),
         options_(options),
-        cache_(options.relationship_cache_seconds) {}
+        caches_(options.relationship_cache_seconds) {}
 
   api::FhirResponse Handle(api::RequestContext ctx, const api::FhirRequest& req,
                            const std::string& peer) {
@@ -388,7 +542,7 @@ class Gateway::Impl {
     ctx.organization = caller.profile.organization;
     if (!caller.principal.purpose_of_use.empty()) ctx.purpose_of_use = caller.principal.purpose_of_use;
     if (!caller.break_glass.empty()) ctx.purpose_of_use = "ETREAT";
-    Guard guard(caller, policy_, model_, cache_, req);
+    Guard guard(caller, policy_, model_, caches_, req, ctx.purpose_of_use);
     if (caller.context != Context::kUnrestricted) ctx.guard = &guard;
     api::FhirResponse res;
     if (req.path == "AuditEvent" || req.path.rfind("AuditEvent/", 0) == 0) {
@@ -397,6 +551,10 @@ class Gateway::Impl {
       res = engine_.Handle(ctx, req);
     }
     if (guard.redacted()) res.SetHeader("Taproot-Redacted", "restricted patient details removed");
+    if (req.method != "GET" && req.method != "HEAD" &&
+        (req.path.empty() || req.path.rfind("Consent", 0) == 0)) {
+      caches_.consents.Clear();  // a consent written here counts from the next request
+    }
     Status audited = Audit(ctx, req, peer, caller, &guard, res, guard.denied());
     if (!audited.ok()) {
       // An access that cannot be accounted for is not released.
@@ -767,7 +925,7 @@ class Gateway::Impl {
   const TokenVerifier* verifier_;
   audit::AuditLog* audit_;
   GatewayOptions options_;
-  RelationshipCache cache_;
+  Caches caches_;
 };
 
 Gateway::Gateway(api::Engine& engine, store::Store& store, const fhir::Model& model,

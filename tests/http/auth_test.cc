@@ -334,3 +334,123 @@ TEST_F(AuthTest, SmartDiscoveryAndSecurityHeaders) {
 
 }  // namespace
 }  // namespace taproot
+
+namespace taproot {
+namespace {
+
+// Consent: dissent from sharing, the national data opt-out and explicit grants of V records.
+class ConsentTest : public ::testing::Test {
+ protected:
+  static void SetUpTestSuite() {
+    server_ = new testing::TestServer({}, {"--no-access-log"}, /*secure=*/true);
+    ASSERT_TRUE(server_->Start()) << server_->log();
+    sys_ = server_->Token({"--user", "loader", "--scope", "system/*.cruds"});
+    const std::string conf = "http://terminology.hl7.org/CodeSystem/v3-Confidentiality";
+    const std::string scope = "http://terminology.hl7.org/CodeSystem/consentscope";
+    Put("Organization/orgA",
+        R"({"resourceType":"Organization","id":"orgA","identifier":[{"system":"https://fhir.nhs.uk/Id/ods-organization-code","value":"A81001"}]})");
+    Put("Organization/orgB",
+        R"({"resourceType":"Organization","id":"orgB","identifier":[{"system":"https://fhir.nhs.uk/Id/ods-organization-code","value":"B82002"}]})");
+    for (const char* p : {"pC", "pD", "pE"}) {
+      Put(std::string("Patient/") + p,
+          std::string(R"({"resourceType":"Patient","id":")") + p +
+              R"(","generalPractitioner":[{"reference":"Organization/orgA"}]})");
+      Put(std::string("Encounter/e") + p,
+          std::string(R"({"resourceType":"Encounter","id":"e)") + p +
+              R"(","status":"in-progress","class":{"code":"IMP"},"subject":{"reference":"Patient/)" +
+              p + R"("},"serviceProvider":{"reference":"Organization/orgB"}})");
+      Put(std::string("Observation/o") + p,
+          std::string(R"({"resourceType":"Observation","id":"o)") + p +
+              R"(","status":"final","code":{"text":"hr"},"subject":{"reference":"Patient/)" + p +
+              R"("}})");
+    }
+    // pC dissents from sharing outside orgA.
+    Put("Consent/dissent",
+        R"({"resourceType":"Consent","id":"dissent","status":"active","scope":{"coding":[{"system":")" +
+            scope +
+            R"(","code":"patient-privacy"}]},"category":[{"text":"sharing"}],"patient":{"reference":"Patient/pC"},"organization":[{"reference":"Organization/orgA"}],"provision":{"type":"deny"}})");
+    // pD has opted out of secondary use.
+    Put("Consent/optout",
+        R"({"resourceType":"Consent","id":"optout","status":"active","scope":{"coding":[{"system":")" +
+            scope +
+            R"(","code":"research"}]},"category":[{"text":"national data opt-out"}],"patient":{"reference":"Patient/pD"},"provision":{"type":"deny"}})");
+    // pE has a very restricted record, granted to one practitioner only.
+    Put("Observation/oV",
+        R"({"resourceType":"Observation","id":"oV","meta":{"security":[{"system":")" + conf +
+            R"(","code":"V"}]},"status":"final","code":{"text":"v"},"subject":{"reference":"Patient/pE"}})");
+    Put("Consent/grant",
+        R"({"resourceType":"Consent","id":"grant","status":"active","scope":{"coding":[{"system":")" +
+            scope +
+            R"(","code":"patient-privacy"}]},"category":[{"text":"grant"}],"patient":{"reference":"Patient/pE"},"provision":{"type":"permit","provision":[{"type":"permit","actor":[{"role":{"text":"grantee"},"reference":{"reference":"Practitioner/granted"}}],"securityLabel":[{"system":")" +
+            conf + R"(","code":"V"}]}]}})");
+  }
+  static void TearDownTestSuite() {
+    delete server_;
+    server_ = nullptr;
+  }
+  static void Put(const std::string& path, const std::string& body) {
+    http::Client c(server_->base());
+    auto r = c.Send("PUT", "/fhir/" + path, body,
+                    {{"Authorization", "Bearer " + sys_}, {"Content-Type", "application/fhir+json"}});
+    ASSERT_TRUE(r.ok());
+    ASSERT_LT(r->status, 300) << path << ": " << r->body;
+  }
+  static int Get(const std::string& token, const std::string& path, std::string* body = nullptr,
+                 const char* header = nullptr, const char* value = nullptr) {
+    http::Client c(server_->base());
+    http::Headers h{{"Authorization", "Bearer " + token}};
+    if (header) h.emplace_back(header, value);
+    auto r = c.Send("GET", path, "", h);
+    if (body) *body = r->body;
+    return r->status;
+  }
+  static testing::TestServer* server_;
+  static std::string sys_;
+};
+testing::TestServer* ConsentTest::server_ = nullptr;
+std::string ConsentTest::sys_;
+
+TEST_F(ConsentTest, DissentKeepsTheRecordWithTheCustodianUnlessBreakGlass) {
+  std::string gpA = server_->Token({"--user", "Practitioner/a", "--role", "R8000", "--org", "A81001"});
+  std::string gpB = server_->Token({"--user", "Practitioner/b", "--role", "R8000", "--org", "B82002"});
+  EXPECT_EQ(Get(gpA, "/fhir/Observation/opC"), 200);  // the custodian
+  EXPECT_EQ(Get(gpB, "/fhir/Observation/opD"), 200);  // a relationship, no dissent
+  EXPECT_EQ(Get(gpB, "/fhir/Observation/opC"), 403);  // a relationship, but dissent
+  EXPECT_EQ(Get(gpB, "/fhir/Observation/opC", nullptr, "Taproot-Break-Glass", "emergency"), 200);
+  EXPECT_EQ(Get(sys_, "/fhir/Observation/opC"), 403);  // a system outside the custodian too
+  std::string body;
+  EXPECT_EQ(Get(gpB, "/fhir/Observation?_summary=count", &body), 200);
+  EXPECT_NE(body.find("\"total\":2"), std::string::npos) << body;  // opD and opE, not opC
+}
+
+TEST_F(ConsentTest, NationalOptOutRemovesThePatientFromSecondaryUseOnly) {
+  std::string research = server_->Token({"--user", "analyst", "--scope", "system/*.rs",
+                                         "--purpose", "HRESCH"});
+  std::string care = server_->Token({"--user", "Practitioner/b", "--role", "R8000", "--org",
+                                     "B82002"});
+  std::string body;
+  EXPECT_EQ(Get(research, "/fhir/Observation?code:text=hr&_count=50", &body), 200);
+  EXPECT_EQ(body.find("\"id\":\"opD\""), std::string::npos) << body;
+  EXPECT_NE(body.find("\"id\":\"opE\""), std::string::npos) << body;
+  EXPECT_EQ(Get(research, "/fhir/Observation/opD"), 403);
+  EXPECT_EQ(Get(research, "/fhir/Observation?code:text=hr&_summary=count", &body), 200);
+  // opC (dissent: not shared with a system) and opD (opted out) are not counted.
+  EXPECT_NE(body.find("\"total\":1"), std::string::npos) << body;
+  // Direct care is not touched by the opt-out.
+  EXPECT_EQ(Get(care, "/fhir/Observation/opD"), 200);
+}
+
+TEST_F(ConsentTest, VeryRestrictedRecordsNeedAnExplicitGrant) {
+  std::string granted = server_->Token({"--user", "Practitioner/granted", "--role", "R8000",
+                                        "--org", "B82002"});
+  std::string other = server_->Token({"--user", "Practitioner/other", "--role", "R8000", "--org",
+                                      "B82002"});
+  EXPECT_EQ(Get(granted, "/fhir/Observation/oV"), 200);
+  EXPECT_EQ(Get(other, "/fhir/Observation/oV"), 403);
+  EXPECT_EQ(Get(other, "/fhir/Observation/oV", nullptr, "Taproot-Break-Glass", "emergency"), 403);
+  EXPECT_EQ(Get(sys_, "/fhir/Observation/oV"), 403);
+  EXPECT_EQ(Get(other, "/fhir/Observation/opE"), 200);  // the rest of the record is open
+}
+
+}  // namespace
+}  // namespace taproot
