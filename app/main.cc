@@ -60,6 +60,14 @@ int main(int argc, char** argv) {
                         "default.toml)");
   serve_cmd->add_option("--issuers", serve.issuers_file,
                         "TOML file of [[issuer]] tables: identity providers whose tokens to trust");
+  serve_cmd->add_option("--clients", serve.clients_file,
+                        "TOML file of [[client]] registrations: enables the token endpoint "
+                        "(POST /oauth2/token, client credentials with private_key_jwt)");
+  serve_cmd->add_option("--rate-limit", serve.rate_limit,
+                        "Requests per second per client (burst twice that; 429 beyond); 0: off")
+      ->capture_default_str();
+  serve_cmd->add_option("--tls-cert", serve.tls_cert, "PEM certificate chain: serve HTTPS");
+  serve_cmd->add_option("--tls-key", serve.tls_key, "PEM private key for --tls-cert");
   serve_cmd->add_option("--audience", serve.audiences,
                         "An accepted token audience (aud), beside urn:taproot:fhir; repeatable");
 

@@ -14,7 +14,10 @@
 #include "auth/gateway.h"
 #include "auth/local_key.h"
 #include "auth/policy.h"
+#include "auth/rate_limit.h"
 #include "auth/token.h"
+#include "auth/token_endpoint.h"
+#include "common/clock.h"
 #include "common/ids.h"
 #include "common/json.h"
 #include "common/log.h"
@@ -117,6 +120,7 @@ int Serve(const ServeOptions& options) {
   sigemptyset(&signals);
   sigaddset(&signals, SIGINT);
   sigaddset(&signals, SIGTERM);
+  sigaddset(&signals, SIGHUP);
   pthread_sigmask(SIG_BLOCK, &signals, nullptr);
 
   const fhir::Model& model = fhir::R4();
@@ -184,8 +188,25 @@ int Serve(const ServeOptions& options) {
     }
     audit_log = std::move(opened_log).value();
   }
+  std::unique_ptr<auth::TokenEndpoint> token_endpoint;
+  if (!options.clients_file.empty()) {
+    auto clients = auth::LoadClients(options.clients_file);
+    if (!clients.ok()) {
+      LogError(clients.status().ToString());
+      return 2;
+    }
+    token_endpoint = std::make_unique<auth::TokenEndpoint>(*clients, *local_key);
+    if (Status st = token_endpoint->Init(); !st.ok()) {
+      LogError("token endpoint: " + st.ToString());
+      return 2;
+    }
+  }
   auth::GatewayOptions go;
   go.insecure_dev = options.insecure_dev;
+  go.rate_limit = options.rate_limit;
+  auth::RateLimiter token_limiter(options.rate_limit, 2 * options.rate_limit);
+  bool tls = !options.tls_cert.empty() || !options.tls_key.empty();
+  std::string scheme = tls ? "https://" : "http://";
   auth::Gateway gateway(engine, *store, model, *policy, &verifier, audit_log.get(), go);
   if (options.insecure_dev) {
     LogWarn("*** --insecure-dev: AUTHENTICATION IS OFF. Anyone who can reach this port can read "
@@ -219,6 +240,8 @@ int Serve(const ServeOptions& options) {
   // worker pool, or the few I/O threads would serve one read each at a time.
   ho.reads_on_io_threads = !options.store.IsPostgres() && !audit_log;
   ho.max_body_bytes = options.max_body_mb * 1024 * 1024;
+  ho.tls_cert_file = options.tls_cert;
+  ho.tls_key_file = options.tls_key;
   std::string fallback_host = options.listen;
 
   auto handler = [&](http::HttpRequest& hreq) -> http::HttpResponse {
@@ -240,7 +263,7 @@ int Serve(const ServeOptions& options) {
     } else if (path == "/.well-known/smart-configuration" ||
                path == std::string(kBase) + "/.well-known/smart-configuration") {
       const std::string& host_header = hreq.Header("host");
-      std::string base = "http://" + (host_header.empty() ? fallback_host : host_header);
+      std::string base = scheme + (host_header.empty() ? fallback_host : host_header);
       json::object conf{
           {"issuer", auth::kLocalIssuer},
           {"jwks_uri", base + "/.well-known/jwks.json"},
@@ -249,7 +272,29 @@ int Serve(const ServeOptions& options) {
                        "user/*.read", "user/*.write"}},
           {"capabilities", json::array{"permission-v1", "permission-v2", "permission-patient",
                                        "permission-user"}}};
+      if (token_endpoint) {
+        conf["token_endpoint"] = base + "/oauth2/token";
+        conf["grant_types_supported"] = json::array{"client_credentials"};
+        conf["token_endpoint_auth_methods_supported"] = json::array{"private_key_jwt"};
+        conf["token_endpoint_auth_signing_alg_values_supported"] =
+            json::array{"RS256", "RS384", "ES256", "ES384"};
+        conf["capabilities"].as_array().push_back("client-confidential-asymmetric");
+      }
       out = Json(200, json::serialize(conf));
+    } else if (path == "/oauth2/token" && token_endpoint) {
+      const std::string& host_header = hreq.Header("host");
+      std::string url = scheme + (host_header.empty() ? fallback_host : host_header) +
+                        "/oauth2/token";
+      if (hreq.method != "POST") {
+        out = Json(405, R"({"error":"invalid_request","error_description":"POST only"})");
+      } else if (int64_t wait = token_limiter.Take("token\n" + hreq.remote, NowMicros())) {
+        out = Json(429, R"({"error":"slow_down","error_description":"too many requests"})");
+        out.headers.emplace_back("Retry-After", std::to_string(wait));
+      } else {
+        auth::TokenResponse tr =
+            token_endpoint->Handle(hreq.body, {url}, NowMicros() / 1'000'000);
+        out = Json(tr.status, tr.body);
+      }
     } else if (path == "/.well-known/jwks.json") {
       out = Json(200, jwks_json);
     } else if (path.compare(0, kBase.size(), kBase) != 0 ||
@@ -270,8 +315,7 @@ int Serve(const ServeOptions& options) {
       ctx.request_id = request_id;
       ctx.client_request_id = client_id;
       const std::string& host_header = req.Header("host");
-      ctx.base_url =
-          "http://" + (host_header.empty() ? fallback_host : host_header) + std::string(kBase);
+      ctx.base_url = scheme + (host_header.empty() ? fallback_host : host_header) + std::string(kBase);
       api::FhirResponse res;
       if (!query.ok()) {
         res.status = 400;
@@ -291,6 +335,7 @@ int Serve(const ServeOptions& options) {
     }
     out.headers.emplace_back("X-Request-ID", request_id);
     SecurityHeaders(out);
+    if (tls) out.headers.emplace_back("Strict-Transport-Security", "max-age=31536000");
     if (options.insecure_dev) out.headers.emplace_back("Taproot-Insecure-Dev", "authentication is off");
     if (options.access_log && LogEnabled(LogLevel::kInfo)) {
       double ms =
@@ -311,7 +356,7 @@ int Serve(const ServeOptions& options) {
     LogError(st.ToString());
     return 1;
   }
-  LogInfo("Taproot " TAPROOT_VERSION " serving FHIR R4 at http://" + host + ":" +
+  LogInfo("Taproot " TAPROOT_VERSION " serving FHIR R4 at " + scheme + host + ":" +
           std::to_string(server.port()) + std::string(kBase) +
           " (store: " + DescribeStore(options.store) + ")");
   FlushLogs();
@@ -322,7 +367,19 @@ int Serve(const ServeOptions& options) {
     std::rename((options.port_file + ".tmp").c_str(), options.port_file.c_str());
   }
   int sig = 0;
-  sigwait(&signals, &sig);
+  for (;;) {
+    sigwait(&signals, &sig);
+    if (sig != SIGHUP) break;
+    // SIGHUP: renewed certificates are picked up without dropping connections.
+    if (!server.tls()) {
+      LogInfo("SIGHUP: not serving TLS; nothing to reload");
+    } else if (Status rs = server.ReloadTls(); rs.ok()) {
+      LogInfo("SIGHUP: TLS certificate and key reloaded");
+    } else {
+      LogError("SIGHUP: TLS reload failed, keeping the old certificate: " + rs.ToString());
+    }
+    FlushLogs();
+  }
   LogInfo(std::string("received ") + (sig == SIGTERM ? "SIGTERM" : "SIGINT") +
           ": draining requests and closing the store");
   server.Stop(10);

@@ -27,6 +27,9 @@ struct ServeOptions {
   std::vector<std::string> audiences;  // accepted `aud` values beside the defaults
   bool audit_sync = true;
   bool no_audit = false;  // only with insecure_dev: the baseline for benchmarks
+  std::string clients_file;  // TOML [[client]] registrations for the built-in token endpoint
+  double rate_limit = 100;   // requests per second per client (burst twice that); 0: none
+  std::string tls_cert, tls_key;  // PEM files; TLS when both are set (reloaded on SIGHUP)
 };
 
 int Serve(const ServeOptions& options);

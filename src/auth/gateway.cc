@@ -9,6 +9,7 @@
 
 #include "api/access.h"
 #include "api/outcome.h"
+#include "auth/rate_limit.h"
 #include "common/clock.h"
 #include "common/log.h"
 #include "search/compartments.h"
@@ -516,7 +517,8 @@ class Gateway::Impl {
         verifier_(verifier),
         audit_(audit),
         options_(options),
-        caches_(options.relationship_cache_seconds) {}
+        caches_(options.relationship_cache_seconds),
+        limiter_(options.rate_limit, 2 * options.rate_limit) {}
 
   api::FhirResponse Handle(api::RequestContext ctx, const api::FhirRequest& req,
                            const std::string& peer) {
@@ -526,6 +528,21 @@ class Gateway::Impl {
     }
     Caller caller;
     Status auth = Authenticate(req, caller);
+    if (limiter_.enabled()) {
+      // An authenticated caller is limited as itself wherever it connects from; a request that
+      // did not authenticate, by its address (which also slows guessing).
+      std::string key = auth.ok() && caller.context != Context::kUnrestricted
+                            ? caller.principal.issuer + "\n" + caller.principal.subject
+                            : "peer\n" + peer;
+      if (int64_t wait = limiter_.Take(key, NowMicros()); wait > 0) {
+        api::FhirResponse res = api::ErrorResponse(Status::Make(
+            StatusCode::kTooManyRequests,
+            "too many requests from this client; retry after " + std::to_string(wait) + " s", {},
+            "throttled"));
+        res.SetHeader("Retry-After", std::to_string(wait));
+        return res;
+      }
+    }
     if (!auth.ok()) {
       api::FhirResponse res = api::ErrorResponse(auth);
       if (auth.code() == StatusCode::kUnauthorized) {
@@ -926,6 +943,7 @@ class Gateway::Impl {
   audit::AuditLog* audit_;
   GatewayOptions options_;
   Caches caches_;
+  RateLimiter limiter_;
 };
 
 Gateway::Gateway(api::Engine& engine, store::Store& store, const fhir::Model& model,

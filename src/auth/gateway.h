@@ -25,6 +25,8 @@ struct GatewayOptions {
   // No authentication: every request runs unrestricted as "anonymous" (still audited).
   bool insecure_dev = false;
   int64_t relationship_cache_seconds = 30;
+  // Requests per second per client (and twice that as a burst); 0: no limit.
+  double rate_limit = 0;
 };
 
 class Gateway {

@@ -3,9 +3,12 @@
 #include <atomic>
 #include <boost/asio.hpp>
 #include <boost/asio/experimental/awaitable_operators.hpp>
+#include <boost/asio/ssl.hpp>
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
+#include <boost/beast/ssl.hpp>
 #include <chrono>
+#include <mutex>
 #include <thread>
 
 #include "common/log.h"
@@ -16,6 +19,38 @@ namespace asio = boost::asio;
 namespace beast = boost::beast;
 namespace bhttp = boost::beast::http;
 using tcp = asio::ip::tcp;
+namespace ssl = asio::ssl;
+using TlsStream = beast::ssl_stream<beast::tcp_stream>;
+
+namespace {
+
+Result<std::shared_ptr<ssl::context>> MakeTlsContext(const std::string& cert,
+                                                     const std::string& key) {
+  auto ctx = std::make_shared<ssl::context>(ssl::context::tls_server);
+  boost::system::error_code ec;
+  ctx->set_options(ssl::context::default_workarounds | ssl::context::no_sslv2 |
+                       ssl::context::no_sslv3 | ssl::context::no_tlsv1 |
+                       ssl::context::no_tlsv1_1 | ssl::context::single_dh_use,
+                   ec);
+  SSL_CTX_set_min_proto_version(ctx->native_handle(), TLS1_2_VERSION);
+  SSL_CTX_set_cipher_list(ctx->native_handle(),
+                          "ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-RSA-AES128-GCM-SHA256:"
+                          "ECDHE-ECDSA-AES256-GCM-SHA384:ECDHE-RSA-AES256-GCM-SHA384:"
+                          "ECDHE-ECDSA-CHACHA20-POLY1305:ECDHE-RSA-CHACHA20-POLY1305");
+  ctx->use_certificate_chain_file(cert, ec);
+  if (ec) return Status::Invalid("TLS certificate " + cert + ": " + ec.message());
+  ctx->use_private_key_file(key, ssl::context::pem, ec);
+  if (ec) return Status::Invalid("TLS key " + key + ": " + ec.message());
+  if (SSL_CTX_check_private_key(ctx->native_handle()) != 1) {
+    return Status::Invalid("the TLS key does not match the certificate");
+  }
+  return ctx;
+}
+
+beast::tcp_stream& Lowest(beast::tcp_stream& s) { return s; }
+beast::tcp_stream& Lowest(TlsStream& s) { return beast::get_lowest_layer(s); }
+
+}  // namespace
 
 class Server::Impl {
  public:
@@ -28,6 +63,9 @@ class Server::Impl {
   ~Impl() { Stop(0); }
 
   Status Start() {
+    if (!options_.tls_cert_file.empty() || !options_.tls_key_file.empty()) {
+      RETURN_IF_ERROR(ReloadTls());
+    }
     boost::system::error_code ec;
     auto addr = asio::ip::make_address(options_.host, ec);
     if (ec) return Status::Invalid("bad listen address '" + options_.host + "': " + ec.message());
@@ -49,6 +87,17 @@ class Server::Impl {
   }
 
   uint16_t port() const { return port_; }
+  bool tls() const { return !options_.tls_cert_file.empty(); }
+
+  Status ReloadTls() {
+    if (options_.tls_cert_file.empty() || options_.tls_key_file.empty()) {
+      return Status::Invalid("TLS needs both a certificate and a key file");
+    }
+    ASSIGN_OR_RETURN(auto ctx, MakeTlsContext(options_.tls_cert_file, options_.tls_key_file));
+    std::lock_guard lock(tls_mu_);
+    tls_ = std::move(ctx);
+    return Status::Ok();
+  }
 
   void Stop(int drain_seconds) {
     if (stopped_.exchange(true)) return;
@@ -76,7 +125,16 @@ class Server::Impl {
         continue;
       }
       sock.set_option(tcp::no_delay(true));
-      asio::co_spawn(ioc_, Session(beast::tcp_stream(std::move(sock))), asio::detached);
+      std::shared_ptr<ssl::context> tls;
+      {
+        std::lock_guard lock(tls_mu_);
+        tls = tls_;
+      }
+      if (tls) {
+        asio::co_spawn(ioc_, TlsSession(std::move(sock), std::move(tls)), asio::detached);
+      } else {
+        asio::co_spawn(ioc_, Session(beast::tcp_stream(std::move(sock))), asio::detached);
+      }
     }
   }
 
@@ -88,16 +146,28 @@ class Server::Impl {
     return r;
   }
 
-  asio::awaitable<void> Session(beast::tcp_stream stream) {
+  // The handshake, then the same session as plain HTTP; the context is kept alive (it may be
+  // replaced by a reload meanwhile) for as long as the connection lasts.
+  asio::awaitable<void> TlsSession(tcp::socket sock, std::shared_ptr<ssl::context> ctx) {
+    TlsStream stream(std::move(sock), *ctx);
+    beast::get_lowest_layer(stream).expires_after(std::chrono::seconds(10));
+    auto [ec] = co_await stream.async_handshake(ssl::stream_base::server,
+                                                asio::as_tuple(asio::use_awaitable));
+    if (ec) co_return;  // not TLS, an old protocol, or no shared cipher
+    co_await Session(std::move(stream));
+  }
+
+  template <typename Stream>
+  asio::awaitable<void> Session(Stream stream) {
     beast::flat_buffer buffer;
     std::string remote;
     {
       boost::system::error_code ec;
-      auto ep = stream.socket().remote_endpoint(ec);
+      auto ep = Lowest(stream).socket().remote_endpoint(ec);
       if (!ec) remote = ep.address().to_string();
     }
     for (;;) {
-      stream.expires_after(std::chrono::seconds(options_.idle_timeout_seconds));
+      Lowest(stream).expires_after(std::chrono::seconds(options_.idle_timeout_seconds));
       bhttp::request_parser<bhttp::string_body> parser;
       parser.body_limit(options_.max_body_bytes);
       parser.header_limit(64 * 1024);
@@ -133,8 +203,8 @@ class Server::Impl {
         // Lingering close: discard what the client is still sending, so that it reads the 413
         // instead of a connection reset.
         boost::system::error_code sec;
-        stream.socket().shutdown(tcp::socket::shutdown_send, sec);
-        stream.expires_after(std::chrono::seconds(5));
+        Lowest(stream).socket().shutdown(tcp::socket::shutdown_send, sec);
+        Lowest(stream).expires_after(std::chrono::seconds(5));
         std::vector<char> sink(64 * 1024);
         for (;;) {
           auto [rec, rn] = co_await stream.async_read_some(asio::buffer(sink),
@@ -173,7 +243,7 @@ class Server::Impl {
       if (!ok || !keep_alive || stopping_) break;
     }
     boost::system::error_code ec;
-    stream.socket().shutdown(tcp::socket::shutdown_send, ec);
+    Lowest(stream).socket().shutdown(tcp::socket::shutdown_send, ec);
   }
 
   HttpResponse Call(HttpRequest& req) {
@@ -187,7 +257,8 @@ class Server::Impl {
     }
   }
 
-  asio::awaitable<bool> Write(beast::tcp_stream& stream, const HttpResponse& r, bool keep_alive,
+  template <typename Stream>
+  asio::awaitable<bool> Write(Stream& stream, const HttpResponse& r, bool keep_alive,
                               unsigned version) {
     bhttp::response<bhttp::string_body> res{static_cast<bhttp::status>(r.status), version};
     res.set(bhttp::field::server, "Taproot");
@@ -209,6 +280,8 @@ class Server::Impl {
   std::atomic<int> in_flight_{0};
   std::atomic<bool> stopping_{false};
   std::atomic<bool> stopped_{false};
+  std::mutex tls_mu_;
+  std::shared_ptr<ssl::context> tls_;  // guarded by tls_mu_; null: plain HTTP
 };
 
 Server::Server(ServerOptions options, Handler handler)
@@ -217,5 +290,7 @@ Server::~Server() = default;
 Status Server::Start() { return impl_->Start(); }
 uint16_t Server::port() const { return impl_->port(); }
 void Server::Stop(int drain_seconds) { impl_->Stop(drain_seconds); }
+Status Server::ReloadTls() { return impl_->ReloadTls(); }
+bool Server::tls() const { return impl_->tls(); }
 
 }  // namespace taproot::http

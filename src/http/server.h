@@ -1,5 +1,5 @@
-// An HTTP/1.1 server on Boost.Beast and Asio with C++20 coroutines: keep-alive, a request size
-// limit (413 beyond it), and a graceful stop that refuses new connections, lets in-flight
+// An HTTP/1.1 server on Boost.Beast and Asio with C++20 coroutines: optional TLS (OpenSSL, with
+// certificate reload), keep-alive, a request size limit (413 beyond it), and a graceful stop that refuses new connections, lets in-flight
 // requests finish, then returns. GET and HEAD handlers run on the I/O threads (they must be
 // short: reads); other methods run on a worker pool, because they may wait for a disk sync.
 //
@@ -28,6 +28,10 @@ struct ServerOptions {
   bool reads_on_io_threads = true;
   size_t max_body_bytes = 64 * 1024 * 1024;
   int idle_timeout_seconds = 60;
+  // TLS (both set): PEM certificate chain and private key. TLS 1.2 and 1.3 only, with forward-
+  // secret AEAD ciphers (Mozilla's "intermediate" list for 1.2).
+  std::string tls_cert_file;
+  std::string tls_key_file;
 };
 
 using Handler = std::function<HttpResponse(HttpRequest&)>;
@@ -44,6 +48,10 @@ class Server {
   uint16_t port() const;
   // Stops accepting, waits up to `drain_seconds` for in-flight requests, then stops the loop.
   void Stop(int drain_seconds = 10);
+  // Reads the certificate and key again (after renewal); new connections use them, open ones
+  // keep theirs. On failure the old ones stay in use.
+  Status ReloadTls();
+  bool tls() const;
 
  private:
   class Impl;

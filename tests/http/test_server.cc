@@ -35,7 +35,14 @@ TestServer::~TestServer() {
   if (own_dir_) std::filesystem::remove_all(data_dir_);
 }
 
-bool TestServer::Start() {
+bool TestServer::StartListening() { return Launch(/*probe=*/false); }
+bool TestServer::Start() { return Launch(/*probe=*/true); }
+
+void TestServer::Signal(int sig) {
+  if (pid_ > 0) kill(pid_, sig);
+}
+
+bool TestServer::Launch(bool probe) {
   std::filesystem::remove(port_file_);
   std::vector<std::string> args = {TAPROOT_BINARY, "serve",       "--data",      data_dir_,
                                    "--listen",     "127.0.0.1:0", "--port-file", port_file_};
@@ -55,6 +62,7 @@ bool TestServer::Start() {
   while (std::chrono::steady_clock::now() < deadline) {
     std::ifstream pf(port_file_);
     if (pf >> port_ && port_ > 0) {
+      if (!probe) return true;
       http::Client client(base());
       auto r = client.Send("GET", "/readyz");
       if (r.ok() && r->status == 200) return true;

@@ -19,6 +19,9 @@ class TestServer {
   ~TestServer();
 
   bool Start();  // waits until the port is known and /readyz answers
+  // Waits only for the port (a TLS server's /readyz cannot be asked over plain HTTP).
+  bool StartListening();
+  void Signal(int sig);
   int Stop();    // SIGTERM and wait; returns the exit status
   void Kill();   // SIGKILL and wait
   int port() const { return port_; }
@@ -29,6 +32,8 @@ class TestServer {
   std::string Token(const std::vector<std::string>& args) const;
 
  private:
+  bool Launch(bool probe);
+
   std::string data_dir_;
   bool own_dir_ = false;
   std::vector<std::string> extra_args_;
