@@ -40,7 +40,8 @@ class Client::Impl {
         stream_->socket().set_option(tcp::no_delay(true));
       }
       bhttp::request<bhttp::string_body> req{bhttp::string_to_verb(method), target, 11};
-      req.set(bhttp::field::host, host_);
+      // RFC 7230 5.4: the port is part of Host unless it is the default.
+      req.set(bhttp::field::host, port_ == "80" ? host_ : host_ + ":" + port_);
       req.set(bhttp::field::accept, "application/fhir+json");
       bool has_ct = false;
       for (const auto& [k, v] : headers) {

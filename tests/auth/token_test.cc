@@ -4,7 +4,10 @@
 
 #include <gtest/gtest.h>
 
+#include <mutex>
+
 #include "auth/policy.h"
+#include "http/server.h"
 #include "auth/scopes.h"
 #include "common/base64.h"
 
@@ -118,6 +121,54 @@ TEST_F(TokenTest, AlgorithmsOffTheIssuersListAreRefused) {
   ASSERT_TRUE(rs_only.Init().ok());
   auto st = rs_only.Verify(Sign(Claims()), kNow).status();
   EXPECT_NE(st.message().find("not accepted"), std::string::npos) << st.message();
+}
+
+// Keys from a JWKS URL rotate by kid: a token with an unknown kid makes the verifier fetch the
+// set again (at most every 30 s), and a key withdrawn from the set stops verifying new tokens.
+TEST(JwksUrlTest, KeysRotateByKid) {
+  Jwk k1 = *Jwk::GenerateP256(), k2 = *Jwk::GenerateP256();
+  std::mutex mu;
+  std::string served;
+  int fetches = 0;
+  auto serve = [&](const Jwk& k) {
+    Jwks set;
+    set.keys.push_back(k);
+    std::lock_guard lock(mu);
+    served = set.ToJson();
+  };
+  serve(k1);
+  http::ServerOptions so;
+  so.port = 0;
+  so.worker_threads = 2;
+  http::Server server(so, [&](http::HttpRequest&) {
+    http::HttpResponse r;
+    std::lock_guard lock(mu);
+    ++fetches;
+    r.body = served;
+    return r;
+  });
+  ASSERT_TRUE(server.Start().ok());
+  IssuerConfig c;
+  c.issuer = "https://idp.example";
+  c.audiences = {"aud"};
+  c.jwks_url = "http://127.0.0.1:" + std::to_string(server.port()) + "/jwks";
+  TokenVerifier v({c});
+  ASSERT_TRUE(v.Init().ok());
+  int n = 0;
+  auto token = [&](const Jwk& k) {
+    json::object claims{{"iss", "https://idp.example"}, {"sub", "s" + std::to_string(++n)},
+                        {"aud", "aud"}, {"exp", kNow + 3000}};
+    return *SignJws(k, Alg::kES256, SerializeJson(claims));
+  };
+  EXPECT_TRUE(v.Verify(token(k1), kNow).ok());
+  EXPECT_EQ(fetches, 1);
+  serve(k2);
+  EXPECT_FALSE(v.Verify(token(k2), kNow + 5).ok());  // fetched 5 s ago: not again yet
+  EXPECT_EQ(fetches, 1);
+  EXPECT_TRUE(v.Verify(token(k2), kNow + 31).ok());  // unknown kid: fetched again
+  EXPECT_EQ(fetches, 2);
+  EXPECT_FALSE(v.Verify(token(k1), kNow + 32).ok());  // k1 withdrawn
+  server.Stop(1);
 }
 
 TEST(ScopesTest, V2AndV1Forms) {

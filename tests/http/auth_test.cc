@@ -14,6 +14,11 @@
 #include <cstdlib>
 #include <filesystem>
 
+#include <ctime>
+#include <fstream>
+
+#include "auth/jose.h"
+#include "common/ids.h"
 #include "common/json.h"
 #include "http/client.h"
 #include "test_server.h"
@@ -450,6 +455,139 @@ TEST_F(ConsentTest, VeryRestrictedRecordsNeedAnExplicitGrant) {
   EXPECT_EQ(Get(other, "/fhir/Observation/oV", nullptr, "Taproot-Break-Glass", "emergency"), 403);
   EXPECT_EQ(Get(sys_, "/fhir/Observation/oV"), 403);
   EXPECT_EQ(Get(other, "/fhir/Observation/opE"), 200);  // the rest of the record is open
+}
+
+}  // namespace
+}  // namespace taproot
+
+namespace taproot {
+namespace {
+
+// The built-in token endpoint: a registered client authenticates with a signed assertion and
+// gets an access token the FHIR API accepts.
+class TokenEndpointTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    dir_ = (std::filesystem::temp_directory_path() / ("taproot-clients-" + NewUuid())).string();
+    std::filesystem::create_directories(dir_);
+    client_key_ = *auth::Jwk::GenerateP256();
+    auth::Jwks pub;
+    pub.keys.push_back(client_key_);
+    { std::ofstream(dir_ + "/client.jwks.json") << pub.ToJson(); }
+    {
+      std::ofstream(dir_ + "/clients.toml")
+          << "[[client]]\nclient_id = \"lab-system\"\njwks_file = \"" << dir_
+          << "/client.jwks.json\"\nscopes = [\"system/Observation.cruds\", \"system/Patient.rs\"]\n";
+    }
+    server_ = std::make_unique<testing::TestServer>(
+        std::string(), std::vector<std::string>{"--clients", dir_ + "/clients.toml", "--rate-limit", "0"},
+        /*secure=*/true);
+    ASSERT_TRUE(server_->Start()) << server_->log();
+    endpoint_ = "http://127.0.0.1:" + std::to_string(server_->port()) + "/oauth2/token";
+  }
+  void TearDown() override { std::filesystem::remove_all(dir_); }
+
+  std::string Assertion(json::object overrides = {}, const auth::Jwk* key = nullptr) {
+    int64_t now = std::time(nullptr);
+    json::object c{{"iss", "lab-system"}, {"sub", "lab-system"}, {"aud", endpoint_},
+                   {"exp", now + 120},     {"jti", NewUuid()}};
+    for (auto& kv : overrides) c[kv.key()] = kv.value();
+    return *auth::SignJws(key ? *key : client_key_, auth::Alg::kES256, SerializeJson(c));
+  }
+  Result<http::HttpResponse> Post(const std::string& assertion, const std::string& scope = "") {
+    http::Client c(server_->base());
+    std::string form =
+        "grant_type=client_credentials&client_assertion_type=urn%3Aietf%3Aparams%3Aoauth%3A"
+        "client-assertion-type%3Ajwt-bearer&client_assertion=" +
+        assertion + (scope.empty() ? "" : "&scope=" + scope);
+    return c.Send("POST", "/oauth2/token", form,
+                  {{"Content-Type", "application/x-www-form-urlencoded"}});
+  }
+
+  std::string dir_;
+  auth::Jwk client_key_;
+  std::unique_ptr<testing::TestServer> server_;
+  std::string endpoint_;
+};
+
+TEST_F(TokenEndpointTest, ClientCredentialsWithASignedAssertion) {
+  std::string assertion = Assertion();
+  auto r = Post(assertion, "system%2FPatient.rs");
+  ASSERT_TRUE(r.ok());
+  ASSERT_EQ(r->status, 200) << r->body;
+  auto doc = ParseJson(r->body);
+  std::string token(doc->at("access_token").as_string());
+  EXPECT_EQ(doc->at("token_type").as_string(), "bearer");
+  EXPECT_EQ(doc->at("scope").as_string(), "system/Patient.rs");
+  http::Client c(server_->base());
+  EXPECT_EQ(c.Send("GET", "/fhir/Patient", "", {{"Authorization", "Bearer " + token}})->status, 200);
+  // The scopes granted are the limit: Observation was not asked for.
+  EXPECT_EQ(c.Send("GET", "/fhir/Observation", "", {{"Authorization", "Bearer " + token}})->status,
+            403);
+  // Replaying the assertion is refused.
+  auto replay = Post(assertion);
+  EXPECT_EQ(replay->status, 400);
+  EXPECT_NE(replay->body.find("replay"), std::string::npos) << replay->body;
+  // Discovery names the endpoint.
+  auto conf = c.Send("GET", "/fhir/.well-known/smart-configuration");
+  EXPECT_NE(conf->body.find("/oauth2/token"), std::string::npos);
+  EXPECT_NE(conf->body.find("private_key_jwt"), std::string::npos);
+}
+
+TEST_F(TokenEndpointTest, BadAssertionsAreRefused) {
+  auth::Jwk stranger = *auth::Jwk::GenerateP256();
+  struct Case {
+    const char* name;
+    std::string assertion;
+    std::string scope;
+    const char* error;
+  };
+  int64_t now = std::time(nullptr);
+  std::vector<Case> cases = {
+      {"unregistered", Assertion({{"iss", "nobody"}, {"sub", "nobody"}}), "", "invalid_client"},
+      {"wrong key", Assertion({}, &stranger), "", "invalid_client"},
+      {"wrong audience", Assertion({{"aud", "https://elsewhere/token"}}), "", "invalid_client"},
+      {"expired", Assertion({{"exp", now - 600}}), "", "invalid_client"},
+      {"too long lived", Assertion({{"exp", now + 3600}}), "", "invalid_client"},
+      {"sub differs", Assertion({{"sub", "someone-else"}}), "", "invalid_client"},
+      {"scope beyond registration", Assertion(), "system%2F*.cruds", "invalid_scope"},
+  };
+  for (const Case& c : cases) {
+    auto r = Post(c.assertion, c.scope);
+    ASSERT_TRUE(r.ok());
+    EXPECT_EQ(r->status, 400) << c.name << ": " << r->body;
+    EXPECT_NE(r->body.find(c.error), std::string::npos) << c.name << ": " << r->body;
+  }
+  http::Client h(server_->base());
+  auto wrong_grant = h.Send("POST", "/oauth2/token", "grant_type=password&username=a",
+                            {{"Content-Type", "application/x-www-form-urlencoded"}});
+  EXPECT_NE(wrong_grant->body.find("unsupported_grant_type"), std::string::npos);
+}
+
+TEST(RateLimitTest, ABurstBeyondTheLimitGets429WithRetryAfter) {
+  testing::TestServer server({}, {"--rate-limit", "5"}, /*secure=*/true);
+  ASSERT_TRUE(server.Start()) << server.log();
+  std::string t = server.Token({"--user", "app", "--scope", "system/*.rs"});
+  std::string other = server.Token({"--user", "app2", "--scope", "system/*.rs"});
+  http::Client c(server.base());
+  int ok = 0, throttled = 0;
+  std::string retry_after;
+  for (int i = 0; i < 30; ++i) {
+    auto r = c.Send("GET", "/fhir/Patient", "", {{"Authorization", "Bearer " + t}});
+    if (r->status == 200) ++ok;
+    if (r->status == 429) {
+      ++throttled;
+      retry_after = r->Header("Retry-After");
+      EXPECT_NE(r->body.find("throttled"), std::string::npos);
+    }
+  }
+  EXPECT_GE(ok, 10);  // the burst
+  EXPECT_LT(ok, 20);
+  EXPECT_GT(throttled, 0);
+  EXPECT_FALSE(retry_after.empty());
+  // Another client has its own bucket.
+  EXPECT_EQ(c.Send("GET", "/fhir/Patient", "", {{"Authorization", "Bearer " + other}})->status,
+            200);
 }
 
 }  // namespace
