@@ -71,7 +71,7 @@ stop
 
 GP=$("$BIN" token --data "$DATA/store" --user Practitioner/bench --role S8000:G8000:R8000 --org A81001)
 SYS=$("$BIN" token --data "$DATA/store" --user bench-app --scope 'system/*.cruds')
-start
+start --rate-limit 1000000
 ON_READ=$(run on-read-clinician "$DATA/reads" "$GP")
 ON_SEARCH=$(run on-search-clinician "$DATA/searches" "$GP")
 SYS_READ=$(run on-read-system "$DATA/reads" "$SYS")

@@ -167,6 +167,13 @@ class HttpSink : public Sink {
                           {"X-Request-ID", NewUuid()}};
     if (!token_.empty()) headers.emplace_back("Authorization", "Bearer " + token_);
     auto res = client->Send(method, prefix_ + "/" + path, body, headers);
+    // Throttled (429): wait as told and send the same request again (the X-Request-ID makes a
+    // repeat safe).
+    for (int attempt = 0; attempt < 20 && res.ok() && res->status == 429; ++attempt) {
+      int wait = std::clamp(std::atoi(res->Header("Retry-After").c_str()), 1, 60);
+      std::this_thread::sleep_for(std::chrono::seconds(wait));
+      res = client->Send(method, prefix_ + "/" + path, body, headers);
+    }
     if (!res.ok()) {
       Outcome out;
       out.failed = 1;
