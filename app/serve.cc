@@ -238,9 +238,10 @@ int Serve(const ServeOptions& options) {
                       ? options.threads
                       : static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
   ho.worker_threads = options.workers;
-  // Reads wait on the audit log's sync (and, on PostgreSQL, a round trip): they then run on the
-  // worker pool, or the few I/O threads would serve one read each at a time.
-  ho.reads_on_io_threads = !options.store.IsPostgres() && !audit_log;
+  // Reads on PostgreSQL wait on a network round trip: they then run on the worker pool, or the
+  // few I/O threads would serve one read each at a time. (The audit record's sync blocks no
+  // thread: the connection waits for it, see HttpResponse::when_ready.)
+  ho.reads_on_io_threads = !options.store.IsPostgres();
   ho.max_body_bytes = options.max_body_mb * 1024 * 1024;
   ho.tls_cert_file = options.tls_cert;
   ho.tls_key_file = options.tls_key;
@@ -325,7 +326,9 @@ int Serve(const ServeOptions& options) {
             R"({"resourceType":"OperationOutcome","issue":[{"severity":"error","code":"invalid","diagnostics":"the query string is malformed"}]})";
       } else {
         req.query = std::move(query).value();
-        res = gateway.Handle(ctx, req, hreq.remote);
+        auto reply = gateway.Handle(ctx, req, hreq.remote);
+        res = std::move(reply.response);
+        out.when_ready = std::move(reply.when_audited);
       }
       out.status = res.status;
       out.headers = std::move(res.headers);
@@ -385,6 +388,9 @@ int Serve(const ServeOptions& options) {
   LogInfo(std::string("received ") + (sig == SIGTERM ? "SIGTERM" : "SIGINT") +
           ": draining requests and closing the store");
   server.Stop(10);
+  // The audit log's last callbacks post to the server's (stopped) event loop: close the log
+  // while the server still exists.
+  audit_log.reset();
   if (auto stats = store->Stats(); stats.ok() && stats->commits > 0) {
     LogInfo("store: " + std::to_string(stats->write_calls) + " writes in " +
             std::to_string(stats->commits) + " commits (group commit)");

@@ -10,6 +10,7 @@
 #include <map>
 #include <filesystem>
 #include <fstream>
+#include <future>
 #include <mutex>
 #include <thread>
 
@@ -152,42 +153,29 @@ class AuditLog::Impl {
   }
 
   ~Impl() {
-    std::unique_lock lock(mu_);
-    closed_ = true;
-    done_cv_.wait(lock, [&] { return !committing_; });
+    {
+      std::lock_guard lock(mu_);
+      closed_ = true;
+    }
+    cv_.notify_all();
+    if (writer_.joinable()) writer_.join();  // commits what is queued first
     if (last_seq_ > 0) WriteAnchor();
   }
 
-  // Group commit without a writer thread: the first waiter to find no commit running takes
-  // every queued record and commits them; the others wait for it and, if their record missed
-  // that batch, one of them leads the next. A request thread thus waits for one sync at most
-  // twice, and no thread hand-off is added when the log is idle.
-  Result<int64_t> Append(AuditEntry entry) {
-    auto p = std::make_shared<Pending>();
-    p->entry = std::move(entry);
-    std::unique_lock lock(mu_);
-    if (closed_) return Status::Unavailable("the audit log is closed");
-    queue_.push_back(p);
-    while (!p->done) {
-      if (committing_) {
-        done_cv_.wait(lock);
-        continue;
+  void StartWriter() {
+    writer_ = std::thread([this] { Loop(); });
+  }
+
+  void AppendAsync(AuditEntry entry, AuditLog::Done done) {
+    {
+      std::lock_guard lock(mu_);
+      if (!closed_) {
+        queue_.push_back(Pending{std::move(entry), std::move(done)});
+        cv_.notify_one();
+        return;
       }
-      committing_ = true;
-      std::deque<std::shared_ptr<Pending>> batch;
-      batch.swap(queue_);
-      lock.unlock();
-      Status st = Commit(batch);
-      lock.lock();
-      for (auto& b : batch) {
-        if (!st.ok()) b->status = st;
-        b->done = true;
-      }
-      committing_ = false;
-      done_cv_.notify_all();
     }
-    if (!p->status.ok()) return p->status;
-    return p->seq;
+    done(Status::Unavailable("the audit log is closed"), 0);
   }
 
   Result<AuditPage> Search(const AuditQuery& q) {
@@ -242,12 +230,27 @@ class AuditLog::Impl {
  private:
   struct Pending {
     AuditEntry entry;
-    Status status;
+    AuditLog::Done done;
     int64_t seq = 0;
-    bool done = false;
   };
 
-  Status Commit(std::deque<std::shared_ptr<Pending>>& batch) {
+  // Group commit: the writer takes every record queued while it was committing the last batch,
+  // commits them together with one sync, then tells each caller.
+  void Loop() {
+    for (;;) {
+      std::deque<Pending> batch;
+      {
+        std::unique_lock lock(mu_);
+        cv_.wait(lock, [&] { return closed_ || !queue_.empty(); });
+        if (queue_.empty()) return;  // closed and drained
+        batch.swap(queue_);
+      }
+      Status st = Commit(batch);
+      for (Pending& p : batch) p.done(st, st.ok() ? p.seq : 0);
+    }
+  }
+
+  Status Commit(std::deque<Pending>& batch) {
     int64_t seq = last_seq_;
     std::string hash = last_hash_.empty() ? kZero : last_hash_;
     RETURN_IF_ERROR(writer_db_.Exec("BEGIN IMMEDIATE"));
@@ -260,8 +263,8 @@ class AuditLog::Impl {
         "acknowledges, body, prev, hash) VALUES(?,?,?,?,?,?,?,?,?,?,?,?)");
     if (!ins.ok()) return fail(ins.status());
     sqlite3_stmt* st = *ins;
-    for (auto& p : batch) {
-      const AuditEntry& e = p->entry;
+    for (Pending& p : batch) {
+      const AuditEntry& e = p.entry;
       ++seq;
       std::string patients = " ";
       for (const std::string& id : e.patients) patients += id + " ";
@@ -289,7 +292,7 @@ class AuditLog::Impl {
       if (sqlite3_step(st) != SQLITE_DONE) {
         return fail(Status::Internal("audit log: " + writer_db_.Error()));
       }
-      p->seq = seq;
+      p.seq = seq;
       hash = next;
     }
     sqlite3_reset(st);
@@ -319,17 +322,17 @@ class AuditLog::Impl {
 
   std::string dir_;
   bool sync_;
-  Db writer_db_;  // used by the committing thread only (committing_ serialises it)
+  Db writer_db_;  // the writer thread's (and Start's)
   Db reader_db_;  // under read_mu_
   std::mutex read_mu_;
   int64_t last_seq_ = 0;  // as writer_db_
   std::string last_hash_;
   std::chrono::steady_clock::time_point anchored_at_;
   std::mutex mu_;
-  std::condition_variable done_cv_;
-  std::deque<std::shared_ptr<Pending>> queue_;  // guarded by mu_
-  bool committing_ = false;                     // guarded by mu_
-  bool closed_ = false;                         // guarded by mu_
+  std::condition_variable cv_;
+  std::deque<Pending> queue_;  // guarded by mu_
+  bool closed_ = false;        // guarded by mu_
+  std::thread writer_;
 };
 
 AuditLog::AuditLog(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
@@ -338,10 +341,22 @@ AuditLog::~AuditLog() = default;
 Result<std::unique_ptr<AuditLog>> AuditLog::Open(const std::string& dir, bool sync) {
   auto impl = std::make_unique<Impl>(dir, sync);
   RETURN_IF_ERROR(impl->Start());
+  impl->StartWriter();
   return std::unique_ptr<AuditLog>(new AuditLog(std::move(impl)));
 }
 
-Result<int64_t> AuditLog::Append(AuditEntry entry) { return impl_->Append(std::move(entry)); }
+Result<int64_t> AuditLog::Append(AuditEntry entry) {
+  std::promise<Result<int64_t>> promise;
+  auto future = promise.get_future();
+  impl_->AppendAsync(std::move(entry), [&promise](const Status& st, int64_t seq) {
+    promise.set_value(st.ok() ? Result<int64_t>(seq) : Result<int64_t>(st));
+  });
+  return future.get();
+}
+
+void AuditLog::AppendAsync(AuditEntry entry, Done done) {
+  impl_->AppendAsync(std::move(entry), std::move(done));
+}
 Result<AuditPage> AuditLog::Search(const AuditQuery& query) { return impl_->Search(query); }
 
 Result<VerifyReport> AuditLog::Verify(const std::string& dir) {

@@ -8,12 +8,15 @@
 // (DIR/audit.head: the newest seq and hash, rewritten at most every 200 ms and at close), or
 // against a head published elsewhere (`taproot audit head`).
 //
-// Durability: Append() returns once its record is committed with a full sync. Appends from many
-// threads are committed together (group commit: one waiting thread commits the batch for all),
-// so the cost of a sync is shared by every request waiting on it. Thread-safe.
+// Durability: a record is reported durable once it is committed with a full sync. One writer
+// thread commits every record queued meanwhile together (group commit), so the cost of a sync
+// is shared by all the requests waiting on it. AppendAsync lets a caller wait without holding
+// a thread (the HTTP server sends the response from the callback); Append blocks. Callbacks run
+// on the writer thread and must be short. Thread-safe.
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <string>
@@ -71,6 +74,9 @@ class AuditLog {
   static Result<std::unique_ptr<AuditLog>> Open(const std::string& dir, bool sync = true);
   ~AuditLog();
 
+  // Called once the record is durable (status OK and its seq) or could not be written.
+  using Done = std::function<void(const Status&, int64_t seq)>;
+  void AppendAsync(AuditEntry entry, Done done);
   // Blocks until the record is durable; returns its seq.
   Result<int64_t> Append(AuditEntry entry);
   Result<AuditPage> Search(const AuditQuery& query);

@@ -520,11 +520,11 @@ class Gateway::Impl {
         caches_(options.relationship_cache_seconds),
         limiter_(options.rate_limit, 2 * options.rate_limit) {}
 
-  api::FhirResponse Handle(api::RequestContext ctx, const api::FhirRequest& req,
-                           const std::string& peer) {
+  Gateway::Reply Handle(api::RequestContext ctx, const api::FhirRequest& req,
+                        const std::string& peer) {
     // The CapabilityStatement is public (clients discover how to authenticate from it).
     if (req.path == "metadata" && (req.method == "GET" || req.method == "HEAD")) {
-      return engine_.Handle(ctx, req);
+      return {engine_.Handle(ctx, req), nullptr};
     }
     Caller caller;
     Status auth = Authenticate(req, caller);
@@ -540,7 +540,7 @@ class Gateway::Impl {
             "too many requests from this client; retry after " + std::to_string(wait) + " s", {},
             "throttled"));
         res.SetHeader("Retry-After", std::to_string(wait));
-        return res;
+        return {std::move(res), nullptr};
       }
     }
     if (!auth.ok()) {
@@ -550,8 +550,8 @@ class Gateway::Impl {
                       "Bearer realm=\"taproot\", error=\"invalid_token\", error_description=\"" +
                           auth.message().substr(0, 200) + "\"");
       }
-      Audit(ctx, req, peer, caller, nullptr, res, auth.message());
-      return res;
+      auto when = Audit(ctx, req, peer, caller, nullptr, res, auth.message());
+      return {std::move(res), std::move(when)};
     }
     ctx.user = caller.principal.fhir_user.empty() ? caller.principal.subject
                                                   : caller.principal.fhir_user;
@@ -572,14 +572,8 @@ class Gateway::Impl {
         (req.path.empty() || req.path.rfind("Consent", 0) == 0)) {
       caches_.consents.Clear();  // a consent written here counts from the next request
     }
-    Status audited = Audit(ctx, req, peer, caller, &guard, res, guard.denied());
-    if (!audited.ok()) {
-      // An access that cannot be accounted for is not released.
-      LogError("audit write failed: " + audited.ToString());
-      return api::ErrorResponse(Status::Unavailable("the audit trail cannot be written; the "
-                                                    "response is withheld"));
-    }
-    return res;
+    auto when = Audit(ctx, req, peer, caller, &guard, res, guard.denied());
+    return {std::move(res), std::move(when)};
   }
 
  private:
@@ -923,16 +917,27 @@ class Gateway::Impl {
     return e;
   }
 
-  Status Audit(const api::RequestContext& ctx, const api::FhirRequest& req,
-               const std::string& peer, const Caller& caller, const Guard* guard,
-               const api::FhirResponse& res, const std::string& why) {
-    if (!audit_) return Status::Ok();
+  // Builds the request's AuditEvent now (the guard's facts die with the request) and returns
+  // what queues it: the caller releases the response once the record is durable. An access that
+  // cannot be accounted for is not released.
+  std::function<void(std::function<void(bool)>)> Audit(
+      const api::RequestContext& ctx, const api::FhirRequest& req, const std::string& peer,
+      const Caller& caller, const Guard* guard, const api::FhirResponse& res,
+      const std::string& why) {
+    if (!audit_) return nullptr;
     api::RequestContext actx = ctx;
     if (actx.user == "anonymous" && !caller.principal.subject.empty()) {
       actx.user = caller.principal.subject;
     }
-    audit::AuditEntry e = Entry(actx, req, peer, caller, guard, res.status, why);
-    return audit_->Append(std::move(e)).status();
+    auto entry = std::make_shared<audit::AuditEntry>(
+        Entry(actx, req, peer, caller, guard, res.status, why));
+    audit::AuditLog* log = audit_;
+    return [log, entry](std::function<void(bool)> then) {
+      log->AppendAsync(std::move(*entry), [then = std::move(then)](const Status& st, int64_t) {
+        if (!st.ok()) LogError("audit write failed: " + st.ToString());
+        then(st.ok());
+      });
+    };
   }
 
   api::Engine& engine_;
@@ -952,8 +957,8 @@ Gateway::Gateway(api::Engine& engine, store::Store& store, const fhir::Model& mo
     : impl_(std::make_unique<Impl>(engine, store, model, policy, verifier, audit, options)) {}
 Gateway::~Gateway() = default;
 
-api::FhirResponse Gateway::Handle(api::RequestContext ctx, const api::FhirRequest& req,
-                                  const std::string& peer) {
+Gateway::Reply Gateway::Handle(api::RequestContext ctx, const api::FhirRequest& req,
+                               const std::string& peer) {
   return impl_->Handle(std::move(ctx), req, peer);
 }
 

@@ -1,6 +1,7 @@
 // The front door of the FHIR API: authenticates each request, attaches its AccessGuard (the
 // policy: scopes, role, legitimate relationship, patient confinement, sensitivity labels), runs
-// it through the engine, and writes its AuditEvent before the response is released. Also
+// it through the engine, and queues its AuditEvent; the response is released only once that is
+// durable. Also
 // serves the audit trail itself (AuditEvent read and search, break-glass alerts and their
 // acknowledgement), which lives in the audit log, not the clinical store.
 //
@@ -36,9 +37,16 @@ class Gateway {
           GatewayOptions options);
   ~Gateway();
 
+  struct Reply {
+    api::FhirResponse response;
+    // Set when an audit record was queued: call it with what to do once the record is durable
+    // (true) or could not be written (false: the response must not be released). The response
+    // is not sent before.
+    std::function<void(std::function<void(bool)>)> when_audited;
+  };
+
   // `ctx` arrives with request id and base URL; `peer` is the client address (audit).
-  api::FhirResponse Handle(api::RequestContext ctx, const api::FhirRequest& req,
-                           const std::string& peer);
+  Reply Handle(api::RequestContext ctx, const api::FhirRequest& req, const std::string& peer);
 
  private:
   class Impl;

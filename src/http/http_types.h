@@ -2,6 +2,7 @@
 // header outside http/*.cc includes Boost.Beast or Asio.
 #pragma once
 
+#include <functional>
 #include <string>
 #include <utility>
 #include <vector>
@@ -29,6 +30,10 @@ struct HttpResponse {
   int status = 200;
   Headers headers;  // as sent
   std::string body;
+  // Server side: when set, the response may be sent only after an event elsewhere (its audit
+  // record becoming durable). The server calls it with a continuation, from any thread, once:
+  // true sends the response; false sends a 503 instead. No thread waits meanwhile.
+  std::function<void(std::function<void(bool)>)> when_ready;
 
   const std::string& Header(std::string_view name) const {
     static const std::string kEmpty;

@@ -238,12 +238,34 @@ class Server::Impl {
             workers_, [this, &req]() -> asio::awaitable<HttpResponse> { co_return Call(req); },
             asio::use_awaitable);
       }
+      if (res.when_ready) {
+        bool ready = co_await AwaitReady(std::move(res.when_ready));
+        if (!ready) {
+          res = Simple(
+              503,
+              R"({"resourceType":"OperationOutcome","issue":[{"severity":"error","code":"transient","diagnostics":"the audit trail cannot be written; the response is withheld"}]})");
+        }
+      }
       bool ok = co_await Write(stream, res, keep_alive, version);
       in_flight_--;
       if (!ok || !keep_alive || stopping_) break;
     }
     boost::system::error_code ec;
     Lowest(stream).socket().shutdown(tcp::socket::shutdown_send, ec);
+  }
+
+  // Suspends the connection's coroutine until `when_ready` calls back (from another thread),
+  // then resumes it on its own executor.
+  asio::awaitable<bool> AwaitReady(std::function<void(std::function<void(bool)>)> when_ready) {
+    co_return co_await asio::async_initiate<decltype(asio::use_awaitable), void(bool)>(
+        [&when_ready](auto handler) {
+          auto executor = asio::get_associated_executor(handler);
+          auto shared = std::make_shared<decltype(handler)>(std::move(handler));
+          when_ready([shared, executor](bool ok) {
+            asio::post(executor, [shared, ok]() mutable { (*shared)(ok); });
+          });
+        },
+        asio::use_awaitable);
   }
 
   HttpResponse Call(HttpRequest& req) {
