@@ -184,6 +184,15 @@ class Guard : public api::AccessGuard {
 
   Result<bool> Release(store::ReadView& view, std::string_view type, std::string_view id,
                        std::string& text) override {
+    // Every type that leaves needs read or search rights of its own, whatever route it takes
+    // (an _include, a history entry, $everything): a scope on Observation does not carry the
+    // Patient it points at.
+    if (c_.context != Context::kUnrestricted) {
+      bool scoped = c_.principal.scopes.Allows(type, kRead) ||
+                    c_.principal.scopes.Allows(type, kSearch);
+      bool granted = c_.grants.Allows(type, kRead) || c_.grants.Allows(type, kSearch);
+      if (!scoped || !granted) return Withhold();
+    }
     auto doc = ParseJson(text);
     if (!doc.ok() || !doc->is_object()) return Withhold();
     json::object& res = doc->get_object();

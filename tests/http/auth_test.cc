@@ -106,6 +106,8 @@ TEST_F(AuthTest, AuthorisationMatrix) {
       {"gpA-readonly", Token({"--user", "Practitioner/g1", "--role", "R8000", "--org", "A81001",
                               "--scope", "user/Observation.rs user/Patient.rs"})},
       {"studentA", Token({"--user", "s1", "--role", "R8004", "--org", "A81001"})},
+      {"obs-only", Token({"--user", "Practitioner/g1", "--role", "R8000", "--org", "A81001",
+                          "--scope", "user/Observation.rs"})},
       {"adminA", Token({"--user", "a1", "--role", "R8008", "--org", "A81001"})},
       {"privacy", Token({"--user", "po1", "--role", "R0001", "--org", "A81001"})},
       {"operator", Token({"--user", "op1", "--role", "operator"})},
@@ -161,6 +163,9 @@ TEST_F(AuthTest, AuthorisationMatrix) {
       {"gpA-readonly", "PUT", "/fhir/Observation/oA", 403, nullptr, "scopes"},
       {"gpA-readonly", "GET", "/fhir/Observation/oA", 200},
       {"gpA-readonly", "GET", "/fhir/Encounter?_count=5", 403, nullptr, "scopes"},
+      {"obs-only", "GET", "/fhir/Observation?_id=oA&_include=Observation:subject", 200,
+       nullptr, "\"id\":\"oA\"", "\"resourceType\":\"Patient\""},
+      {"obs-only", "GET", "/fhir/Patient/pA/$everything", 403, nullptr, "scopes"},
       // Roles.
       {"studentA", "GET", "/fhir/Observation/oA", 200},
       {"studentA", "PUT", "/fhir/Observation/oA", 403, nullptr, "role"},
