@@ -1,5 +1,6 @@
 // JWS and JWK against the published examples of RFC 7515 (appendix A.2, RS256, and A.3,
-// ES256), and the ways a token may try to choose how it is checked.
+// ES256) and RFC 7520 (section 4.3, ES512, and its key's RFC 7638 thumbprint), and the ways a
+// token may try to choose how it is checked.
 #include "auth/jose.h"
 
 #include <gtest/gtest.h>
@@ -32,6 +33,21 @@ constexpr const char* kEs256Jws =
     "eyJpc3MiOiJqb2UiLA0KICJleHAiOjEzMDA4MTkzODAsDQogImh0dHA6Ly9leGFtcGxlLmNvbS9pc19yb290Ijp0cnVlfQ."
     "DtEhU3ljbEg8L38VWAfUAqOyKAM6-Xx-F4GawxaepmXFCgfTjDxw5djxLa8ISlSApmWQxfKTUJqPP3-Kg6NU1Q";
 
+// RFC 7520 (JOSE cookbook) 3.1/3.2: the P-521 key; 4.3: the ES512 JWS over its payload.
+constexpr const char* kBilboX =
+    "AHKZLLOsCOzz5cY97ewNUajB957y-C-U88c3v13nmGZx6sYl_oJXu9A5RkTKqjqvjyekWF-7ytDyRXYgCF5cj0Kt";
+constexpr const char* kBilboY =
+    "AdymlHvOiLxXkEhayXQnNCvDX4h9htZaCJN34kfmC6pV5OhQHiraVySsUdaQkAgDPrwQrJmbnX9cwlGfP-HqHZR1";
+constexpr const char* kBilboD =
+    "AAhRON2r9cqXX1hg-RoI6R1tX5p2rUAYdmpHZoC1XNM56KtscrX6zbKipQrCW9CGZH3T4ubpnoTKLDYJ_fF3_rJt";
+constexpr const char* kRfc7520Es512 =
+    "eyJhbGciOiJFUzUxMiIsImtpZCI6ImJpbGJvLmJhZ2dpbnNAaG9iYml0b24uZXhhbXBsZSJ9."
+    "SXTigJlzIGEgZGFuZ2Vyb3VzIGJ1c2luZXNzLCBGcm9kbywgZ29pbmcgb3V0IHlvdXIgZG9vci4gWW91IHN0ZXAgb250byB0"
+    "aGUgcm9hZCwgYW5kIGlmIHlvdSBkb24ndCBrZWVwIHlvdXIgZmVldCwgdGhlcmXigJlzIG5vIGtub3dpbmcgd2hlcmUgeW91"
+    "IG1pZ2h0IGJlIHN3ZXB0IG9mZiB0by4."
+    "AE_R_YZCChjn4791jSQCrdPZCNYqHXCTZH0-JZGYNlaAjP2kqaluUIIUnC9qvbu9Plon7KRTzoNEuT4Va2cmL1eJAQy3mtPBu"
+    "_u_sDDyYjnAMDxXPn7XrT0lw-kvAD890jl8e2puQens_IEKBpHABlsbEPX6sFY8OcGDqoRuBomu9xQ2";
+
 Jwk RsaKey() {
   auto k = Jwk::FromJson(json::object{{"kty", "RSA"}, {"n", kRsaN}, {"e", "AQAB"}});
   EXPECT_TRUE(k.ok()) << k.status().ToString();
@@ -56,6 +72,29 @@ TEST(JoseTest, Rfc7515A3Es256Verifies) {
   ASSERT_TRUE(jws.ok());
   EXPECT_EQ(jws->alg, Alg::kES256);
   EXPECT_TRUE(VerifyJws(*jws, EcKey()).ok());
+}
+
+TEST(JoseTest, Rfc7520Section43Es512Verifies) {
+  json::object jwk{{"kty", "EC"},   {"kid", "bilbo.baggins@hobbiton.example"},
+                   {"use", "sig"},  {"crv", "P-521"},
+                   {"x", kBilboX},  {"y", kBilboY}};
+  auto key = Jwk::FromJson(jwk);
+  ASSERT_TRUE(key.ok()) << key.status().ToString();
+  auto jws = ParseCompactJws(kRfc7520Es512);
+  ASSERT_TRUE(jws.ok()) << jws.status().ToString();
+  EXPECT_EQ(jws->alg, Alg::kES512);
+  EXPECT_EQ(jws->kid, "bilbo.baggins@hobbiton.example");
+  EXPECT_EQ(jws->payload.substr(0, 7), "It\xe2\x80\x99s a");
+  EXPECT_TRUE(VerifyJws(*jws, *key).ok());
+  // The RFC 7638 thumbprint of the same key (SHA-256 of its required members in order).
+  EXPECT_EQ(key->Thumbprint(), "dHri3SADZkrush5HU_50AoRhcKFryN-PI6jPBtPL55M");
+  // Its private half (3.2) signs what the public half verifies.
+  jwk["d"] = kBilboD;
+  auto priv = Jwk::FromJson(jwk);
+  ASSERT_TRUE(priv.ok()) << priv.status().ToString();
+  auto mine = SignJws(*priv, Alg::kES512, "Frodo");
+  ASSERT_TRUE(mine.ok());
+  EXPECT_TRUE(VerifyJws(*ParseCompactJws(*mine), *key).ok());
 }
 
 TEST(JoseTest, TamperedPayloadOrSignatureFails) {
