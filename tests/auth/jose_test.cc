@@ -84,7 +84,7 @@ TEST(JoseTest, Rfc7520Section43Es512Verifies) {
   ASSERT_TRUE(jws.ok()) << jws.status().ToString();
   EXPECT_EQ(jws->alg, Alg::kES512);
   EXPECT_EQ(jws->kid, "bilbo.baggins@hobbiton.example");
-  EXPECT_EQ(jws->payload.substr(0, 7), "It\xe2\x80\x99s a");
+  EXPECT_EQ(jws->payload.substr(0, 8), "It\xe2\x80\x99s a");
   EXPECT_TRUE(VerifyJws(*jws, *key).ok());
   // The RFC 7638 thumbprint of the same key (SHA-256 of its required members in order).
   EXPECT_EQ(key->Thumbprint(), "dHri3SADZkrush5HU_50AoRhcKFryN-PI6jPBtPL55M");
