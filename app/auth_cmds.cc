@@ -49,8 +49,8 @@ int PrintToken(const TokenOptions& o) {
   if (!o.patient.empty()) claims["patient"] = o.patient;
   if (!o.purpose.empty()) claims["purpose_of_use"] = o.purpose;
   claims["scope"] = scope;
-  auto token = auth::SignJws(*key, auth::Alg::kES256, SerializeJson(claims),
-                             json::object{{"typ", "JWT"}});
+  auto token =
+      auth::SignJws(*key, auth::Alg::kES256, SerializeJson(claims), json::object{{"typ", "JWT"}});
   if (!token.ok()) {
     std::fprintf(stderr, "token: %s\n", token.status().ToString().c_str());
     return 1;

@@ -63,8 +63,9 @@ int main(int argc, char** argv) {
   serve_cmd->add_option("--clients", serve.clients_file,
                         "TOML file of [[client]] registrations: enables the token endpoint "
                         "(POST /oauth2/token, client credentials with private_key_jwt)");
-  serve_cmd->add_option("--rate-limit", serve.rate_limit,
-                        "Requests per second per client (burst twice that; 429 beyond); 0: off")
+  serve_cmd
+      ->add_option("--rate-limit", serve.rate_limit,
+                   "Requests per second per client (burst twice that; 429 beyond); 0: off")
       ->capture_default_str();
   serve_cmd->add_option("--tls-cert", serve.tls_cert, "PEM certificate chain: serve HTTPS");
   serve_cmd->add_option("--tls-key", serve.tls_key, "PEM private key for --tls-cert");
@@ -94,8 +95,9 @@ int main(int argc, char** argv) {
   std::string audit_dir = "data";
   auto* audit_cmd = cli.add_subcommand("audit", "Check or print the head of the audit trail");
   audit_cmd->require_subcommand(1);
-  auto* verify_cmd = audit_cmd->add_subcommand("verify", "Check the hash chain; name the first "
-                                                         "broken record");
+  auto* verify_cmd = audit_cmd->add_subcommand("verify",
+                                               "Check the hash chain; name the first "
+                                               "broken record");
   auto* head_cmd = audit_cmd->add_subcommand("head", "Print the newest record's seq and hash");
   for (CLI::App* c : {verify_cmd, head_cmd}) {
     c->add_option("--data", audit_dir, "Store directory")->capture_default_str();

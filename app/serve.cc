@@ -1,12 +1,12 @@
 #include "serve.h"
 
 #include <signal.h>
+#include <toml++/toml.h>
 
 #include <chrono>
 #include <fstream>
 #include <sstream>
 #include <thread>
-#include <toml++/toml.h>
 
 #include "api/engine.h"
 #include "api/request.h"
@@ -74,8 +74,9 @@ Result<std::vector<auth::IssuerConfig>> LoadIssuers(const std::string& path,
     c.jwks_file = (*t)["jwks_file"].value_or(std::string());
     c.jwks_url = (*t)["jwks_url"].value_or(std::string());
     if (c.issuer.empty() || (c.jwks_file.empty() == c.jwks_url.empty())) {
-      return Status::Invalid(path + ": each [[issuer]] needs issuer and one of jwks_file, "
-                                    "jwks_url");
+      return Status::Invalid(path +
+                             ": each [[issuer]] needs issuer and one of jwks_file, "
+                             "jwks_url");
     }
     if (const toml::array* a = (*t)["audiences"].as_array()) {
       for (const toml::node& x : *a)
@@ -209,10 +210,11 @@ int Serve(const ServeOptions& options) {
   auth::RateLimiter token_limiter(options.rate_limit, 2 * options.rate_limit);
   bool tls = !options.tls_cert.empty() || !options.tls_key.empty();
   std::string scheme = tls ? "https://" : "http://";
-  auth::Gateway gateway(engine, *store, model, *policy, &verifier, audit_log.get(), go);
+  auth::Gateway gateway(engine, model, *policy, &verifier, audit_log.get(), go);
   if (options.insecure_dev) {
-    LogWarn("*** --insecure-dev: AUTHENTICATION IS OFF. Anyone who can reach this port can read "
-            "and change every record. Never use it with real data. ***");
+    LogWarn(
+        "*** --insecure-dev: AUTHENTICATION IS OFF. Anyone who can reach this port can read "
+        "and change every record. Never use it with real data. ***");
   }
   auth::Jwks public_keys;
   public_keys.keys.push_back(*local_key);
@@ -270,11 +272,10 @@ int Serve(const ServeOptions& options) {
       json::object conf{
           {"issuer", auth::kLocalIssuer},
           {"jwks_uri", base + "/.well-known/jwks.json"},
-          {"scopes_supported",
-           json::array{"patient/*.rs", "user/*.cruds", "system/*.cruds", "patient/*.read",
-                       "user/*.read", "user/*.write"}},
-          {"capabilities", json::array{"permission-v1", "permission-v2", "permission-patient",
-                                       "permission-user"}}};
+          {"scopes_supported", json::array{"patient/*.rs", "user/*.cruds", "system/*.cruds",
+                                           "patient/*.read", "user/*.read", "user/*.write"}},
+          {"capabilities",
+           json::array{"permission-v1", "permission-v2", "permission-patient", "permission-user"}}};
       if (token_endpoint) {
         conf["token_endpoint"] = base + "/oauth2/token";
         conf["grant_types_supported"] = json::array{"client_credentials"};
@@ -286,16 +287,15 @@ int Serve(const ServeOptions& options) {
       out = Json(200, json::serialize(conf));
     } else if (path == "/oauth2/token" && token_endpoint) {
       const std::string& host_header = hreq.Header("host");
-      std::string url = scheme + (host_header.empty() ? fallback_host : host_header) +
-                        "/oauth2/token";
+      std::string url =
+          scheme + (host_header.empty() ? fallback_host : host_header) + "/oauth2/token";
       if (hreq.method != "POST") {
         out = Json(405, R"({"error":"invalid_request","error_description":"POST only"})");
       } else if (int64_t wait = token_limiter.Take("token\n" + hreq.remote, NowMicros())) {
         out = Json(429, R"({"error":"slow_down","error_description":"too many requests"})");
         out.headers.emplace_back("Retry-After", std::to_string(wait));
       } else {
-        auth::TokenResponse tr =
-            token_endpoint->Handle(hreq.body, {url}, NowMicros() / 1'000'000);
+        auth::TokenResponse tr = token_endpoint->Handle(hreq.body, {url}, NowMicros() / 1'000'000);
         out = Json(tr.status, tr.body);
       }
     } else if (path == "/.well-known/jwks.json") {
@@ -318,7 +318,8 @@ int Serve(const ServeOptions& options) {
       ctx.request_id = request_id;
       ctx.client_request_id = client_id;
       const std::string& host_header = req.Header("host");
-      ctx.base_url = scheme + (host_header.empty() ? fallback_host : host_header) + std::string(kBase);
+      ctx.base_url =
+          scheme + (host_header.empty() ? fallback_host : host_header) + std::string(kBase);
       api::FhirResponse res;
       if (!query.ok()) {
         res.status = 400;
@@ -341,7 +342,8 @@ int Serve(const ServeOptions& options) {
     out.headers.emplace_back("X-Request-ID", request_id);
     SecurityHeaders(out);
     if (tls) out.headers.emplace_back("Strict-Transport-Security", "max-age=31536000");
-    if (options.insecure_dev) out.headers.emplace_back("Taproot-Insecure-Dev", "authentication is off");
+    if (options.insecure_dev)
+      out.headers.emplace_back("Taproot-Insecure-Dev", "authentication is off");
     if (options.access_log && LogEnabled(LogLevel::kInfo)) {
       double ms =
           std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();

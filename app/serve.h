@@ -21,14 +21,14 @@ struct ServeOptions {
   std::string port_file;  // written with the bound port once listening (for tests)
   bool access_log = true;
   // Access control (docs/access-control.md).
-  bool insecure_dev = false;   // no authentication at all; development only
-  std::string policy_file;     // empty: the compiled-in policy
-  std::string issuers_file;    // TOML [[issuer]] tables: identity providers to trust
+  bool insecure_dev = false;           // no authentication at all; development only
+  std::string policy_file;             // empty: the compiled-in policy
+  std::string issuers_file;            // TOML [[issuer]] tables: identity providers to trust
   std::vector<std::string> audiences;  // accepted `aud` values beside the defaults
   bool audit_sync = true;
-  bool no_audit = false;  // only with insecure_dev: the baseline for benchmarks
-  std::string clients_file;  // TOML [[client]] registrations for the built-in token endpoint
-  double rate_limit = 100;   // requests per second per client (burst twice that); 0: none
+  bool no_audit = false;          // only with insecure_dev: the baseline for benchmarks
+  std::string clients_file;       // TOML [[client]] registrations for the built-in token endpoint
+  double rate_limit = 100;        // requests per second per client (burst twice that); 0: none
   std::string tls_cert, tls_key;  // PEM files; TLS when both are set (reloaded on SIGHUP)
 };
 

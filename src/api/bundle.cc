@@ -493,6 +493,7 @@ Result<std::string> ExecuteBundle(store::WriteTxn& txn, const Ops& ops, const Re
         } else {
           r = ops.Create(t, *e->prepared, plan.transaction ? "" : e->if_none_exist);
         }
+        if (r.ok() && r->status == 200) r = ReleaseMatch(t, ctx, std::move(r).value());
       } else if (e->method == "PUT") {
         if (!e->query.empty()) {
           r = ops.ConditionalUpdate(t, e->query, *e->prepared, e->if_match);

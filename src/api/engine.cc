@@ -141,9 +141,9 @@ class GuardedTxn : public store::WriteTxn {
 
   Status Put(const store::WriteRecord& record) override {
     const store::VersionRecord& v = record.version;
-    Interaction interaction = v.deleted              ? Interaction::kDelete
-                              : v.method == "POST"   ? Interaction::kCreate
-                                                     : Interaction::kUpdate;
+    Interaction interaction = v.deleted            ? Interaction::kDelete
+                              : v.method == "POST" ? Interaction::kCreate
+                                                   : Interaction::kUpdate;
     if (v.version == 1 && !v.deleted) interaction = Interaction::kCreate;
     RETURN_IF_ERROR(guard_.Allow(interaction, v.type, v.id));
     if (v.version > 1) {
@@ -253,9 +253,12 @@ class Engine::Impl {
       return StartReindex(ctx, type);
     }
     if (m == "POST" && parts.size() == 2 && parts[1] == "_search") {
+      if (Status st = Allow(ctx, Interaction::kSearch, parts[0]); !st.ok())
+        return ErrorResponse(st);
       return SearchPost(ctx, req, parts[0]);
     }
     if (m == "POST" && parts.size() == 1 && parts[0] == "_search") {
+      if (Status st = Allow(ctx, Interaction::kSearch, ""); !st.ok()) return ErrorResponse(st);
       return SearchPost(ctx, req, "");
     }
     if (m == "POST" || m == "PUT" || m == "PATCH" || m == "DELETE") return Write(ctx, req, parts);
@@ -279,10 +282,9 @@ class Engine::Impl {
     auto released = internal::Release(view, ctx, r->type, r->id, r->json);
     if (!released.ok()) return ErrorResponse(released.status());
     if (!*released) {
-      return ErrorResponse(Status::Make(StatusCode::kForbidden,
-                                        "access to " + r->type + "/" + r->id +
-                                            " is not allowed for this user",
-                                        {}, "forbidden"));
+      return ErrorResponse(Status::Make(
+          StatusCode::kForbidden,
+          "access to " + r->type + "/" + r->id + " is not allowed for this user", {}, "forbidden"));
     }
     FhirResponse res;
     res.status = 200;
@@ -540,8 +542,10 @@ class Engine::Impl {
       auto prepared = std::make_shared<internal::PreparedResource>(
           internal::PrepareResource(model_, type, NewUuid(), std::move(res)));
       std::string if_none_exist = req.Header("if-none-exist");
-      return wrap([this, prepared, if_none_exist](store::WriteTxn& txn) {
-        return ops_.Create(txn, *prepared, if_none_exist);
+      return wrap([this, &ctx, prepared, if_none_exist](store::WriteTxn& txn) -> Result<OpResult> {
+        ASSIGN_OR_RETURN(OpResult op, ops_.Create(txn, *prepared, if_none_exist));
+        if (op.status == 200) return internal::ReleaseMatch(txn, ctx, std::move(op));
+        return op;
       });
     }
     if (n == 1 && (m == "PUT" || m == "DELETE" || m == "PATCH")) {

@@ -152,7 +152,8 @@ Result<std::string> HistoryBundle(store::ReadView& view, const RequestContext& c
   std::vector<std::string> texts;
   std::vector<const store::VersionRecord*> sent;
   for (const store::VersionRecord& v : page.entries) {
-    std::string text = v.deleted ? std::string() : WithVersionMeta(v.json, v.version, v.last_updated);
+    std::string text =
+        v.deleted ? std::string() : WithVersionMeta(v.json, v.version, v.last_updated);
     ASSIGN_OR_RETURN(bool ok, Release(view, ctx, v.type, v.id, text));
     if (!ok) continue;
     texts.push_back(std::move(text));
@@ -160,7 +161,7 @@ Result<std::string> HistoryBundle(store::ReadView& view, const RequestContext& c
   }
   std::string path = ctx.base_url + "/" + req.path;
   BundleWriter w("history", ctx.guard && ctx.guard->Withheld() ? std::optional<int64_t>()
-                                                                 : std::optional(page.total));
+                                                               : std::optional(page.total));
   Params self = kept;
   if (q.before_seq) self.emplace_back("_before", std::to_string(*q.before_seq));
   w.Link("self", path + QueryString(self));
@@ -403,7 +404,7 @@ Result<std::string> EverythingBundle(store::ReadView& view, const RequestContext
   }
   std::string path = ctx.base_url + "/Patient/" + patient_id + "/$everything";
   BundleWriter w("searchset", ctx.guard && ctx.guard->Withheld() ? std::optional<int64_t>()
-                                                                  : std::optional(total));
+                                                                 : std::optional(total));
   Params self = used;
   self.emplace_back("_count", std::to_string(count));
   if (offset) self.emplace_back("_offset", std::to_string(offset));
@@ -438,9 +439,8 @@ Result<std::string> SearchBundle(store::ReadView& view, const fhir::Model& model
         patient && !search::CompartmentParams("Patient", type).empty()) {
       confined = Compartment{"Patient", *patient};
       if (type == "Patient") {
-        parsed.query.ids = parsed.query.ids.empty() ||
-                                   std::count(parsed.query.ids.begin(), parsed.query.ids.end(),
-                                              *patient)
+        parsed.query.ids = parsed.query.ids.empty() || std::count(parsed.query.ids.begin(),
+                                                                  parsed.query.ids.end(), *patient)
                                ? std::vector<std::string>{*patient}
                                : std::vector<std::string>{""};
       } else {

@@ -2,6 +2,7 @@
 // conditional forms. See internal.h.
 #include <boost/json.hpp>
 
+#include "api/access.h"
 #include "api/internal.h"
 #include "api/outcome.h"
 #include "common/clock.h"
@@ -151,6 +152,19 @@ Result<OpResult> Ops::Create(store::WriteTxn& txn, const PreparedResource& prepa
     }
   }
   return WriteVersion(txn, prepared, 1, "POST", 201);
+}
+
+Result<OpResult> ReleaseMatch(store::ReadView& view, const RequestContext& ctx, OpResult op) {
+  if (!ctx.guard) return op;
+  ASSIGN_OR_RETURN(bool ok, ctx.guard->Release(view, op.type, op.id, op.json));
+  if (!ok) {
+    return Status::Make(StatusCode::kForbidden,
+                        "an existing " + op.type +
+                            " matches If-None-Exist, and this user may not "
+                            "see it; nothing was created",
+                        {}, "forbidden");
+  }
+  return op;
 }
 
 Result<OpResult> Ops::Update(store::WriteTxn& txn, const PreparedResource& prepared,

@@ -107,6 +107,10 @@ class Ops {
   const fhir::Model& model_;
 };
 
+// A conditional create that matched an existing resource answers with it: that resource is
+// released through the request's guard like any read (403 if the caller may not see it).
+Result<OpResult> ReleaseMatch(store::ReadView& view, const RequestContext& ctx, OpResult op);
+
 // Fills status, Location, ETag and Last-Modified, and the body per the Prefer header.
 FhirResponse WriteResponse(const RequestContext& ctx, const FhirRequest& req, const OpResult& op);
 // The Location/fullUrl of a version: base/Type/id/_history/v.

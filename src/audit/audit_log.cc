@@ -7,10 +7,10 @@
 #include <condition_variable>
 #include <cstdio>
 #include <deque>
-#include <map>
 #include <filesystem>
 #include <fstream>
 #include <future>
+#include <map>
 #include <mutex>
 #include <thread>
 
@@ -182,8 +182,6 @@ class AuditLog::Impl {
     std::string sql =
         "SELECT seq, body, alert, EXISTS(SELECT 1 FROM audit k WHERE k.acknowledges = a.seq) "
         "FROM audit a WHERE 1=1";
-    std::vector<std::pair<int, std::string>> text_binds;
-    std::vector<int64_t> ints;
     std::vector<std::string> texts;
     auto bind_text = [&](const std::string& clause, const std::string& v) {
       sql += clause;
@@ -275,11 +273,9 @@ class AuditLog::Impl {
       sqlite3_bind_text(st, 3, e.user.data(), static_cast<int>(e.user.size()), SQLITE_STATIC);
       sqlite3_bind_text(st, 4, patients.data(), static_cast<int>(patients.size()),
                         SQLITE_TRANSIENT);
-      sqlite3_bind_text(st, 5, e.subtype.data(), static_cast<int>(e.subtype.size()),
-                        SQLITE_STATIC);
+      sqlite3_bind_text(st, 5, e.subtype.data(), static_cast<int>(e.subtype.size()), SQLITE_STATIC);
       sqlite3_bind_text(st, 6, e.action.data(), static_cast<int>(e.action.size()), SQLITE_STATIC);
-      sqlite3_bind_text(st, 7, e.outcome.data(), static_cast<int>(e.outcome.size()),
-                        SQLITE_STATIC);
+      sqlite3_bind_text(st, 7, e.outcome.data(), static_cast<int>(e.outcome.size()), SQLITE_STATIC);
       sqlite3_bind_int(st, 8, e.alert ? 1 : 0);
       if (e.acknowledges) {
         sqlite3_bind_int64(st, 9, e.acknowledges);
@@ -380,10 +376,10 @@ Result<VerifyReport> AuditLog::Verify(const std::string& dir) {
     int64_t seq = sqlite3_column_int64(st, 0);
     std::string body = Text(st, 1), prev = Text(st, 2), stored = Text(st, 3);
     if (seq != expect) {
-      broken(expect, seq > expect ? "record " + std::to_string(expect) +
-                                        " is missing (the next record is " +
-                                        std::to_string(seq) + ")"
-                                  : "record " + std::to_string(seq) + " is out of order");
+      broken(expect, seq > expect
+                         ? "record " + std::to_string(expect) + " is missing (the next record is " +
+                               std::to_string(seq) + ")"
+                         : "record " + std::to_string(seq) + " is out of order");
       break;
     }
     if (prev != hash) {
@@ -417,8 +413,8 @@ Result<VerifyReport> AuditLog::Verify(const std::string& dir) {
       std::string at = sqlite3_step(h) == SQLITE_ROW ? Text(h, 0) : std::string();
       sqlite3_reset(h);
       if (at != anchor_hash) {
-        broken(anchor_seq, "record " + std::to_string(anchor_seq) +
-                               " does not match the anchor (audit.head)");
+        broken(anchor_seq,
+               "record " + std::to_string(anchor_seq) + " does not match the anchor (audit.head)");
       }
     }
   }

@@ -56,21 +56,6 @@ bool HasLabel(const std::vector<std::string>& labels, std::string_view code) {
   return false;
 }
 
-std::string_view ActionFor(api::Interaction i) {
-  switch (i) {
-    case api::Interaction::kCreate:
-      return "C";
-    case api::Interaction::kUpdate:
-      return "U";
-    case api::Interaction::kDelete:
-      return "D";
-    case api::Interaction::kOperation:
-      return "E";
-    default:
-      return "R";
-  }
-}
-
 Permission PermissionFor(api::Interaction i, std::string_view id) {
   switch (i) {
     case api::Interaction::kRead:
@@ -147,17 +132,17 @@ class TtlCache {
 
 struct Caches {
   explicit Caches(int64_t ttl) : relationships(ttl), orgs(ttl), consents(ttl) {}
-  TtlCache<bool> relationships;               // "ODS\npatient"
-  TtlCache<std::vector<std::string>> orgs;    // ODS -> Organization ids
-  TtlCache<ConsentFacts> consents;            // patient -> facts
+  TtlCache<bool> relationships;             // "ODS\npatient"
+  TtlCache<std::vector<std::string>> orgs;  // ODS -> Organization ids
+  TtlCache<ConsentFacts> consents;          // patient -> facts
 };
 
 // Purposes of use that are not the care of the patient (v3 ActReason): research, planning,
 // public health, quality improvement, operations, payment, marketing.
 bool SecondaryUse(std::string_view purpose) {
   static const std::set<std::string, std::less<>> kSecondary = {
-      "HRESCH", "CLINTRCH", "PUBHLTH", "HQUALIMP", "HOPERAT", "HPAYMT", "HMARKT", "METAMGT",
-      "HSYSADMIN", "TRAIN"};
+      "HRESCH", "CLINTRCH", "PUBHLTH", "HQUALIMP",  "HOPERAT",
+      "HPAYMT", "HMARKT",   "METAMGT", "HSYSADMIN", "TRAIN"};
   return kSecondary.count(purpose) > 0;
 }
 
@@ -188,8 +173,8 @@ class Guard : public api::AccessGuard {
     // (an _include, a history entry, $everything): a scope on Observation does not carry the
     // Patient it points at.
     if (c_.context != Context::kUnrestricted) {
-      bool scoped = c_.principal.scopes.Allows(type, kRead) ||
-                    c_.principal.scopes.Allows(type, kSearch);
+      bool scoped =
+          c_.principal.scopes.Allows(type, kRead) || c_.principal.scopes.Allows(type, kSearch);
       bool granted = c_.grants.Allows(type, kRead) || c_.grants.Allows(type, kSearch);
       if (!scoped || !granted) return Withhold();
     }
@@ -278,9 +263,9 @@ class Guard : public api::AccessGuard {
   Status Check(api::Interaction interaction, std::string_view type, std::string_view id,
                std::string_view operation) {
     if (c_.context == Context::kUnrestricted) return Status::Ok();
-    std::string what = std::string(operation.empty() ? api::InteractionName(interaction)
-                                                     : operation) +
-                       (type.empty() ? std::string(" across all types") : " on " + std::string(type));
+    std::string what =
+        std::string(operation.empty() ? api::InteractionName(interaction) : operation) +
+        (type.empty() ? std::string(" across all types") : " on " + std::string(type));
     std::string scope_type = type.empty() ? "*" : std::string(type);
     if (interaction == api::Interaction::kOperation && operation != "$everything") {
       if (!c_.grants.AllowsOperation(operation)) {
@@ -290,8 +275,8 @@ class Guard : public api::AccessGuard {
     }
     Permission p = PermissionFor(interaction, id);
     if (!c_.principal.scopes.Allows(scope_type, p)) {
-      return Forbidden("the token's scopes (" + c_.principal.scopes.ToString() +
-                       ") do not allow " + what);
+      return Forbidden("the token's scopes (" + c_.principal.scopes.ToString() + ") do not allow " +
+                       what);
     }
     if (!c_.grants.Allows(scope_type, p)) {
       return Forbidden("role " + c_.profile.role + " does not allow " + what);
@@ -318,7 +303,8 @@ class Guard : public api::AccessGuard {
       bool custodian = false;
       if (c_.context == Context::kUser && !c_.profile.organization.empty()) {
         ASSIGN_OR_RETURN(std::vector<std::string> orgs, OrgIds(view, c_.profile.organization));
-        for (const std::string& o : orgs) custodian |= facts->custodians.count("Organization/" + o) > 0;
+        for (const std::string& o : orgs)
+          custodian |= facts->custodians.count("Organization/" + o) > 0;
       }
       if (!custodian) {
         if (c_.break_glass.empty() || !c_.grants.Has("break-glass")) return false;
@@ -345,10 +331,10 @@ class Guard : public api::AccessGuard {
     std::optional<ConsentFacts> facts = caches_.consents.Get(patient, now);
     if (!facts) {
       facts.emplace();
-      ASSIGN_OR_RETURN(search::ParsedSearch parsed,
-                       search::ParseSearch(model_, "Consent",
-                                           {{"patient", "Patient/" + patient}, {"status", "active"}},
-                                           true));
+      ASSIGN_OR_RETURN(
+          search::ParsedSearch parsed,
+          search::ParseSearch(model_, "Consent",
+                              {{"patient", "Patient/" + patient}, {"status", "active"}}, true));
       parsed.query.count = 100;
       parsed.query.want_total = false;
       ASSIGN_OR_RETURN(store::SearchPage page, view.Search(parsed.query));
@@ -381,7 +367,8 @@ class Guard : public api::AccessGuard {
       facts.dissent = true;
       if (const json::value* orgs = FindKey(c, "organization"); orgs && orgs->is_array()) {
         for (const json::value& o : orgs->get_array()) {
-          if (o.is_object()) facts.custodians.insert(std::string(GetString(o.get_object(), "reference")));
+          if (o.is_object())
+            facts.custodians.insert(std::string(GetString(o.get_object(), "reference")));
         }
       }
     }
@@ -485,16 +472,17 @@ class Guard : public api::AccessGuard {
         const char* status;
       };
       static constexpr Probe kProbes[] = {
-          {"Encounter", "patient", "service-provider", "planned,arrived,triaged,in-progress,onleave"},
+          {"Encounter", "patient", "service-provider",
+           "planned,arrived,triaged,in-progress,onleave"},
           {"EpisodeOfCare", "patient", "organization", "active,waitlist,onhold"},
           {"ServiceRequest", "patient", "performer", "active,on-hold"},
           {"CareTeam", "patient", "participant", "active,proposed"},
       };
       for (const Probe& probe : kProbes) {
         if (related) break;
-        ASSIGN_OR_RETURN(related, Exists(view, probe.type,
-                                         {{probe.subject, p}, {probe.org, refs},
-                                          {"status", probe.status}}));
+        ASSIGN_OR_RETURN(related,
+                         Exists(view, probe.type,
+                                {{probe.subject, p}, {probe.org, refs}, {"status", probe.status}}));
       }
     }
     caches_.relationships.Put(key, related, now);
@@ -517,10 +505,9 @@ class Guard : public api::AccessGuard {
 
 class Gateway::Impl {
  public:
-  Impl(api::Engine& engine, store::Store& store, const fhir::Model& model, const Policy& policy,
+  Impl(api::Engine& engine, const fhir::Model& model, const Policy& policy,
        const TokenVerifier* verifier, audit::AuditLog* audit, GatewayOptions options)
       : engine_(engine),
-        store_(store),
         model_(model),
         policy_(policy),
         verifier_(verifier),
@@ -562,11 +549,12 @@ class Gateway::Impl {
       auto when = Audit(ctx, req, peer, caller, nullptr, res, auth.message());
       return {std::move(res), std::move(when)};
     }
-    ctx.user = caller.principal.fhir_user.empty() ? caller.principal.subject
-                                                  : caller.principal.fhir_user;
+    ctx.user =
+        caller.principal.fhir_user.empty() ? caller.principal.subject : caller.principal.fhir_user;
     ctx.role = caller.profile.role;
     ctx.organization = caller.profile.organization;
-    if (!caller.principal.purpose_of_use.empty()) ctx.purpose_of_use = caller.principal.purpose_of_use;
+    if (!caller.principal.purpose_of_use.empty())
+      ctx.purpose_of_use = caller.principal.purpose_of_use;
     if (!caller.break_glass.empty()) ctx.purpose_of_use = "ETREAT";
     Guard guard(caller, policy_, model_, caches_, req, ctx.purpose_of_use);
     if (caller.context != Context::kUnrestricted) ctx.guard = &guard;
@@ -603,8 +591,7 @@ class Gateway::Impl {
                           "only Bearer tokens are accepted in Authorization", {}, "login");
     }
     if (!verifier_) {
-      return Status::Make(StatusCode::kUnauthorized, "no token issuer is configured", {},
-                          "login");
+      return Status::Make(StatusCode::kUnauthorized, "no token issuer is configured", {}, "login");
     }
     std::string token = header.substr(7);
     while (!token.empty() && token.front() == ' ') token.erase(0, 1);
@@ -683,9 +670,9 @@ class Gateway::Impl {
     auto may = [&](std::string_view capability) -> Status {
       if (caller.context == Context::kUnrestricted) return Status::Ok();
       if (caller.grants.Has(capability)) return Status::Ok();
-      return Forbidden("role " + caller.profile.role + " may not " +
-                       (capability == "view-audit" ? "read the audit trail"
-                                                   : "acknowledge break-glass alerts"));
+      return Forbidden(
+          "role " + caller.profile.role + " may not " +
+          (capability == "view-audit" ? "read the audit trail" : "acknowledge break-glass alerts"));
     };
     if (!audit_) return api::ErrorResponse(Status::NotFound("this server keeps no audit log"));
     std::vector<std::string> parts;
@@ -707,8 +694,8 @@ class Gateway::Impl {
         return api::ErrorResponse(Status::NotFound("AuditEvent/" + parts[1] + " is not an alert"));
       }
       if (page->records[0].acknowledged) {
-        return api::ErrorResponse(Status::Conflict("AuditEvent/" + parts[1] +
-                                                   " is already acknowledged"));
+        return api::ErrorResponse(
+            Status::Conflict("AuditEvent/" + parts[1] + " is already acknowledged"));
       }
       audit::AuditEntry e = Entry(ctx, req, peer, caller, nullptr, 200, "alert acknowledged");
       e.subtype = "acknowledge";
@@ -717,8 +704,8 @@ class Gateway::Impl {
       if (!appended.ok()) return api::ErrorResponse(appended.status());
       api::FhirResponse res;
       res.status = 200;
-      res.body = SerializeJson(api::InformationOutcome("AuditEvent/" + parts[1] +
-                                                       " acknowledged by " + ctx.user));
+      res.body = SerializeJson(
+          api::InformationOutcome("AuditEvent/" + parts[1] + " acknowledged by " + ctx.user));
       return res;
     }
     if (req.method != "GET" && req.method != "HEAD") {
@@ -755,13 +742,15 @@ class Gateway::Impl {
       } else if (k == "alert") {
         q.open_alerts_only = v == "open";
       } else if (k == "date") {
-        std::string prefix = v.size() > 2 && std::isalpha(static_cast<unsigned char>(v[0]))
-                                 ? v.substr(0, 2)
-                                 : "eq";
+        std::string prefix =
+            v.size() > 2 && std::isalpha(static_cast<unsigned char>(v[0])) ? v.substr(0, 2) : "eq";
         auto t = ParseFhirDateTime(prefix == "eq" ? v : v.substr(2));
-        if (!t.ok()) return api::ErrorResponse(Status::Invalid("date: " + t.status().message(), "date"));
-        if (prefix == "ge" || prefix == "gt" || prefix == "sa") q.from_us = *t;
-        else if (prefix == "lt" || prefix == "le" || prefix == "eb") q.to_us = *t;
+        if (!t.ok())
+          return api::ErrorResponse(Status::Invalid("date: " + t.status().message(), "date"));
+        if (prefix == "ge" || prefix == "gt" || prefix == "sa")
+          q.from_us = *t;
+        else if (prefix == "lt" || prefix == "le" || prefix == "eb")
+          q.to_us = *t;
         else {
           q.from_us = *t;
           q.to_us = *t + 86'400'000'000LL;
@@ -773,7 +762,9 @@ class Gateway::Impl {
       } else if (k != "_format" && k != "_pretty") {
         return api::ErrorResponse(Status::Invalid(
             "AuditEvent search takes agent, patient, subtype, action, outcome, date, alert, "
-            "_count; not '" + k + "'", k));
+            "_count; not '" +
+                k + "'",
+            k));
       }
     }
     auto page = audit_->Search(q);
@@ -818,10 +809,10 @@ class Gateway::Impl {
     if (req.path.find('$') != std::string::npos) {
       interaction = "operation";
     } else if (m == "GET" || m == "HEAD") {
-      interaction = req.path.find("_history") != std::string::npos ? "history"
+      interaction = req.path.find("_history") != std::string::npos    ? "history"
                     : instance && rest.find('/') == std::string::npos ? "read"
-                    : instance ? "vread"
-                               : "search";
+                    : instance                                        ? "vread"
+                                                                      : "search";
     } else if (m == "POST") {
       interaction = req.path.empty() ? "transaction" : rest == "_search" ? "search" : "create";
     } else if (m == "PUT") {
@@ -834,11 +825,11 @@ class Gateway::Impl {
       interaction = Lower(m);
     }
     e.subtype = interaction;
-    e.action = interaction == "create"                          ? "C"
-               : interaction == "update" || interaction == "patch" ? "U"
-               : interaction == "delete"                        ? "D"
+    e.action = interaction == "create"                                      ? "C"
+               : interaction == "update" || interaction == "patch"          ? "U"
+               : interaction == "delete"                                    ? "D"
                : interaction == "operation" || interaction == "transaction" ? "E"
-                                                                : "R";
+                                                                            : "R";
     e.outcome = status < 400 ? "0" : status < 500 ? "4" : "8";
     if (guard) {
       for (const std::string& p : guard->touched()) e.patients.push_back(p);
@@ -849,8 +840,8 @@ class Gateway::Impl {
     ev["type"] = json::object{{"system", "http://terminology.hl7.org/CodeSystem/audit-event-type"},
                               {"code", "rest"},
                               {"display", "RESTful Operation"}};
-    ev["subtype"] = json::array{json::object{{"system", "http://hl7.org/fhir/restful-interaction"},
-                                             {"code", interaction}}};
+    ev["subtype"] = json::array{
+        json::object{{"system", "http://hl7.org/fhir/restful-interaction"}, {"code", interaction}}};
     ev["action"] = e.action;
     ev["recorded"] = FormatInstant(e.time_us);
     ev["outcome"] = e.outcome;
@@ -858,15 +849,15 @@ class Gateway::Impl {
     ev["outcomeDesc"] = desc;
     std::string purpose = guard && guard->break_glass_used() ? "ETREAT" : ctx.purpose_of_use;
     ev["purposeOfEvent"] = json::array{json::object{
-        {"coding", json::array{json::object{
-                       {"system", "http://terminology.hl7.org/CodeSystem/v3-ActReason"},
-                       {"code", purpose}}}}}};
+        {"coding",
+         json::array{json::object{{"system", "http://terminology.hl7.org/CodeSystem/v3-ActReason"},
+                                  {"code", purpose}}}}}};
     json::object who{{"display", ctx.user}};
     if (!caller.principal.subject.empty()) {
-      who["identifier"] = json::object{{"system", caller.principal.issuer.empty()
-                                                      ? "urn:taproot:anonymous"
-                                                      : caller.principal.issuer},
-                                       {"value", caller.principal.subject}};
+      who["identifier"] =
+          json::object{{"system", caller.principal.issuer.empty() ? "urn:taproot:anonymous"
+                                                                  : caller.principal.issuer},
+                       {"value", caller.principal.subject}};
     }
     json::object agent{{"who", who}, {"requestor", true}};
     if (!ctx.role.empty()) {
@@ -884,9 +875,9 @@ class Gateway::Impl {
           {"requestor", false}});
     }
     if (!caller.principal.client_id.empty()) {
-      agents.push_back(json::object{
-          {"who", json::object{{"display", "client " + caller.principal.client_id}}},
-          {"requestor", false}});
+      agents.push_back(
+          json::object{{"who", json::object{{"display", "client " + caller.principal.client_id}}},
+                       {"requestor", false}});
     }
     ev["agent"] = std::move(agents);
     ev["source"] = json::object{{"observer", json::object{{"display", "Taproot"}}}};
@@ -894,9 +885,9 @@ class Gateway::Impl {
     for (const std::string& p : e.patients) {
       entities.push_back(json::object{
           {"what", json::object{{"reference", "Patient/" + p}}},
-          {"type", json::object{{"system",
-                                 "http://terminology.hl7.org/CodeSystem/audit-entity-type"},
-                                {"code", "1"}}},
+          {"type",
+           json::object{{"system", "http://terminology.hl7.org/CodeSystem/audit-entity-type"},
+                        {"code", "1"}}},
           {"role", json::object{{"system", "http://terminology.hl7.org/CodeSystem/object-role"},
                                 {"code", "1"}}}});
     }
@@ -907,13 +898,13 @@ class Gateway::Impl {
     if (guard && guard->break_glass_used()) {
       details.push_back(json::object{
           {"type", "break-glass"},
-          {"valueString", caller.break_glass + (caller.break_glass_text.empty()
-                                                    ? ""
-                                                    : ": " + caller.break_glass_text)}});
+          {"valueString",
+           caller.break_glass +
+               (caller.break_glass_text.empty() ? "" : ": " + caller.break_glass_text)}});
     }
     if (guard && guard->self_claim_used()) {
-      details.push_back(json::object{{"type", "self-claimed-relationship"},
-                                     {"valueString", caller.self_claim}});
+      details.push_back(
+          json::object{{"type", "self-claimed-relationship"}, {"valueString", caller.self_claim}});
     }
     // The query itself is not kept: it can hold identifiers; the patients it touched are.
     entities.push_back(json::object{{"type", json::object{{"system",
@@ -929,17 +920,19 @@ class Gateway::Impl {
   // Builds the request's AuditEvent now (the guard's facts die with the request) and returns
   // what queues it: the caller releases the response once the record is durable. An access that
   // cannot be accounted for is not released.
-  std::function<void(std::function<void(bool)>)> Audit(
-      const api::RequestContext& ctx, const api::FhirRequest& req, const std::string& peer,
-      const Caller& caller, const Guard* guard, const api::FhirResponse& res,
-      const std::string& why) {
+  std::function<void(std::function<void(bool)>)> Audit(const api::RequestContext& ctx,
+                                                       const api::FhirRequest& req,
+                                                       const std::string& peer,
+                                                       const Caller& caller, const Guard* guard,
+                                                       const api::FhirResponse& res,
+                                                       const std::string& why) {
     if (!audit_) return nullptr;
     api::RequestContext actx = ctx;
     if (actx.user == "anonymous" && !caller.principal.subject.empty()) {
       actx.user = caller.principal.subject;
     }
-    auto entry = std::make_shared<audit::AuditEntry>(
-        Entry(actx, req, peer, caller, guard, res.status, why));
+    auto entry =
+        std::make_shared<audit::AuditEntry>(Entry(actx, req, peer, caller, guard, res.status, why));
     audit::AuditLog* log = audit_;
     return [log, entry](std::function<void(bool)> then) {
       log->AppendAsync(std::move(*entry), [then = std::move(then)](const Status& st, int64_t) {
@@ -950,7 +943,6 @@ class Gateway::Impl {
   }
 
   api::Engine& engine_;
-  store::Store& store_;
   const fhir::Model& model_;
   const Policy& policy_;
   const TokenVerifier* verifier_;
@@ -960,10 +952,9 @@ class Gateway::Impl {
   RateLimiter limiter_;
 };
 
-Gateway::Gateway(api::Engine& engine, store::Store& store, const fhir::Model& model,
-                 const Policy& policy, const TokenVerifier* verifier, audit::AuditLog* audit,
-                 GatewayOptions options)
-    : impl_(std::make_unique<Impl>(engine, store, model, policy, verifier, audit, options)) {}
+Gateway::Gateway(api::Engine& engine, const fhir::Model& model, const Policy& policy,
+                 const TokenVerifier* verifier, audit::AuditLog* audit, GatewayOptions options)
+    : impl_(std::make_unique<Impl>(engine, model, policy, verifier, audit, options)) {}
 Gateway::~Gateway() = default;
 
 Gateway::Reply Gateway::Handle(api::RequestContext ctx, const api::FhirRequest& req,

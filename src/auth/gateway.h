@@ -5,7 +5,8 @@
 // serves the audit trail itself (AuditEvent read and search, break-glass alerts and their
 // acknowledgement), which lives in the audit log, not the clinical store.
 //
-// Ownership: borrows the engine, store, policy, verifier and audit log, which outlive it.
+// Ownership: borrows the engine, policy, verifier and audit log, which outlive it. The guard
+// reads relationships and consents through the view each request's engine call opens.
 // Thread-safe: Handle() is called from many threads at once.
 #pragma once
 
@@ -18,7 +19,6 @@
 #include "auth/policy.h"
 #include "auth/token.h"
 #include "fhir/model.h"
-#include "store/store.h"
 
 namespace taproot::auth {
 
@@ -32,9 +32,8 @@ struct GatewayOptions {
 
 class Gateway {
  public:
-  Gateway(api::Engine& engine, store::Store& store, const fhir::Model& model,
-          const Policy& policy, const TokenVerifier* verifier, audit::AuditLog* audit,
-          GatewayOptions options);
+  Gateway(api::Engine& engine, const fhir::Model& model, const Policy& policy,
+          const TokenVerifier* verifier, audit::AuditLog* audit, GatewayOptions options);
   ~Gateway();
 
   struct Reply {

@@ -40,8 +40,10 @@ struct AlgInfo {
 };
 
 constexpr AlgInfo kAlgs[] = {
-    {Alg::kRS256, "RS256", "RSA", "", 0, false}, {Alg::kRS384, "RS384", "RSA", "", 0, false},
-    {Alg::kRS512, "RS512", "RSA", "", 0, false}, {Alg::kPS256, "PS256", "RSA", "", 0, true},
+    {Alg::kRS256, "RS256", "RSA", "", 0, false},
+    {Alg::kRS384, "RS384", "RSA", "", 0, false},
+    {Alg::kRS512, "RS512", "RSA", "", 0, false},
+    {Alg::kPS256, "PS256", "RSA", "", 0, true},
     {Alg::kES256, "ES256", "EC", "P-256", 32, false},
     {Alg::kES384, "ES384", "EC", "P-384", 48, false},
     {Alg::kES512, "ES512", "EC", "P-521", 66, false},
@@ -144,8 +146,7 @@ Result<Owned<EVP_PKEY>> FromParams(const char* type, OSSL_PARAM_BLD* bld, bool h
     return Status::Internal("OpenSSL could not build a key");
   }
   EVP_PKEY* key = nullptr;
-  if (EVP_PKEY_fromdata(ctx.get(), &key,
-                        has_private ? EVP_PKEY_KEYPAIR : EVP_PKEY_PUBLIC_KEY,
+  if (EVP_PKEY_fromdata(ctx.get(), &key, has_private ? EVP_PKEY_KEYPAIR : EVP_PKEY_PUBLIC_KEY,
                         params.get()) != 1 ||
       !key) {
     return Status::Invalid("the JWK is not a valid key");
@@ -217,8 +218,10 @@ Result<Jwk> Jwk::FromJson(const json::object& jwk) {
     if (d) {
       // OpenSSL 3.0 signs only with the CRT parameters present.
       static constexpr std::pair<const char*, const char*> kCrt[] = {
-          {"p", OSSL_PKEY_PARAM_RSA_FACTOR1},      {"q", OSSL_PKEY_PARAM_RSA_FACTOR2},
-          {"dp", OSSL_PKEY_PARAM_RSA_EXPONENT1},   {"dq", OSSL_PKEY_PARAM_RSA_EXPONENT2},
+          {"p", OSSL_PKEY_PARAM_RSA_FACTOR1},
+          {"q", OSSL_PKEY_PARAM_RSA_FACTOR2},
+          {"dp", OSSL_PKEY_PARAM_RSA_EXPONENT1},
+          {"dq", OSSL_PKEY_PARAM_RSA_EXPONENT2},
           {"qi", OSSL_PKEY_PARAM_RSA_COEFFICIENT1}};
       OSSL_PARAM_BLD_push_BN(bld.get(), OSSL_PKEY_PARAM_RSA_D, d.get());
       keep.push_back(std::move(d));
@@ -244,8 +247,7 @@ Result<Jwk> Jwk::FromJson(const json::object& jwk) {
                              " bytes for " + crv);
     }
     std::string point = "\x04" + x + y;
-    OSSL_PARAM_BLD_push_utf8_string(bld.get(), OSSL_PKEY_PARAM_GROUP_NAME, curve->openssl_name,
-                                    0);
+    OSSL_PARAM_BLD_push_utf8_string(bld.get(), OSSL_PKEY_PARAM_GROUP_NAME, curve->openssl_name, 0);
     OSSL_PARAM_BLD_push_octet_string(bld.get(), OSSL_PKEY_PARAM_PUB_KEY, point.data(),
                                      point.size());
     ASSIGN_OR_RETURN(auto d, Bignum(jwk, "d", false));
@@ -297,8 +299,8 @@ Result<Jwk> Jwk::FromPem(std::string_view pem) {
 Result<std::string> Jwk::PrivatePem() const {
   if (!private_) return Status::Invalid("the key has no private half");
   Owned<BIO> bio(BIO_new(BIO_s_mem()));
-  if (!bio || PEM_write_bio_PrivateKey(bio.get(), key_.get(), nullptr, nullptr, 0, nullptr,
-                                       nullptr) != 1) {
+  if (!bio ||
+      PEM_write_bio_PrivateKey(bio.get(), key_.get(), nullptr, nullptr, 0, nullptr, nullptr) != 1) {
     return Status::Internal("OpenSSL could not write the key");
   }
   char* data = nullptr;
@@ -389,8 +391,8 @@ Result<CompactJws> ParseCompactJws(std::string_view token) {
   CompactJws out;
   out.signing_input = std::string(token.substr(0, dot2));
   ASSIGN_OR_RETURN(std::string header, B64Url(token.substr(0, dot1), "the token header"));
-  ASSIGN_OR_RETURN(out.payload, B64Url(token.substr(dot1 + 1, dot2 - dot1 - 1),
-                                       "the token payload"));
+  ASSIGN_OR_RETURN(out.payload,
+                   B64Url(token.substr(dot1 + 1, dot2 - dot1 - 1), "the token payload"));
   ASSIGN_OR_RETURN(out.signature, B64Url(token.substr(dot2 + 1), "the token signature"));
   auto parsed = ParseJson(header);
   if (!parsed.ok() || !parsed->is_object()) {
@@ -411,8 +413,8 @@ Result<CompactJws> ParseCompactJws(std::string_view token) {
                              "' is not accepted");
     }
   }
-  if (const json::value* b64 = FindKey(out.header, "b64"); b64 && !(b64->is_bool() &&
-                                                                    b64->get_bool())) {
+  if (const json::value* b64 = FindKey(out.header, "b64");
+      b64 && !(b64->is_bool() && b64->get_bool())) {
     return Status::Invalid("unencoded payloads (b64: false) are not accepted");
   }
   out.kid = std::string(GetString(out.header, "kid"));
@@ -420,8 +422,9 @@ Result<CompactJws> ParseCompactJws(std::string_view token) {
 }
 
 Status VerifyJws(const CompactJws& jws, const Jwk& key) {
-  static const Status kBad = Status::Make(StatusCode::kUnauthorized, "the token signature does "
-                                                                     "not verify");
+  static const Status kBad = Status::Make(StatusCode::kUnauthorized,
+                                          "the token signature does "
+                                          "not verify");
   if (!key.Fits(jws.alg)) return kBad;
   const AlgInfo& info = Info(jws.alg);
   std::string sig = jws.signature;
@@ -452,10 +455,9 @@ Status VerifyJws(const CompactJws& jws, const Jwk& key) {
                    EVP_PKEY_CTX_set_rsa_pss_saltlen(pctx, RSA_PSS_SALTLEN_DIGEST) != 1)) {
     return kBad;
   }
-  int ok = EVP_DigestVerify(md.get(), reinterpret_cast<const unsigned char*>(sig.data()),
-                            sig.size(),
-                            reinterpret_cast<const unsigned char*>(jws.signing_input.data()),
-                            jws.signing_input.size());
+  int ok = EVP_DigestVerify(
+      md.get(), reinterpret_cast<const unsigned char*>(sig.data()), sig.size(),
+      reinterpret_cast<const unsigned char*>(jws.signing_input.data()), jws.signing_input.size());
   return ok == 1 ? Status::Ok() : kBad;
 }
 

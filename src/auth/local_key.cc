@@ -23,8 +23,8 @@ Result<Jwk> LoadOrCreateLocalKey(const std::string& data_dir) {
     std::string tmp = path + ".tmp";
     int fd = open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0600);
     if (fd < 0) return Status::Unavailable("cannot write " + tmp);
-    bool ok = write(fd, pem.data(), pem.size()) == static_cast<ssize_t>(pem.size()) &&
-              fsync(fd) == 0;
+    bool ok =
+        write(fd, pem.data(), pem.size()) == static_cast<ssize_t>(pem.size()) && fsync(fd) == 0;
     close(fd);
     // link() fails if another process made the key meanwhile; both then use that one.
     if (!ok || (link(tmp.c_str(), path.c_str()) != 0 && errno != EEXIST)) {

@@ -14,12 +14,23 @@ unsigned ParsePermissions(std::string_view s, bool& ok) {
   ok = true;
   for (char c : s) {
     switch (c) {
-      case 'c': out |= kCreate; break;
-      case 'r': out |= kRead; break;
-      case 'u': out |= kUpdate; break;
-      case 'd': out |= kDelete; break;
-      case 's': out |= kSearch; break;
-      default: ok = false;
+      case 'c':
+        out |= kCreate;
+        break;
+      case 'r':
+        out |= kRead;
+        break;
+      case 'u':
+        out |= kUpdate;
+        break;
+      case 'd':
+        out |= kDelete;
+        break;
+      case 's':
+        out |= kSearch;
+        break;
+      default:
+        ok = false;
     }
   }
   return out;
@@ -70,11 +81,11 @@ Result<Policy> Policy::Parse(std::string_view text, std::string_view source_name
       RETURN_IF_ERROR(ForStrings((*t)["codes"], where + ".codes",
                                  [&](const std::string& s) { a.codes.push_back(s); }));
       std::string unknown;
-      RETURN_IF_ERROR(ForStrings((*t)["capabilities"], where + ".capabilities",
-                                 [&](const std::string& s) {
-                                   if (!kCapabilities.count(s)) unknown = s;
-                                   a.capabilities.insert(s);
-                                 }));
+      RETURN_IF_ERROR(
+          ForStrings((*t)["capabilities"], where + ".capabilities", [&](const std::string& s) {
+            if (!kCapabilities.count(s)) unknown = s;
+            a.capabilities.insert(s);
+          }));
       if (!unknown.empty()) {
         return Status::Invalid(where + ": unknown capability '" + unknown + "'");
       }
@@ -98,11 +109,11 @@ Result<Policy> Policy::Parse(std::string_view text, std::string_view source_name
     r.name = (*t)["name"].value_or(std::string());
     r.relationship = (*t)["relationship"].value_or(false);
     std::string missing;
-    RETURN_IF_ERROR(ForStrings((*t)["activities"], where + ".activities",
-                               [&](const std::string& s) {
-                                 if (!out.activities_.count(s)) missing = s;
-                                 r.activities.push_back(s);
-                               }));
+    RETURN_IF_ERROR(
+        ForStrings((*t)["activities"], where + ".activities", [&](const std::string& s) {
+          if (!out.activities_.count(s)) missing = s;
+          r.activities.push_back(s);
+        }));
     if (!missing.empty()) {
       return Status::Invalid(where + " names activity '" + missing + "', which is not defined");
     }

@@ -27,7 +27,7 @@ class RateLimiter {
   double rate_, burst_;
   std::mutex mu_;
   std::unordered_map<std::string, Bucket> buckets_;  // guarded by mu_
-  int64_t swept_us_ = 0;                              // guarded by mu_
+  int64_t swept_us_ = 0;                             // guarded by mu_
 };
 
 }  // namespace taproot::auth

@@ -108,9 +108,8 @@ Result<std::vector<Jwk>> TokenVerifier::KeysFor(const Source& src, Alg alg, std:
     keys = src.keys;
     bool remote = !src.config.jwks_url.empty();
     bool stale = remote && (!keys || now - src.fetched_at >= kRefreshSeconds);
-    bool unknown_kid =
-        remote && keys && keys->Candidates(alg, kid).empty() &&
-        now - src.fetched_at >= kUnknownKidRetrySeconds;
+    bool unknown_kid = remote && keys && keys->Candidates(alg, kid).empty() &&
+                       now - src.fetched_at >= kUnknownKidRetrySeconds;
     if (stale || unknown_kid) {
       // Fetched under the lock: concurrent requests wait for one fetch instead of each making
       // their own; a failed fetch keeps the keys we had.
@@ -212,8 +211,7 @@ Result<Principal> TokenVerifier::VerifyUncached(std::string_view token, int64_t 
 
 std::vector<RoleProfile> RolesFromClaims(const json::object& claims) {
   std::vector<RoleProfile> out;
-  if (const json::value* roles = FindKey(claims, "nhsid_nrbac_roles");
-      roles && roles->is_array()) {
+  if (const json::value* roles = FindKey(claims, "nhsid_nrbac_roles"); roles && roles->is_array()) {
     for (const json::value& r : roles->get_array()) {
       if (!r.is_object()) continue;
       const json::object& o = r.get_object();

@@ -1,12 +1,11 @@
 #include "auth/token_endpoint.h"
 
-#include "auth/local_key.h"
-
 #include <toml++/toml.h>
 
 #include <boost/json.hpp>
 #include <set>
 
+#include "auth/local_key.h"
 #include "common/base64.h"
 #include "search/query.h"
 
@@ -16,8 +15,7 @@ namespace {
 TokenResponse Error(int status, std::string_view error, std::string_view description) {
   TokenResponse r;
   r.status = status;
-  r.body = SerializeJson(
-      json::object{{"error", error}, {"error_description", description}});
+  r.body = SerializeJson(json::object{{"error", error}, {"error_description", description}});
   return r;
 }
 
@@ -47,8 +45,9 @@ Result<std::vector<ClientRegistration>> LoadClients(const std::string& path) {
         if (auto v = x.value<std::string>()) c.scopes.push_back(*v);
     }
     if (c.client_id.empty() || c.jwks_file.empty() == c.jwks_url.empty() || c.scopes.empty()) {
-      return Status::Invalid(path + ": each [[client]] needs client_id, scopes and one of "
-                                    "jwks_file, jwks_url");
+      return Status::Invalid(path +
+                             ": each [[client]] needs client_id, scopes and one of "
+                             "jwks_file, jwks_url");
     }
     out.push_back(std::move(c));
   }
@@ -167,13 +166,18 @@ TokenResponse TokenEndpoint::Handle(std::string_view form,
       granted += (granted.empty() ? "" : " ") + s;
     }
   }
-  json::object token{{"iss", kLocalIssuer},        {"sub", client->client_id},
-                     {"client_id", client->client_id}, {"aud", kLocalAudience},
-                     {"iat", now},                  {"exp", now + lifetime_},
-                     {"scope", granted},            {"jti", Base64Encode(RandomBytes(12), true)}};
+  json::object token{{"iss", kLocalIssuer},
+                     {"sub", client->client_id},
+                     {"client_id", client->client_id},
+                     {"aud", kLocalAudience},
+                     {"iat", now},
+                     {"exp", now + lifetime_},
+                     {"scope", granted},
+                     {"jti", Base64Encode(RandomBytes(12), true)}};
   if (client->role != "system") token["role"] = client->role;
   if (!client->org.empty()) token["org"] = client->org;
-  auto signed_token = SignJws(key_, Alg::kES256, SerializeJson(token), json::object{{"typ", "JWT"}});
+  auto signed_token =
+      SignJws(key_, Alg::kES256, SerializeJson(token), json::object{{"typ", "JWT"}});
   if (!signed_token.ok()) return Error(500, "server_error", "the token could not be signed");
   TokenResponse r;
   r.body = SerializeJson(json::object{{"access_token", *signed_token},

@@ -29,8 +29,8 @@ Result<std::shared_ptr<ssl::context>> MakeTlsContext(const std::string& cert,
   auto ctx = std::make_shared<ssl::context>(ssl::context::tls_server);
   boost::system::error_code ec;
   ctx->set_options(ssl::context::default_workarounds | ssl::context::no_sslv2 |
-                       ssl::context::no_sslv3 | ssl::context::no_tlsv1 |
-                       ssl::context::no_tlsv1_1 | ssl::context::single_dh_use,
+                       ssl::context::no_sslv3 | ssl::context::no_tlsv1 | ssl::context::no_tlsv1_1 |
+                       ssl::context::single_dh_use,
                    ec);
   SSL_CTX_set_min_proto_version(ctx->native_handle(), TLS1_2_VERSION);
   SSL_CTX_set_cipher_list(ctx->native_handle(),

@@ -1,7 +1,8 @@
 // An HTTP/1.1 server on Boost.Beast and Asio with C++20 coroutines: optional TLS (OpenSSL, with
-// certificate reload), keep-alive, a request size limit (413 beyond it), and a graceful stop that refuses new connections, lets in-flight
-// requests finish, then returns. GET and HEAD handlers run on the I/O threads (they must be
-// short: reads); other methods run on a worker pool, because they may wait for a disk sync.
+// certificate reload), keep-alive, a request size limit (413 beyond it), and a graceful stop that
+// refuses new connections, lets in-flight requests finish, then returns. GET and HEAD handlers run
+// on the I/O threads (they must be short: reads); other methods run on a worker pool, because they
+// may wait for a disk sync.
 //
 // Beast and Asio stay inside server.cc (pimpl). Thread-safety: Start/Stop/Wait from one
 // controlling thread; the handler is called concurrently from worker threads.

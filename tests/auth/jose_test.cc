@@ -17,20 +17,26 @@ constexpr const char* kRsaN =
     "BYUsLA9e-KXBdQOS-UTo7WTBEMa2R2CapHg665xsmtdVMTBQY4uDZlxvb3qCo5ZwKh9kG4LT6_I5IhlJH7aGhyxXFvUK-"
     "DWNmoudF8NAco9_h9iaGNj8q2ethFkMLs91kzk2PAcDTW9gb54h4FRWyuXpoQ";
 constexpr const char* kPayload =
-    "eyJpc3MiOiJqb2UiLA0KICJleHAiOjEzMDA4MTkzODAsDQogImh0dHA6Ly9leGFtcGxlLmNvbS9pc19yb290Ijp0cnVlfQ";
+    "eyJpc3MiOiJqb2UiLA0KICJleHAiOjEzMDA4MTkzODAsDQogImh0dHA6Ly9leGFtcGxlLmNvbS9pc19yb290Ijp0cnVlf"
+    "Q";
 constexpr const char* kRs256Jws =
     "eyJhbGciOiJSUzI1NiJ9."
-    "eyJpc3MiOiJqb2UiLA0KICJleHAiOjEzMDA4MTkzODAsDQogImh0dHA6Ly9leGFtcGxlLmNvbS9pc19yb290Ijp0cnVlfQ."
-    "cC4hiUPoj9Eetdgtv3hF80EGrhuB__dzERat0XF9g2VtQgr9PJbu3XOiZj5RZmh7AAuHIm4Bh-0Qc_lF5YKt_O8W2Fp5jujG"
-    "bds9uJdbF9CUAr7t1dnZcAcQjbKBYNX4BAynRFdiuB--f_nZLgrnbyTyWzO75vRK5h6xBArLIARNPvkSjtQBMHlb1L07Qe7K"
-    "0GarZRmB_eSN9383LcOLn6_dO--xi12jzDwusC-eOkHWEsqtFZESc6BfI7noOPqvhJ1phCnvWh6IeYI2w9QOYEUipUTI8np6"
+    "eyJpc3MiOiJqb2UiLA0KICJleHAiOjEzMDA4MTkzODAsDQogImh0dHA6Ly9leGFtcGxlLmNvbS9pc19yb290Ijp0cnVlfQ"
+    "."
+    "cC4hiUPoj9Eetdgtv3hF80EGrhuB__dzERat0XF9g2VtQgr9PJbu3XOiZj5RZmh7AAuHIm4Bh-0Qc_lF5YKt_"
+    "O8W2Fp5jujG"
+    "bds9uJdbF9CUAr7t1dnZcAcQjbKBYNX4BAynRFdiuB--f_"
+    "nZLgrnbyTyWzO75vRK5h6xBArLIARNPvkSjtQBMHlb1L07Qe7K"
+    "0GarZRmB_eSN9383LcOLn6_dO--xi12jzDwusC-"
+    "eOkHWEsqtFZESc6BfI7noOPqvhJ1phCnvWh6IeYI2w9QOYEUipUTI8np6"
     "LbgGY9Fs98rqVt5AXLIhWkWywlVmtVrBp0igcN_IoypGlUPQGe77Rw";
 // RFC 7515 A.3.1: the EC P-256 key (public half) and the complete JWS.
 constexpr const char* kEcX = "f83OJ3D2xF1Bg8vub9tLe1gHMzV76e8Tus9uPHvRVEU";
 constexpr const char* kEcY = "x_FEzRu9m36HLN_tue659LNpXW6pCyStikYjKIWI5a0";
 constexpr const char* kEs256Jws =
     "eyJhbGciOiJFUzI1NiJ9."
-    "eyJpc3MiOiJqb2UiLA0KICJleHAiOjEzMDA4MTkzODAsDQogImh0dHA6Ly9leGFtcGxlLmNvbS9pc19yb290Ijp0cnVlfQ."
+    "eyJpc3MiOiJqb2UiLA0KICJleHAiOjEzMDA4MTkzODAsDQogImh0dHA6Ly9leGFtcGxlLmNvbS9pc19yb290Ijp0cnVlfQ"
+    "."
     "DtEhU3ljbEg8L38VWAfUAqOyKAM6-Xx-F4GawxaepmXFCgfTjDxw5djxLa8ISlSApmWQxfKTUJqPP3-Kg6NU1Q";
 
 // RFC 7520 (JOSE cookbook) 3.1/3.2: the P-521 key; 4.3: the ES512 JWS over its payload.
@@ -42,10 +48,13 @@ constexpr const char* kBilboD =
     "AAhRON2r9cqXX1hg-RoI6R1tX5p2rUAYdmpHZoC1XNM56KtscrX6zbKipQrCW9CGZH3T4ubpnoTKLDYJ_fF3_rJt";
 constexpr const char* kRfc7520Es512 =
     "eyJhbGciOiJFUzUxMiIsImtpZCI6ImJpbGJvLmJhZ2dpbnNAaG9iYml0b24uZXhhbXBsZSJ9."
-    "SXTigJlzIGEgZGFuZ2Vyb3VzIGJ1c2luZXNzLCBGcm9kbywgZ29pbmcgb3V0IHlvdXIgZG9vci4gWW91IHN0ZXAgb250byB0"
-    "aGUgcm9hZCwgYW5kIGlmIHlvdSBkb24ndCBrZWVwIHlvdXIgZmVldCwgdGhlcmXigJlzIG5vIGtub3dpbmcgd2hlcmUgeW91"
+    "SXTigJlzIGEgZGFuZ2Vyb3VzIGJ1c2luZXNzLCBGcm9kbywgZ29pbmcgb3V0IHlvdXIgZG9vci4gWW91IHN0ZXAgb250by"
+    "B0"
+    "aGUgcm9hZCwgYW5kIGlmIHlvdSBkb24ndCBrZWVwIHlvdXIgZmVldCwgdGhlcmXigJlzIG5vIGtub3dpbmcgd2hlcmUgeW"
+    "91"
     "IG1pZ2h0IGJlIHN3ZXB0IG9mZiB0by4."
-    "AE_R_YZCChjn4791jSQCrdPZCNYqHXCTZH0-JZGYNlaAjP2kqaluUIIUnC9qvbu9Plon7KRTzoNEuT4Va2cmL1eJAQy3mtPBu"
+    "AE_R_YZCChjn4791jSQCrdPZCNYqHXCTZH0-"
+    "JZGYNlaAjP2kqaluUIIUnC9qvbu9Plon7KRTzoNEuT4Va2cmL1eJAQy3mtPBu"
     "_u_sDDyYjnAMDxXPn7XrT0lw-kvAD890jl8e2puQens_IEKBpHABlsbEPX6sFY8OcGDqoRuBomu9xQ2";
 
 Jwk RsaKey() {
@@ -75,9 +84,9 @@ TEST(JoseTest, Rfc7515A3Es256Verifies) {
 }
 
 TEST(JoseTest, Rfc7520Section43Es512Verifies) {
-  json::object jwk{{"kty", "EC"},   {"kid", "bilbo.baggins@hobbiton.example"},
-                   {"use", "sig"},  {"crv", "P-521"},
-                   {"x", kBilboX},  {"y", kBilboY}};
+  json::object jwk{{"kty", "EC"},  {"kid", "bilbo.baggins@hobbiton.example"},
+                   {"use", "sig"}, {"crv", "P-521"},
+                   {"x", kBilboX}, {"y", kBilboY}};
   auto key = Jwk::FromJson(jwk);
   ASSERT_TRUE(key.ok()) << key.status().ToString();
   auto jws = ParseCompactJws(kRfc7520Es512);
@@ -169,9 +178,8 @@ TEST(JoseTest, GeneratedKeySignsAndVerifiesAndRoundTripsThroughPem) {
 
 TEST(JoseTest, BadKeysAreRefused) {
   // A point not on the curve.
-  EXPECT_FALSE(Jwk::FromJson(json::object{{"kty", "EC"}, {"crv", "P-256"}, {"x", kEcX},
-                                          {"y", kEcX}})
-                   .ok());
+  EXPECT_FALSE(
+      Jwk::FromJson(json::object{{"kty", "EC"}, {"crv", "P-256"}, {"x", kEcX}, {"y", kEcX}}).ok());
   // A 1024-bit RSA modulus (RFC 7518 requires 2048).
   std::string small(128, '\xc1');
   std::string n = Base64Encode(small, true);
@@ -179,8 +187,9 @@ TEST(JoseTest, BadKeysAreRefused) {
   EXPECT_FALSE(Jwk::FromJson(json::object{{"kty", "RSA"}, {"n", n}, {"e", "AQAB"}}).ok());
   EXPECT_FALSE(Jwk::FromJson(json::object{{"kty", "oct"}, {"k", "c2VjcmV0"}}).ok());
   // A JWKS skips keys it cannot use instead of failing.
-  auto set = Jwks::Parse(R"({"keys":[{"kty":"oct","k":"c2VjcmV0"},{"kty":"EC","crv":"P-256","x":")" +
-                         std::string(kEcX) + R"(","y":")" + kEcY + R"(","kid":"k1"}]})");
+  auto set =
+      Jwks::Parse(R"({"keys":[{"kty":"oct","k":"c2VjcmV0"},{"kty":"EC","crv":"P-256","x":")" +
+                  std::string(kEcX) + R"(","y":")" + kEcY + R"(","kid":"k1"}]})");
   ASSERT_TRUE(set.ok());
   ASSERT_EQ(set->keys.size(), 1u);
   EXPECT_EQ(set->Candidates(Alg::kES256, "k1").size(), 1u);

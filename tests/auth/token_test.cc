@@ -7,9 +7,9 @@
 #include <mutex>
 
 #include "auth/policy.h"
-#include "http/server.h"
 #include "auth/scopes.h"
 #include "common/base64.h"
+#include "http/server.h"
 
 namespace taproot::auth {
 namespace {
@@ -65,13 +65,40 @@ TEST_F(TokenTest, EachBadTokenIsRefusedWithItsReason) {
     const char* reason;
   };
   std::vector<Case> cases = {
-      {"missing exp", [&] { auto c = Claims(); c.erase("exp"); return Sign(c); }, "no expiry"},
-      {"expired", [&] { auto c = Claims(); c["exp"] = kNow - 3600; return Sign(c); }, "expired"},
-      {"not yet valid", [&] { auto c = Claims(); c["nbf"] = kNow + 3600; return Sign(c); },
+      {"missing exp",
+       [&] {
+         auto c = Claims();
+         c.erase("exp");
+         return Sign(c);
+       },
+       "no expiry"},
+      {"expired",
+       [&] {
+         auto c = Claims();
+         c["exp"] = kNow - 3600;
+         return Sign(c);
+       },
+       "expired"},
+      {"not yet valid",
+       [&] {
+         auto c = Claims();
+         c["nbf"] = kNow + 3600;
+         return Sign(c);
+       },
        "not valid yet"},
-      {"wrong audience", [&] { auto c = Claims(); c["aud"] = "https://other"; return Sign(c); },
+      {"wrong audience",
+       [&] {
+         auto c = Claims();
+         c["aud"] = "https://other";
+         return Sign(c);
+       },
        "not meant for this server"},
-      {"wrong issuer", [&] { auto c = Claims(); c["iss"] = "https://evil"; return Sign(c); },
+      {"wrong issuer",
+       [&] {
+         auto c = Claims();
+         c["iss"] = "https://evil";
+         return Sign(c);
+       },
        "issuer is not trusted"},
       {"signed by another key", [&] { return Sign(Claims(), &other_); }, "no key"},
       {"tampered claims",
@@ -87,13 +114,20 @@ TEST_F(TokenTest, EachBadTokenIsRefusedWithItsReason) {
        "signature does not verify"},
       {"alg none",
        [&] {
-         std::string h = Base64Encode(R"({"alg":"none"})", true), p = Base64Encode(SerializeJson(Claims()), true);
+         std::string h = Base64Encode(R"({"alg":"none"})", true),
+                     p = Base64Encode(SerializeJson(Claims()), true);
          while (h.back() == '=') h.pop_back();
          while (p.back() == '=') p.pop_back();
          return h + "." + p + ".";
        },
        "malformed"},
-      {"no subject", [&] { auto c = Claims(); c.erase("sub"); return Sign(c); }, "no subject"},
+      {"no subject",
+       [&] {
+         auto c = Claims();
+         c.erase("sub");
+         return Sign(c);
+       },
+       "no subject"},
       {"garbage", [&] { return std::string("not-a-token"); }, "malformed"},
   };
   for (const Case& c : cases) {
@@ -156,8 +190,10 @@ TEST(JwksUrlTest, KeysRotateByKid) {
   ASSERT_TRUE(v.Init().ok());
   int n = 0;
   auto token = [&](const Jwk& k) {
-    json::object claims{{"iss", "https://idp.example"}, {"sub", "s" + std::to_string(++n)},
-                        {"aud", "aud"}, {"exp", kNow + 3000}};
+    json::object claims{{"iss", "https://idp.example"},
+                        {"sub", "s" + std::to_string(++n)},
+                        {"aud", "aud"},
+                        {"exp", kNow + 3000}};
     return *SignJws(k, Alg::kES256, SerializeJson(claims));
   };
   EXPECT_TRUE(v.Verify(token(k1), kNow).ok());
@@ -172,9 +208,10 @@ TEST(JwksUrlTest, KeysRotateByKid) {
 }
 
 TEST(ScopesTest, V2AndV1Forms) {
-  ScopeSet s = ParseScopes("patient/Observation.rs user/*.cruds openid launch/patient "
-                           "patient/Condition.rs?category=x system/Patient.read bogus/x.r "
-                           "user/Encounter.write user/Procedure.sr");
+  ScopeSet s = ParseScopes(
+      "patient/Observation.rs user/*.cruds openid launch/patient "
+      "patient/Condition.rs?category=x system/Patient.read bogus/x.r "
+      "user/Encounter.write user/Procedure.sr");
   EXPECT_TRUE(s.Allows("Observation", kRead));
   EXPECT_TRUE(s.Allows("Anything", kDelete));  // user/*.cruds
   EXPECT_TRUE(s.Allows("Encounter", kCreate));

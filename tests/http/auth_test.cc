@@ -12,9 +12,8 @@
 
 #include <boost/json.hpp>
 #include <cstdlib>
-#include <filesystem>
-
 #include <ctime>
+#include <filesystem>
 #include <fstream>
 
 #include "auth/jose.h"
@@ -41,9 +40,9 @@ class AuthTest : public ::testing::Test {
     ASSERT_FALSE(sys.empty());
     http::Client c(server_->base());
     auto put = [&](const std::string& path, const std::string& body) {
-      auto r = c.Send("PUT", "/fhir/" + path, body,
-                      {{"Authorization", "Bearer " + sys},
-                       {"Content-Type", "application/fhir+json"}});
+      auto r =
+          c.Send("PUT", "/fhir/" + path, body,
+                 {{"Authorization", "Bearer " + sys}, {"Content-Type", "application/fhir+json"}});
       ASSERT_TRUE(r.ok());
       ASSERT_LT(r->status, 300) << path << ": " << r->body;
     };
@@ -54,9 +53,10 @@ class AuthTest : public ::testing::Test {
     put("Patient/pA",
         R"({"resourceType":"Patient","id":"pA","name":[{"family":"Able"}],"generalPractitioner":[{"reference":"Organization/orgA"}]})");
     put("Patient/pB", R"({"resourceType":"Patient","id":"pB","name":[{"family":"Baker"}]})");
-    put("Patient/pR", std::string(R"({"resourceType":"Patient","id":"pR","meta":{"security":[{"system":")") +
-                          kConf +
-                          R"(","code":"R"}]},"name":[{"family":"Rest"}],"telecom":[{"system":"phone","value":"0123"}],"address":[{"postalCode":"LS1 4AP"}],"generalPractitioner":[{"reference":"Organization/orgA"}]})");
+    put("Patient/pR",
+        std::string(R"({"resourceType":"Patient","id":"pR","meta":{"security":[{"system":")") +
+            kConf +
+            R"(","code":"R"}]},"name":[{"family":"Rest"}],"telecom":[{"system":"phone","value":"0123"}],"address":[{"postalCode":"LS1 4AP"}],"generalPractitioner":[{"reference":"Organization/orgA"}]})");
     put("Encounter/eB",
         R"({"resourceType":"Encounter","id":"eB","status":"in-progress","class":{"code":"IMP"},"subject":{"reference":"Patient/pB"},"serviceProvider":{"reference":"Organization/orgB"}})");
     auto obs = [](const std::string& id, const std::string& patient, const std::string& meta) {
@@ -66,11 +66,11 @@ class AuthTest : public ::testing::Test {
     };
     put("Observation/oA", obs("oA", "pA", ""));
     put("Observation/oB", obs("oB", "pB", ""));
-    put("Observation/oHidden", obs("oHidden", "pA",
-                                   std::string(R"("meta":{"security":[)") + kNotForPatient + "]},"));
-    put("Observation/oRedacted",
-        obs("oRedacted", "pA",
-            std::string(R"("meta":{"security":[{"system":")") + kConf + R"(","code":"REDACTED"}]},)"));
+    put("Observation/oHidden",
+        obs("oHidden", "pA", std::string(R"("meta":{"security":[)") + kNotForPatient + "]},"));
+    put("Observation/oRedacted", obs("oRedacted", "pA",
+                                     std::string(R"("meta":{"security":[{"system":")") + kConf +
+                                         R"(","code":"REDACTED"}]},)"));
   }
   static void TearDownTestSuite() {
     delete server_;
@@ -101,8 +101,10 @@ const char* kNewObsA =
 TEST_F(AuthTest, AuthorisationMatrix) {
   std::map<std::string, std::string> tokens = {
       {"none", ""},
-      {"gpA", Token({"--user", "Practitioner/g1", "--role", "S8000:G8000:R8000", "--org", "A81001"})},
-      {"gpB", Token({"--user", "Practitioner/g2", "--role", "S8000:G8000:R8000", "--org", "B82002"})},
+      {"gpA",
+       Token({"--user", "Practitioner/g1", "--role", "S8000:G8000:R8000", "--org", "A81001"})},
+      {"gpB",
+       Token({"--user", "Practitioner/g2", "--role", "S8000:G8000:R8000", "--org", "B82002"})},
       {"gpA-readonly", Token({"--user", "Practitioner/g1", "--role", "R8000", "--org", "A81001",
                               "--scope", "user/Observation.rs user/Patient.rs"})},
       {"studentA", Token({"--user", "s1", "--role", "R8004", "--org", "A81001"})},
@@ -146,25 +148,30 @@ TEST_F(AuthTest, AuthorisationMatrix) {
       {"unknown-role", "GET", "/fhir/Observation/oA", 403, nullptr, "not in the access policy"},
       {"none", "GET", "/fhir/metadata", 200},  // discovery stays public
       // A clinician and legitimate relationships.
-      {"gpA", "GET", "/fhir/Observation/oA", 200},                    // registered
-      {"gpA", "GET", "/fhir/Observation/oB", 403},                    // no relationship
-      {"gpB", "GET", "/fhir/Observation/oB", 200},                    // open encounter
+      {"gpA", "GET", "/fhir/Observation/oA", 200},  // registered
+      {"gpA", "GET", "/fhir/Observation/oB", 403},  // no relationship
+      {"gpB", "GET", "/fhir/Observation/oB", 200},  // open encounter
       {"gpB", "GET", "/fhir/Observation/oA", 403},
-      {"gpA", "GET", "/fhir/Observation/oB", 200, "Taproot-Self-Claim: direct care referral letter"},
+      {"gpA", "GET", "/fhir/Observation/oB", 200,
+       "Taproot-Self-Claim: direct care referral letter"},
       {"gpA", "GET", "/fhir/Observation/oB", 200, "Taproot-Break-Glass: emergency unconscious"},
       {"gpA", "GET", "/fhir/Observation/oB", 400, "Taproot-Break-Glass: curious"},
       {"gpA", "GET", "/fhir/Observation?_count=50", 200, nullptr, "\"id\":\"oA\"", "\"id\":\"oB\""},
-      {"gpA", "GET", "/fhir/Patient/pB/$everything", 200, nullptr, "\"id\":\"pB\"", "\"id\":\"oB\""},
+      {"gpA", "GET", "/fhir/Patient/pB/$everything", 200, nullptr, "\"id\":\"pB\"",
+       "\"id\":\"oB\""},
       {"gpA", "GET", "/fhir/Patient/pB", 200},  // demographics need no relationship
       {"gpA", "PUT", "/fhir/Observation/oA", 200},
-      {"gpA", "POST", "/fhir/Observation", 201},       // new data for pA
-      {"gpA", "POST", "/fhir/Observation-B", 403},      // new data for pB: see body below
+      {"gpA", "POST", "/fhir/Observation", 201},    // new data for pA
+      {"gpA", "POST", "/fhir/Observation-B", 403},  // new data for pB: see body below
+      // A conditional create matching what the caller may not see does not show it.
+      {"gpA", "POST", "/fhir/Observation", 403, "If-None-Exist: _id=oB", nullptr, "Patient/pB"},
+      {"adminA", "POST", "/fhir/Observation/_search", 403, nullptr, "role"},
       {"gpA", "DELETE", "/fhir/Observation/oB", 403},
       {"gpA-readonly", "PUT", "/fhir/Observation/oA", 403, nullptr, "scopes"},
       {"gpA-readonly", "GET", "/fhir/Observation/oA", 200},
       {"gpA-readonly", "GET", "/fhir/Encounter?_count=5", 403, nullptr, "scopes"},
-      {"obs-only", "GET", "/fhir/Observation?_id=oA&_include=Observation:subject", 200,
-       nullptr, "\"id\":\"oA\"", "\"resourceType\":\"Patient\""},
+      {"obs-only", "GET", "/fhir/Observation?_id=oA&_include=Observation:subject", 200, nullptr,
+       "\"id\":\"oA\"", "\"resourceType\":\"Patient\""},
       {"obs-only", "GET", "/fhir/Patient/pA/$everything", 403, nullptr, "scopes"},
       // Roles.
       {"studentA", "GET", "/fhir/Observation/oA", 200},
@@ -185,7 +192,8 @@ TEST_F(AuthTest, AuthorisationMatrix) {
       {"gpA", "GET", "/fhir/Patient/pR", 200, nullptr, "Rest", "LS1 4AP"},
       {"adminA", "GET", "/fhir/Patient/pR", 200, nullptr, "Rest", "0123"},
       {"system", "GET", "/fhir/Patient/pR", 200, nullptr, "LS1 4AP"},
-      {"gpA", "GET", "/fhir/Patient?address-postalcode=LS1", 200, nullptr, nullptr, "\"id\":\"pR\""},
+      {"gpA", "GET", "/fhir/Patient?address-postalcode=LS1", 200, nullptr, nullptr,
+       "\"id\":\"pR\""},
       {"gpA", "GET", "/fhir/Patient?name=Rest", 200, nullptr, "\"id\":\"pR\"", "LS1 4AP"},
       {"system", "GET", "/fhir/Observation/oRedacted", 403},
       {"gpA", "GET", "/fhir/Observation?_count=50", 200, nullptr, nullptr, "oRedacted"},
@@ -195,7 +203,8 @@ TEST_F(AuthTest, AuthorisationMatrix) {
       {"patientA", "GET", "/fhir/Observation/oHidden", 403},
       {"patientA", "GET", "/fhir/Observation?_count=50", 200, nullptr, "\"id\":\"oA\"", "oHidden"},
       {"patientA", "GET", "/fhir/Patient/pB", 403},
-      {"patientA", "GET", "/fhir/Patient?_count=50", 200, nullptr, "\"id\":\"pA\"", "\"id\":\"pB\""},
+      {"patientA", "GET", "/fhir/Patient?_count=50", 200, nullptr, "\"id\":\"pA\"",
+       "\"id\":\"pB\""},
       {"patientA", "PUT", "/fhir/Observation/oA", 403, nullptr, "scopes"},
       {"patientA", "GET", "/fhir/AuditEvent", 403},
   };
@@ -218,7 +227,8 @@ TEST_F(AuthTest, AuthorisationMatrix) {
     } else if (m == "POST" && path == "/fhir/Observation") {
       body = kNewObsA;
     } else if (m == "PUT" && path == "/fhir/Observation/oA") {
-      body = R"({"resourceType":"Observation","id":"oA","status":"final","code":{"text":"x"},"subject":{"reference":"Patient/pA"}})";
+      body =
+          R"({"resourceType":"Observation","id":"oA","status":"final","code":{"text":"x"},"subject":{"reference":"Patient/pA"}})";
     } else if (m == "PUT" && path == "/fhir/Patient/pB") {
       body = R"({"resourceType":"Patient","id":"pB","name":[{"family":"Baker"}]})";
     } else if (m == "POST" && path == "/fhir/AuditEvent") {
@@ -227,7 +237,9 @@ TEST_F(AuthTest, AuthorisationMatrix) {
     auto r = c.Send(m, path, body, h);
     ASSERT_TRUE(r.ok()) << label;
     EXPECT_EQ(r->status, row.status) << label << "\n" << r->body.substr(0, 400);
-    if (row.must_have) EXPECT_NE(r->body.find(row.must_have), std::string::npos) << label;
+    if (row.must_have) {
+      EXPECT_NE(r->body.find(row.must_have), std::string::npos) << label;
+    }
     if (row.must_not_have) {
       EXPECT_EQ(r->body.find(row.must_not_have), std::string::npos) << label;
     }
@@ -236,7 +248,9 @@ TEST_F(AuthTest, AuthorisationMatrix) {
       // Refusals explain without leaking: no key material, no other patient's data.
       EXPECT_EQ(r->body.find("BEGIN"), std::string::npos) << label;
     }
-    if (r->status == 401) EXPECT_FALSE(r->Header("WWW-Authenticate").empty()) << label;
+    if (r->status == 401) {
+      EXPECT_FALSE(r->Header("WWW-Authenticate").empty()) << label;
+    }
   }
 }
 
@@ -274,13 +288,16 @@ TEST_F(AuthTest, BreakGlassRaisesAnAlertThatAPrivacyOfficerAcknowledges) {
   std::string id(ev.at("id").as_string());
   // A clinician cannot acknowledge; the privacy officer can, once.
   EXPECT_EQ(c.Send("POST", "/fhir/AuditEvent/" + id + "/$acknowledge", "",
-                   {{"Authorization", "Bearer " + gp}})->status,
+                   {{"Authorization", "Bearer " + gp}})
+                ->status,
             403);
   EXPECT_EQ(c.Send("POST", "/fhir/AuditEvent/" + id + "/$acknowledge", "",
-                   {{"Authorization", "Bearer " + po}})->status,
+                   {{"Authorization", "Bearer " + po}})
+                ->status,
             200);
   EXPECT_EQ(c.Send("POST", "/fhir/AuditEvent/" + id + "/$acknowledge", "",
-                   {{"Authorization", "Bearer " + po}})->status,
+                   {{"Authorization", "Bearer " + po}})
+                ->status,
             409);
   auto open = c.Send("GET", "/fhir/AuditEvent?alert=open&agent=Practitioner/bg", "",
                      {{"Authorization", "Bearer " + po}});
@@ -310,7 +327,7 @@ TEST_F(AuthTest, EveryAccessIsAuditedAndTheChainVerifies) {
   EXPECT_NE(serialize(search).find("Patient/pA"), std::string::npos);
   EXPECT_NE(serialize(search).find("A81001"), std::string::npos);
   // Unauthenticated attempts are audited too.
-  c.Send("GET", "/fhir/Patient/pA");
+  EXPECT_EQ(c.Send("GET", "/fhir/Patient/pA")->status, 401);
   auto by_patient = c.Send("GET", "/fhir/AuditEvent?patient=pA&_count=500", "",
                            {{"Authorization", "Bearer " + po}});
   EXPECT_NE(by_patient->body.find("Practitioner/aud"), std::string::npos);
@@ -400,8 +417,9 @@ class ConsentTest : public ::testing::Test {
   }
   static void Put(const std::string& path, const std::string& body) {
     http::Client c(server_->base());
-    auto r = c.Send("PUT", "/fhir/" + path, body,
-                    {{"Authorization", "Bearer " + sys_}, {"Content-Type", "application/fhir+json"}});
+    auto r =
+        c.Send("PUT", "/fhir/" + path, body,
+               {{"Authorization", "Bearer " + sys_}, {"Content-Type", "application/fhir+json"}});
     ASSERT_TRUE(r.ok());
     ASSERT_LT(r->status, 300) << path << ": " << r->body;
   }
@@ -421,8 +439,10 @@ testing::TestServer* ConsentTest::server_ = nullptr;
 std::string ConsentTest::sys_;
 
 TEST_F(ConsentTest, DissentKeepsTheRecordWithTheCustodianUnlessBreakGlass) {
-  std::string gpA = server_->Token({"--user", "Practitioner/a", "--role", "R8000", "--org", "A81001"});
-  std::string gpB = server_->Token({"--user", "Practitioner/b", "--role", "R8000", "--org", "B82002"});
+  std::string gpA =
+      server_->Token({"--user", "Practitioner/a", "--role", "R8000", "--org", "A81001"});
+  std::string gpB =
+      server_->Token({"--user", "Practitioner/b", "--role", "R8000", "--org", "B82002"});
   EXPECT_EQ(Get(gpA, "/fhir/Observation/opC"), 200);  // the custodian
   EXPECT_EQ(Get(gpB, "/fhir/Observation/opD"), 200);  // a relationship, no dissent
   EXPECT_EQ(Get(gpB, "/fhir/Observation/opC"), 403);  // a relationship, but dissent
@@ -434,10 +454,10 @@ TEST_F(ConsentTest, DissentKeepsTheRecordWithTheCustodianUnlessBreakGlass) {
 }
 
 TEST_F(ConsentTest, NationalOptOutRemovesThePatientFromSecondaryUseOnly) {
-  std::string research = server_->Token({"--user", "analyst", "--scope", "system/*.rs",
-                                         "--purpose", "HRESCH"});
-  std::string care = server_->Token({"--user", "Practitioner/b", "--role", "R8000", "--org",
-                                     "B82002"});
+  std::string research =
+      server_->Token({"--user", "analyst", "--scope", "system/*.rs", "--purpose", "HRESCH"});
+  std::string care =
+      server_->Token({"--user", "Practitioner/b", "--role", "R8000", "--org", "B82002"});
   std::string body;
   EXPECT_EQ(Get(research, "/fhir/Observation?code:text=hr&_count=50", &body), 200);
   EXPECT_EQ(body.find("\"id\":\"opD\""), std::string::npos) << body;
@@ -451,10 +471,10 @@ TEST_F(ConsentTest, NationalOptOutRemovesThePatientFromSecondaryUseOnly) {
 }
 
 TEST_F(ConsentTest, VeryRestrictedRecordsNeedAnExplicitGrant) {
-  std::string granted = server_->Token({"--user", "Practitioner/granted", "--role", "R8000",
-                                        "--org", "B82002"});
-  std::string other = server_->Token({"--user", "Practitioner/other", "--role", "R8000", "--org",
-                                      "B82002"});
+  std::string granted =
+      server_->Token({"--user", "Practitioner/granted", "--role", "R8000", "--org", "B82002"});
+  std::string other =
+      server_->Token({"--user", "Practitioner/other", "--role", "R8000", "--org", "B82002"});
   EXPECT_EQ(Get(granted, "/fhir/Observation/oV"), 200);
   EXPECT_EQ(Get(other, "/fhir/Observation/oV"), 403);
   EXPECT_EQ(Get(other, "/fhir/Observation/oV", nullptr, "Taproot-Break-Glass", "emergency"), 403);
@@ -482,10 +502,12 @@ class TokenEndpointTest : public ::testing::Test {
     {
       std::ofstream(dir_ + "/clients.toml")
           << "[[client]]\nclient_id = \"lab-system\"\njwks_file = \"" << dir_
-          << "/client.jwks.json\"\nscopes = [\"system/Observation.cruds\", \"system/Patient.rs\"]\n";
+          << "/client.jwks.json\"\nscopes = [\"system/Observation.cruds\", "
+             "\"system/Patient.rs\"]\n";
     }
     server_ = std::make_unique<testing::TestServer>(
-        std::string(), std::vector<std::string>{"--clients", dir_ + "/clients.toml", "--rate-limit", "0"},
+        std::string(),
+        std::vector<std::string>{"--clients", dir_ + "/clients.toml", "--rate-limit", "0"},
         /*secure=*/true);
     ASSERT_TRUE(server_->Start()) << server_->log();
     endpoint_ = "http://127.0.0.1:" + std::to_string(server_->port()) + "/oauth2/token";
@@ -494,8 +516,11 @@ class TokenEndpointTest : public ::testing::Test {
 
   std::string Assertion(json::object overrides = {}, const auth::Jwk* key = nullptr) {
     int64_t now = std::time(nullptr);
-    json::object c{{"iss", "lab-system"}, {"sub", "lab-system"}, {"aud", endpoint_},
-                   {"exp", now + 120},     {"jti", NewUuid()}};
+    json::object c{{"iss", "lab-system"},
+                   {"sub", "lab-system"},
+                   {"aud", endpoint_},
+                   {"exp", now + 120},
+                   {"jti", NewUuid()}};
     for (auto& kv : overrides) c[kv.key()] = kv.value();
     return *auth::SignJws(key ? *key : client_key_, auth::Alg::kES256, SerializeJson(c));
   }
@@ -525,7 +550,8 @@ TEST_F(TokenEndpointTest, ClientCredentialsWithASignedAssertion) {
   EXPECT_EQ(doc->at("token_type").as_string(), "bearer");
   EXPECT_EQ(doc->at("scope").as_string(), "system/Patient.rs");
   http::Client c(server_->base());
-  EXPECT_EQ(c.Send("GET", "/fhir/Patient", "", {{"Authorization", "Bearer " + token}})->status, 200);
+  EXPECT_EQ(c.Send("GET", "/fhir/Patient", "", {{"Authorization", "Bearer " + token}})->status,
+            200);
   // The scopes granted are the limit: Observation was not asked for.
   EXPECT_EQ(c.Send("GET", "/fhir/Observation", "", {{"Authorization", "Bearer " + token}})->status,
             403);

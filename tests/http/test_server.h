@@ -22,8 +22,8 @@ class TestServer {
   // Waits only for the port (a TLS server's /readyz cannot be asked over plain HTTP).
   bool StartListening();
   void Signal(int sig);
-  int Stop();    // SIGTERM and wait; returns the exit status
-  void Kill();   // SIGKILL and wait
+  int Stop();   // SIGTERM and wait; returns the exit status
+  void Kill();  // SIGKILL and wait
   int port() const { return port_; }
   std::string base() const { return "http://127.0.0.1:" + std::to_string(port_); }
   const std::string& data_dir() const { return data_dir_; }

@@ -40,7 +40,8 @@ void MakeCertificate(const std::string& cert_path, const std::string& key_path,
   X509_EXTENSION* san = X509V3_EXT_conf_nid(nullptr, &ctx, NID_subject_alt_name, "IP:127.0.0.1");
   X509_add_ext(x, san, -1);
   X509_EXTENSION_free(san);
-  X509_EXTENSION* bc = X509V3_EXT_conf_nid(nullptr, &ctx, NID_basic_constraints, "critical,CA:TRUE");
+  X509_EXTENSION* bc =
+      X509V3_EXT_conf_nid(nullptr, &ctx, NID_basic_constraints, "critical,CA:TRUE");
   X509_add_ext(x, bc, -1);
   X509_EXTENSION_free(bc);
   ASSERT_GT(X509_sign(x, key, EVP_sha256()), 0);
