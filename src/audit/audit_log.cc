@@ -84,13 +84,6 @@ std::string Text(sqlite3_stmt* st, int col) {
 }
 
 // The stored text with its id spliced in after "resourceType".
-std::string WithId(const std::string& text, int64_t seq) {
-  static constexpr std::string_view kHead = R"({"resourceType":"AuditEvent")";
-  if (text.compare(0, kHead.size(), kHead) != 0) return text;
-  std::string rest = text.substr(kHead.size());
-  return std::string(kHead) + ",\"id\":\"" + std::to_string(seq) + "\"" + rest;
-}
-
 constexpr const char* kSchema = R"(
 CREATE TABLE IF NOT EXISTS audit(
   seq INTEGER PRIMARY KEY,
@@ -211,7 +204,10 @@ class AuditLog::Impl {
     while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
       StoredAudit r;
       r.seq = sqlite3_column_int64(st, 0);
-      r.json = WithId(Text(st, 1), r.seq);
+      auto entry = DecodeEntry(Text(st, 1));
+      r.json = entry.ok() ? AuditEventJson(*entry, r.seq)
+                          : R"({"resourceType":"AuditEvent","id":")" + std::to_string(r.seq) +
+                                R"(","outcomeDesc":"this record cannot be read; run taproot audit verify"})";
       r.alert = sqlite3_column_int(st, 2) != 0;
       r.acknowledged = sqlite3_column_int(st, 3) != 0;
       page.records.push_back(std::move(r));
@@ -266,7 +262,8 @@ class AuditLog::Impl {
       ++seq;
       std::string patients = " ";
       for (const std::string& id : e.patients) patients += id + " ";
-      std::string next = ChainHash(hash, seq, e.json);
+      std::string body = EncodeEntry(e);
+      std::string next = ChainHash(hash, seq, body);
       sqlite3_reset(st);
       sqlite3_bind_int64(st, 1, seq);
       sqlite3_bind_int64(st, 2, e.time_us);
@@ -282,7 +279,7 @@ class AuditLog::Impl {
       } else {
         sqlite3_bind_null(st, 9);
       }
-      sqlite3_bind_text(st, 10, e.json.data(), static_cast<int>(e.json.size()), SQLITE_STATIC);
+      sqlite3_bind_text(st, 10, body.data(), static_cast<int>(body.size()), SQLITE_TRANSIENT);
       sqlite3_bind_text(st, 11, hash.data(), static_cast<int>(hash.size()), SQLITE_TRANSIENT);
       sqlite3_bind_text(st, 12, next.data(), static_cast<int>(next.size()), SQLITE_TRANSIENT);
       if (sqlite3_step(st) != SQLITE_DONE) {

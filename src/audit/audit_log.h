@@ -20,25 +20,40 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "common/status.h"
 
 namespace taproot::audit {
 
+// One audited event, as facts. The log stores them compactly (EncodeEntry) and renders the FHIR
+// AuditEvent only when an auditor reads it (AuditEventJson), so a request pays for a few hundred
+// bytes, not for building and writing a resource.
 struct AuditEntry {
   int64_t time_us = 0;
-  std::string user;                   // "Practitioner/123" or the token subject
+  std::string user;              // who, as displayed: "Practitioner/123" or the token subject
+  std::string issuer, subject;   // the token's iss and sub (empty: unauthenticated)
+  std::string role, organization, client_id, peer;
+  std::string purpose = "TREAT";  // v3 ActReason
+  std::string subtype;            // RESTful interaction: "read", "search", "acknowledge" ...
+  std::string action;             // C R U D E
+  std::string outcome;            // "0" success, "4" denied or failed, "8" server error
+  std::string outcome_desc;       // HTTP status and the reason of a refusal
+  std::string request;            // "GET Observation/1" (never the query string)
+  std::string request_id;
   std::vector<std::string> patients;  // patient ids the event touched
-  std::string subtype;                // "read", "search", "break-glass", "acknowledge" ...
-  std::string action;                 // C R U D E
-  std::string outcome;                // "0" success, "4" denied or failed, "8" server error
+  std::string break_glass;            // its reason, when break-glass was used
+  std::string self_claim;             // its reason, when a relationship was self-claimed
   bool alert = false;                 // needs a privacy officer's acknowledgement
   int64_t acknowledges = 0;           // the alert (seq) this record acknowledges
-  // The AuditEvent JSON without its id: text starting `{"resourceType":"AuditEvent",` and
-  // continuing with the other members. The log adds "id" (the seq).
-  std::string json;
 };
+
+// The stored text of an entry (what the chain hashes): a compact JSON object with short keys.
+std::string EncodeEntry(const AuditEntry& e);
+Result<AuditEntry> DecodeEntry(std::string_view text);
+// The entry as an R4 AuditEvent with id `seq`.
+std::string AuditEventJson(const AuditEntry& e, int64_t seq);
 
 struct StoredAudit {
   int64_t seq = 0;

@@ -20,7 +20,6 @@ namespace {
 
 constexpr std::string_view kConfidentiality =
     "http://terminology.hl7.org/CodeSystem/v3-Confidentiality";
-constexpr std::string_view kOdsSystem = "https://fhir.nhs.uk/Id/ods-organization-code";
 const std::set<std::string> kBreakGlassReasons = {"emergency", "public-interest", "statute",
                                                   "court-order"};
 
@@ -831,89 +830,27 @@ class Gateway::Impl {
                : interaction == "operation" || interaction == "transaction" ? "E"
                                                                             : "R";
     e.outcome = status < 400 ? "0" : status < 500 ? "4" : "8";
+    e.outcome_desc = std::to_string(status) + (why.empty() ? "" : ": " + why.substr(0, 500));
+    e.issuer = caller.principal.issuer;
+    e.subject = caller.principal.subject;
+    e.role = ctx.role;
+    e.organization = ctx.organization;
+    e.client_id = caller.principal.client_id;
+    e.peer = peer;
+    e.purpose = ctx.purpose_of_use;
+    // The query itself is not kept: it can hold identifiers; the patients it touched are.
+    e.request = req.method + " " + req.path.substr(0, 300);
+    e.request_id = ctx.request_id;
     if (guard) {
       for (const std::string& p : guard->touched()) e.patients.push_back(p);
       e.alert = guard->break_glass_used();
+      if (guard->break_glass_used()) {
+        e.purpose = "ETREAT";
+        e.break_glass = caller.break_glass +
+                        (caller.break_glass_text.empty() ? "" : ": " + caller.break_glass_text);
+      }
+      if (guard->self_claim_used()) e.self_claim = caller.self_claim;
     }
-    json::object ev;
-    ev["resourceType"] = "AuditEvent";
-    ev["type"] = json::object{{"system", "http://terminology.hl7.org/CodeSystem/audit-event-type"},
-                              {"code", "rest"},
-                              {"display", "RESTful Operation"}};
-    ev["subtype"] = json::array{
-        json::object{{"system", "http://hl7.org/fhir/restful-interaction"}, {"code", interaction}}};
-    ev["action"] = e.action;
-    ev["recorded"] = FormatInstant(e.time_us);
-    ev["outcome"] = e.outcome;
-    std::string desc = std::to_string(status) + (why.empty() ? "" : ": " + why.substr(0, 500));
-    ev["outcomeDesc"] = desc;
-    std::string purpose = guard && guard->break_glass_used() ? "ETREAT" : ctx.purpose_of_use;
-    ev["purposeOfEvent"] = json::array{json::object{
-        {"coding",
-         json::array{json::object{{"system", "http://terminology.hl7.org/CodeSystem/v3-ActReason"},
-                                  {"code", purpose}}}}}};
-    json::object who{{"display", ctx.user}};
-    if (!caller.principal.subject.empty()) {
-      who["identifier"] =
-          json::object{{"system", caller.principal.issuer.empty() ? "urn:taproot:anonymous"
-                                                                  : caller.principal.issuer},
-                       {"value", caller.principal.subject}};
-    }
-    json::object agent{{"who", who}, {"requestor", true}};
-    if (!ctx.role.empty()) {
-      agent["role"] = json::array{json::object{
-          {"coding", json::array{json::object{
-                         {"system", "https://fhir.nhs.uk/CodeSystem/NHSDigital-SDS-JobRoleCode"},
-                         {"code", ctx.role}}}}}};
-    }
-    if (!peer.empty()) agent["network"] = json::object{{"address", peer}, {"type", "2"}};
-    json::array agents{agent};
-    if (!ctx.organization.empty()) {
-      agents.push_back(json::object{
-          {"who", json::object{{"identifier", json::object{{"system", kOdsSystem},
-                                                           {"value", ctx.organization}}}}},
-          {"requestor", false}});
-    }
-    if (!caller.principal.client_id.empty()) {
-      agents.push_back(
-          json::object{{"who", json::object{{"display", "client " + caller.principal.client_id}}},
-                       {"requestor", false}});
-    }
-    ev["agent"] = std::move(agents);
-    ev["source"] = json::object{{"observer", json::object{{"display", "Taproot"}}}};
-    json::array entities;
-    for (const std::string& p : e.patients) {
-      entities.push_back(json::object{
-          {"what", json::object{{"reference", "Patient/" + p}}},
-          {"type",
-           json::object{{"system", "http://terminology.hl7.org/CodeSystem/audit-entity-type"},
-                        {"code", "1"}}},
-          {"role", json::object{{"system", "http://terminology.hl7.org/CodeSystem/object-role"},
-                                {"code", "1"}}}});
-    }
-    json::array details;
-    details.push_back(json::object{{"type", "request"},
-                                   {"valueString", req.method + " " + req.path.substr(0, 300)}});
-    details.push_back(json::object{{"type", "X-Request-ID"}, {"valueString", ctx.request_id}});
-    if (guard && guard->break_glass_used()) {
-      details.push_back(json::object{
-          {"type", "break-glass"},
-          {"valueString",
-           caller.break_glass +
-               (caller.break_glass_text.empty() ? "" : ": " + caller.break_glass_text)}});
-    }
-    if (guard && guard->self_claim_used()) {
-      details.push_back(
-          json::object{{"type", "self-claimed-relationship"}, {"valueString", caller.self_claim}});
-    }
-    // The query itself is not kept: it can hold identifiers; the patients it touched are.
-    entities.push_back(json::object{{"type", json::object{{"system",
-                                                           "http://terminology.hl7.org/"
-                                                           "CodeSystem/audit-entity-type"},
-                                                          {"code", "2"}}},
-                                    {"detail", std::move(details)}});
-    ev["entity"] = std::move(entities);
-    e.json = SerializeJson(ev);
     return e;
   }
 

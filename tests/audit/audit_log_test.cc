@@ -9,6 +9,9 @@
 #include <thread>
 
 #include "common/ids.h"
+#include "common/json.h"
+#include "fhir/model.h"
+#include "fhir/validator.h"
 
 namespace taproot::audit {
 namespace {
@@ -27,7 +30,7 @@ class AuditLogTest : public ::testing::Test {
       e.subtype = "read";
       e.action = "R";
       e.outcome = "0";
-      e.json = R"({"resourceType":"AuditEvent","n":)" + std::to_string(i) + "}";
+      e.request = "GET Observation/n" + std::to_string(i);
       ASSERT_EQ(*(*log)->Append(e), i + 1);
     }
   }
@@ -61,7 +64,7 @@ TEST_F(AuditLogTest, DeletedRecordIsNamed) {
 }
 
 TEST_F(AuditLogTest, EditedRecordIsNamed) {
-  Sql("UPDATE audit SET body = replace(body, '\"n\":6', '\"n\":66') WHERE seq = 7");
+  Sql("UPDATE audit SET body = replace(body, 'Observation/n6', 'Observation/n66') WHERE seq = 7");
   auto r = AuditLog::Verify(dir_);
   ASSERT_TRUE(r.ok());
   EXPECT_FALSE(r->ok);
@@ -98,6 +101,44 @@ TEST_F(AuditLogTest, TruncatedTailIsCaughtByTheAnchor) {
   EXPECT_NE(r->problem.find("cut off"), std::string::npos) << r->problem;
 }
 
+TEST(AuditEntryTest, EncodesDecodesAndRendersAsAnAuditEvent) {
+  AuditEntry e;
+  e.time_us = 1'700'000'000'000'000;
+  e.user = "Practitioner/1";
+  e.issuer = "urn:taproot:local";
+  e.subject = "Practitioner/1";
+  e.role = "S8000:G8000:R8000";
+  e.organization = "A81001";
+  e.peer = "127.0.0.1";
+  e.purpose = "ETREAT";
+  e.subtype = "read";
+  e.action = "R";
+  e.outcome = "0";
+  e.outcome_desc = "200";
+  e.request = "GET Observation/\"quoted\"\n";
+  e.patients = {"p1", "p2"};
+  e.break_glass = "emergency: collapsed";
+  e.alert = true;
+  auto back = DecodeEntry(EncodeEntry(e));
+  ASSERT_TRUE(back.ok()) << back.status().ToString();
+  EXPECT_EQ(EncodeEntry(*back), EncodeEntry(e));
+  EXPECT_EQ(back->request, e.request);
+  EXPECT_EQ(back->patients, e.patients);
+  auto ev = ParseJson(AuditEventJson(e, 42));
+  ASSERT_TRUE(ev.ok());
+  const auto& o = ev->as_object();
+  EXPECT_EQ(o.at("resourceType").as_string(), "AuditEvent");
+  EXPECT_EQ(o.at("id").as_string(), "42");
+  EXPECT_EQ(o.at("recorded").as_string(), "2023-11-14T22:13:20.000000Z");
+  EXPECT_EQ(o.at("subtype").at(0).at("code").as_string(), "read");
+  EXPECT_EQ(o.at("purposeOfEvent").at(0).at("coding").at(0).at("code").as_string(), "ETREAT");
+  EXPECT_EQ(o.at("agent").at(1).at("who").at("identifier").at("value").as_string(), "A81001");
+  EXPECT_EQ(o.at("entity").at(1).at("what").at("reference").as_string(), "Patient/p2");
+  // And it is a valid R4 AuditEvent.
+  Status valid = fhir::ValidateResource(fhir::R4(), *ev);
+  EXPECT_TRUE(valid.ok()) << valid.ToString();
+}
+
 TEST_F(AuditLogTest, ConcurrentAppendsKeepOneChainAndSearchFinds) {
   auto log = AuditLog::Open(dir_);
   ASSERT_TRUE(log.ok());
@@ -113,7 +154,6 @@ TEST_F(AuditLogTest, ConcurrentAppendsKeepOneChainAndSearchFinds) {
         e.action = "R";
         e.outcome = "0";
         e.alert = i == 0;
-        e.json = R"({"resourceType":"AuditEvent"})";
         ASSERT_TRUE((*log)->Append(e).ok());
       }
     });
@@ -134,14 +174,14 @@ TEST_F(AuditLogTest, ConcurrentAppendsKeepOneChainAndSearchFinds) {
   q.open_alerts_only = true;
   auto alerts = (*log)->Search(q);
   ASSERT_EQ(alerts->records.size(), 8u);
-  EXPECT_NE(alerts->records[0].json.find("\"id\":\""), std::string::npos);
+  EXPECT_NE(alerts->records[0].json.find("\"id\":\"" + std::to_string(alerts->records[0].seq)),
+            std::string::npos);
   // Acknowledging one leaves seven open.
   AuditEntry ack;
   ack.subtype = "acknowledge";
   ack.action = "E";
   ack.outcome = "0";
   ack.acknowledges = alerts->records[0].seq;
-  ack.json = R"({"resourceType":"AuditEvent"})";
   ASSERT_TRUE((*log)->Append(ack).ok());
   EXPECT_EQ((*log)->Search(q)->records.size(), 7u);
   // Paging: newest first, 50 a page.
