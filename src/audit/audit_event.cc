@@ -143,9 +143,10 @@ std::string AuditEventJson(const AuditEntry& e, int64_t seq) {
   json::array agents{agent};
   if (!e.organization.empty()) {
     agents.push_back(json::object{
-        {"who", json::object{{"identifier",
-                              json::object{{"system", "https://fhir.nhs.uk/Id/ods-organization-code"},
-                                           {"value", e.organization}}}}},
+        {"who",
+         json::object{
+             {"identifier", json::object{{"system", "https://fhir.nhs.uk/Id/ods-organization-code"},
+                                         {"value", e.organization}}}}},
         {"requestor", false}});
   }
   if (!e.client_id.empty()) {
@@ -170,9 +171,9 @@ std::string AuditEventJson(const AuditEntry& e, int64_t seq) {
   detail("break-glass", e.break_glass);
   detail("self-claimed-relationship", e.self_claim);
   if (e.acknowledges) detail("acknowledges", "AuditEvent/" + std::to_string(e.acknowledges));
-  entities.push_back(json::object{
-      {"type", Coding("http://terminology.hl7.org/CodeSystem/audit-entity-type", "2")},
-      {"detail", std::move(details)}});
+  entities.push_back(
+      json::object{{"type", Coding("http://terminology.hl7.org/CodeSystem/audit-entity-type", "2")},
+                   {"detail", std::move(details)}});
   ev["entity"] = std::move(entities);
   return SerializeJson(ev);
 }

@@ -205,9 +205,11 @@ class AuditLog::Impl {
       StoredAudit r;
       r.seq = sqlite3_column_int64(st, 0);
       auto entry = DecodeEntry(Text(st, 1));
-      r.json = entry.ok() ? AuditEventJson(*entry, r.seq)
-                          : R"({"resourceType":"AuditEvent","id":")" + std::to_string(r.seq) +
-                                R"(","outcomeDesc":"this record cannot be read; run taproot audit verify"})";
+      r.json =
+          entry.ok()
+              ? AuditEventJson(*entry, r.seq)
+              : R"({"resourceType":"AuditEvent","id":")" + std::to_string(r.seq) +
+                    R"(","outcomeDesc":"this record cannot be read; run taproot audit verify"})";
       r.alert = sqlite3_column_int(st, 2) != 0;
       r.acknowledged = sqlite3_column_int(st, 3) != 0;
       page.records.push_back(std::move(r));

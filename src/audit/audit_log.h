@@ -32,8 +32,8 @@ namespace taproot::audit {
 // bytes, not for building and writing a resource.
 struct AuditEntry {
   int64_t time_us = 0;
-  std::string user;              // who, as displayed: "Practitioner/123" or the token subject
-  std::string issuer, subject;   // the token's iss and sub (empty: unauthenticated)
+  std::string user;             // who, as displayed: "Practitioner/123" or the token subject
+  std::string issuer, subject;  // the token's iss and sub (empty: unauthenticated)
   std::string role, organization, client_id, peer;
   std::string purpose = "TREAT";  // v3 ActReason
   std::string subtype;            // RESTful interaction: "read", "search", "acknowledge" ...
