@@ -44,8 +44,8 @@ class AccessGuard {
   virtual Status Allow(Interaction interaction, std::string_view type, std::string_view id = {},
                        std::string_view operation = {}) = 0;
 
-  // `text` is the resource as it would be sent; the guard may rewrite it (redaction). Returns
-  // false to withhold the resource.
+  // `text` is the resource as it would be sent (empty for a deletion in a history); the guard may
+  // rewrite it (redaction). Returns false to withhold the resource.
   virtual Result<bool> Release(store::ReadView& view, std::string_view type, std::string_view id,
                                std::string& text) = 0;
 

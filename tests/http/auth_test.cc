@@ -1,4 +1,5 @@
-// Access control over HTTP, against a real server with authentication on (the default): the
+// Access control over HTTP, against a real server with authentication on (the default), on
+// both store backends: the
 // authorisation matrix (roles x interactions x resource types x relationship, consent-free
 // sensitivity and patient states) written out as a table, then the audit trail those requests
 // left.
@@ -20,6 +21,7 @@
 #include "common/ids.h"
 #include "common/json.h"
 #include "http/client.h"
+#include "store/test_stores.h"
 #include "test_server.h"
 
 namespace taproot {
@@ -31,11 +33,36 @@ constexpr const char* kNotForPatient =
     R"({"system":"urn:taproot:access-label","code":"not-for-patient-view"})";
 constexpr const char* kConf = "http://terminology.hl7.org/CodeSystem/v3-Confidentiality";
 
-class AuthTest : public ::testing::Test {
+// One world per backend, made by the first test that needs it and shared by the rest.
+struct World {
+  std::unique_ptr<testing::TestStore> place;
+  std::unique_ptr<TestServer> server;
+  bool started = false;
+};
+
+TestServer* StartWorld(World& w, testing::Backend backend) {
+  if (!w.server) {
+    w.place = std::make_unique<testing::TestStore>(backend);
+    std::vector<std::string> args = {"--no-access-log"};
+    if (backend == testing::Backend::kPostgres) {
+      for (const std::string& a : w.place->ServeArgs()) args.push_back(a);
+    }
+    w.server = std::make_unique<TestServer>(std::string(), args, /*secure=*/true);
+    w.started = w.server->Start();
+  }
+  return w.started ? w.server.get() : nullptr;
+}
+
+class AuthTest : public ::testing::TestWithParam<testing::Backend> {
  protected:
-  static void SetUpTestSuite() {
-    server_ = new TestServer({}, {"--no-access-log"}, /*secure=*/true);
-    ASSERT_TRUE(server_->Start()) << server_->log();
+  void SetUp() override {
+    World& w = worlds_[GetParam()];
+    bool fresh = !w.server;
+    server_ = StartWorld(w, GetParam());
+    ASSERT_NE(server_, nullptr) << w.server->log();
+    if (fresh) Load();
+  }
+  static void Load() {
     std::string sys = server_->Token({"--user", "loader", "--scope", "system/*.cruds"});
     ASSERT_FALSE(sys.empty());
     http::Client c(server_->base());
@@ -73,15 +100,20 @@ class AuthTest : public ::testing::Test {
                                          R"(","code":"REDACTED"}]},)"));
   }
   static void TearDownTestSuite() {
-    delete server_;
+    worlds_.clear();
     server_ = nullptr;
   }
 
   static std::string Token(std::vector<std::string> args) { return server_->Token(args); }
 
   static TestServer* server_;
+  static std::map<testing::Backend, World> worlds_;
 };
 TestServer* AuthTest::server_ = nullptr;
+std::map<testing::Backend, World> AuthTest::worlds_;
+INSTANTIATE_TEST_SUITE_P(Backends, AuthTest,
+                         ::testing::Values(testing::Backend::kSqlite, testing::Backend::kPostgres),
+                         testing::BackendName);
 
 struct Row {
   const char* who;  // a key into the token table below
@@ -98,7 +130,7 @@ const char* kNewObsB =
 const char* kNewObsA =
     R"({"resourceType":"Observation","status":"final","code":{"text":"n"},"subject":{"reference":"Patient/pA"}})";
 
-TEST_F(AuthTest, AuthorisationMatrix) {
+TEST_P(AuthTest, AuthorisationMatrix) {
   std::map<std::string, std::string> tokens = {
       {"none", ""},
       {"gpA",
@@ -254,7 +286,7 @@ TEST_F(AuthTest, AuthorisationMatrix) {
   }
 }
 
-TEST_F(AuthTest, SessionUridSelectsTheRole) {
+TEST_P(AuthTest, SessionUridSelectsTheRole) {
   std::string t = Token({"--user", "Practitioner/g1", "--role", "R8000", "--org", "A81001",
                          "--urpid", "555254240100"});
   http::Client c(server_->base());
@@ -267,7 +299,7 @@ TEST_F(AuthTest, SessionUridSelectsTheRole) {
   EXPECT_NE(r->body.find("NHSD-Session-URID"), std::string::npos);
 }
 
-TEST_F(AuthTest, BreakGlassRaisesAnAlertThatAPrivacyOfficerAcknowledges) {
+TEST_P(AuthTest, BreakGlassRaisesAnAlertThatAPrivacyOfficerAcknowledges) {
   std::string gp = Token({"--user", "Practitioner/bg", "--role", "R8000", "--org", "A81001"});
   std::string po = Token({"--user", "po2", "--role", "R0001", "--org", "A81001"});
   http::Client c(server_->base());
@@ -304,7 +336,7 @@ TEST_F(AuthTest, BreakGlassRaisesAnAlertThatAPrivacyOfficerAcknowledges) {
   EXPECT_EQ(ParseJson(open->body)->at("entry").as_array().size(), 0u);
 }
 
-TEST_F(AuthTest, EveryAccessIsAuditedAndTheChainVerifies) {
+TEST_P(AuthTest, EveryAccessIsAuditedAndTheChainVerifies) {
   std::string gp = Token({"--user", "Practitioner/aud", "--role", "R8000", "--org", "A81001"});
   std::string po = Token({"--user", "po3", "--role", "R0001", "--org", "A81001"});
   http::Client c(server_->base());
@@ -345,7 +377,7 @@ TEST(AuthServerTest, InsecureDevIsAnnounced) {
   EXPECT_NE(server.log().find("AUTHENTICATION IS OFF"), std::string::npos);
 }
 
-TEST_F(AuthTest, SmartDiscoveryAndSecurityHeaders) {
+TEST_P(AuthTest, SmartDiscoveryAndSecurityHeaders) {
   http::Client c(server_->base());
   auto conf = c.Send("GET", "/fhir/.well-known/smart-configuration");
   ASSERT_EQ(conf->status, 200);
@@ -366,11 +398,17 @@ namespace taproot {
 namespace {
 
 // Consent: dissent from sharing, the national data opt-out and explicit grants of V records.
-class ConsentTest : public ::testing::Test {
+class ConsentTest : public ::testing::TestWithParam<testing::Backend> {
  protected:
-  static void SetUpTestSuite() {
-    server_ = new testing::TestServer({}, {"--no-access-log"}, /*secure=*/true);
-    ASSERT_TRUE(server_->Start()) << server_->log();
+  void SetUp() override {
+    World& w = worlds_[GetParam()];
+    bool fresh = !w.server;
+    server_ = StartWorld(w, GetParam());
+    ASSERT_NE(server_, nullptr) << w.server->log();
+    sys_ = server_->Token({"--user", "loader", "--scope", "system/*.cruds"});
+    if (fresh) Load();
+  }
+  static void Load() {
     sys_ = server_->Token({"--user", "loader", "--scope", "system/*.cruds"});
     const std::string conf = "http://terminology.hl7.org/CodeSystem/v3-Confidentiality";
     const std::string scope = "http://terminology.hl7.org/CodeSystem/consentscope";
@@ -412,7 +450,7 @@ class ConsentTest : public ::testing::Test {
             conf + R"(","code":"V"}]}]}})");
   }
   static void TearDownTestSuite() {
-    delete server_;
+    worlds_.clear();
     server_ = nullptr;
   }
   static void Put(const std::string& path, const std::string& body) {
@@ -434,11 +472,16 @@ class ConsentTest : public ::testing::Test {
   }
   static testing::TestServer* server_;
   static std::string sys_;
+  static std::map<testing::Backend, World> worlds_;
 };
 testing::TestServer* ConsentTest::server_ = nullptr;
 std::string ConsentTest::sys_;
+std::map<testing::Backend, World> ConsentTest::worlds_;
+INSTANTIATE_TEST_SUITE_P(Backends, ConsentTest,
+                         ::testing::Values(testing::Backend::kSqlite, testing::Backend::kPostgres),
+                         testing::BackendName);
 
-TEST_F(ConsentTest, DissentKeepsTheRecordWithTheCustodianUnlessBreakGlass) {
+TEST_P(ConsentTest, DissentKeepsTheRecordWithTheCustodianUnlessBreakGlass) {
   std::string gpA =
       server_->Token({"--user", "Practitioner/a", "--role", "R8000", "--org", "A81001"});
   std::string gpB =
@@ -453,7 +496,7 @@ TEST_F(ConsentTest, DissentKeepsTheRecordWithTheCustodianUnlessBreakGlass) {
   EXPECT_NE(body.find("\"total\":2"), std::string::npos) << body;  // opD and opE, not opC
 }
 
-TEST_F(ConsentTest, NationalOptOutRemovesThePatientFromSecondaryUseOnly) {
+TEST_P(ConsentTest, NationalOptOutRemovesThePatientFromSecondaryUseOnly) {
   std::string research =
       server_->Token({"--user", "analyst", "--scope", "system/*.rs", "--purpose", "HRESCH"});
   std::string care =
@@ -470,7 +513,7 @@ TEST_F(ConsentTest, NationalOptOutRemovesThePatientFromSecondaryUseOnly) {
   EXPECT_EQ(Get(care, "/fhir/Observation/opD"), 200);
 }
 
-TEST_F(ConsentTest, VeryRestrictedRecordsNeedAnExplicitGrant) {
+TEST_P(ConsentTest, VeryRestrictedRecordsNeedAnExplicitGrant) {
   std::string granted =
       server_->Token({"--user", "Practitioner/granted", "--role", "R8000", "--org", "B82002"});
   std::string other =
