@@ -129,11 +129,39 @@ class TtlCache {
   std::unordered_map<std::string, std::pair<V, int64_t>> entries_;
 };
 
+// What the guard needs from one stored version, which never changes: its patient and whether
+// it carries any security label. Keyed by type, id and a hash of the text (which holds the
+// version), so a resource read again is judged without parsing it or running FHIRPath.
+struct VersionFacts {
+  std::string patient;
+  bool labelled = false;
+};
+
+class VersionFactsCache {
+ public:
+  std::optional<VersionFacts> Get(const std::string& key) {
+    std::lock_guard lock(mu_);
+    auto it = entries_.find(key);
+    if (it == entries_.end()) return std::nullopt;
+    return it->second;
+  }
+  void Put(const std::string& key, VersionFacts facts) {
+    std::lock_guard lock(mu_);
+    if (entries_.size() >= 200000) entries_.clear();  // bounded; refills as reads go on
+    entries_.emplace(key, std::move(facts));
+  }
+
+ private:
+  std::mutex mu_;
+  std::unordered_map<std::string, VersionFacts> entries_;  // guarded by mu_
+};
+
 struct Caches {
   explicit Caches(int64_t ttl) : relationships(ttl), orgs(ttl), consents(ttl) {}
   TtlCache<bool> relationships;             // "ODS\npatient"
   TtlCache<std::vector<std::string>> orgs;  // ODS -> Organization ids
   TtlCache<ConsentFacts> consents;          // patient -> facts
+  VersionFactsCache versions;
 };
 
 // Purposes of use that are not the care of the patient (v3 ActReason): research, planning,
@@ -179,6 +207,13 @@ class Guard : public api::AccessGuard {
     }
     // A deletion in a history: no content, so no patient to judge; the type rights suffice.
     if (text.empty()) return true;
+    // Most versions carry no security label: once their patient is known, they are judged
+    // without being parsed.
+    std::string key = std::string(type) + "/" + std::string(id) + "#" +
+                      std::to_string(std::hash<std::string_view>()(text));
+    if (auto facts = caches_.versions.Get(key); facts && !facts->labelled) {
+      return Judge(view, type, facts->patient, {});
+    }
     // The stored text was validated when it was written: a plain parse into one arena will do
     // (this runs for every resource that leaves).
     unsigned char buffer[8192];
@@ -188,8 +223,26 @@ class Guard : public api::AccessGuard {
     if (ec || !doc.is_object()) return Withhold();
     json::object& res = doc.get_object();
     std::vector<std::string> labels = SecurityLabels(res);
-    if (HasLabel(labels, "REDACTED")) return Withhold();
     std::string patient = search::PatientKey(type, id, {}, &doc);
+    caches_.versions.Put(key, VersionFacts{patient, !labels.empty()});
+    ASSIGN_OR_RETURN(bool ok, Judge(view, type, patient, labels));
+    if (!ok) return false;
+    if (type == "Patient" && HasLabel(labels, "R") && !c_.grants.Has("view-restricted") &&
+        c_.context != Context::kPatient && c_.context != Context::kUnrestricted) {
+      if (hide_restricted_) return Withhold();
+      for (std::string_view field : {"address", "telecom", "generalPractitioner", "contact"}) {
+        res.erase(field);
+      }
+      text = SerializeJson(doc);
+      redacted_ = true;
+    }
+    return true;
+  }
+
+  // The decision for one version, from its patient and labels (Release's parse or the cache).
+  Result<bool> Judge(store::ReadView& view, std::string_view type, const std::string& patient,
+                     const std::vector<std::string>& labels) {
+    if (HasLabel(labels, "REDACTED")) return Withhold();
     if (c_.context == Context::kPatient) {
       if (!patient.empty() && patient != c_.principal.patient) return Withhold();
       for (const std::string& l : labels)
@@ -207,16 +260,6 @@ class Guard : public api::AccessGuard {
       touched_.insert(patient);
     } else if (HasLabel(labels, "V") && c_.context != Context::kUnrestricted) {
       return Withhold();  // a V label outside any patient's record: nobody can be granted it
-    }
-
-    if (type == "Patient" && HasLabel(labels, "R") && !c_.grants.Has("view-restricted") &&
-        c_.context != Context::kPatient && c_.context != Context::kUnrestricted) {
-      if (hide_restricted_) return Withhold();
-      for (std::string_view field : {"address", "telecom", "generalPractitioner", "contact"}) {
-        res.erase(field);
-      }
-      text = SerializeJson(doc);
-      redacted_ = true;
     }
     return true;
   }
