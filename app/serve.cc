@@ -73,6 +73,7 @@ Result<std::vector<auth::IssuerConfig>> LoadIssuers(const std::string& path,
     c.issuer = (*t)["issuer"].value_or(std::string());
     c.jwks_file = (*t)["jwks_file"].value_or(std::string());
     c.jwks_url = (*t)["jwks_url"].value_or(std::string());
+    c.jwks_ca_file = (*t)["jwks_ca_file"].value_or(std::string());
     if (c.issuer.empty() || (c.jwks_file.empty() == c.jwks_url.empty())) {
       return Status::Invalid(path +
                              ": each [[issuer]] needs issuer and one of jwks_file, "

@@ -19,17 +19,19 @@ Status Unauthorized(std::string why) {
 constexpr int64_t kRefreshSeconds = 600;
 constexpr int64_t kUnknownKidRetrySeconds = 30;
 
-Result<std::string> FetchUrl(const std::string& url) {
+Result<std::string> FetchUrl(const std::string& url, const std::string& ca_file) {
   auto u = boost::urls::parse_uri(url);
   if (!u) return Status::Invalid("'" + url + "' is not a URL");
-  if (u->scheme() != "http") {
-    return Status::Invalid("JWKS URLs must be http (put TLS in front, or use a JWKS file)");
+  if (u->scheme() != "http" && u->scheme() != "https") {
+    return Status::Invalid("JWKS URLs must be https (or http inside a trusted network)");
   }
-  std::string base = "http://" + std::string(u->encoded_host_and_port());
+  std::string base = std::string(u->scheme()) + "://" + std::string(u->encoded_host_and_port());
   std::string target = std::string(u->encoded_path());
   if (target.empty()) target = "/";
   if (u->has_query()) target += "?" + std::string(u->encoded_query());
-  http::Client client(base);
+  http::ClientOptions options;
+  options.ca_file = ca_file;
+  http::Client client(base, options);
   ASSIGN_OR_RETURN(http::HttpResponse res, client.Send("GET", target));
   if (res.status != 200) {
     return Status::Unavailable("the JWKS URL answered " + std::to_string(res.status));
@@ -113,7 +115,7 @@ Result<std::vector<Jwk>> TokenVerifier::KeysFor(const Source& src, Alg alg, std:
     if (stale || unknown_kid) {
       // Fetched under the lock: concurrent requests wait for one fetch instead of each making
       // their own; a failed fetch keeps the keys we had.
-      auto text = FetchUrl(src.config.jwks_url);
+      auto text = FetchUrl(src.config.jwks_url, src.config.jwks_ca_file);
       src.fetched_at = now;
       if (text.ok()) {
         auto parsed = Jwks::Parse(*text);

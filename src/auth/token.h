@@ -13,9 +13,9 @@
 // which the `NHSD-Session-URID` header selects), `activities`, `purpose_of_use`, `name`,
 // `client_id` / `azp`, `jti`.
 //
-// Keys: a JWKS file, read at start, or a JWKS URL (http), fetched on first use, refreshed every
-// ten minutes and at once (at most every 30 s) when a token names a kid not yet seen, so keys
-// rotate without a restart.
+// Keys: a JWKS file, read at start, or a JWKS URL (https, or http), fetched on first use,
+// refreshed every ten minutes and at once (at most every 30 s) when a token names a kid not yet
+// seen, so keys rotate without a restart.
 //
 // A token that verified is remembered (by its exact text) for up to five minutes or until it
 // expires, so a client's repeated requests pay for one signature check: that check is most of
@@ -40,7 +40,8 @@ struct IssuerConfig {
   std::string issuer;                  // the exact `iss`
   std::vector<std::string> audiences;  // the token's aud must hold one of these
   std::string jwks_file;               // one of jwks_file, jwks_url, keys
-  std::string jwks_url;
+  std::string jwks_url;      // https (verified against the system's CAs, or jwks_ca_file) or http
+  std::string jwks_ca_file;  // PEM CA certificates to trust for jwks_url instead of the system's
   Jwks keys;
   std::vector<Alg> algorithms = {Alg::kRS256, Alg::kES256};
 };

@@ -1,6 +1,8 @@
 // A small blocking HTTP/1.1 client with one keep-alive connection, for `taproot import
-// --server`, the benchmarks and the integration tests. Reconnects once if the server closed an
-// idle connection. Not thread-safe: one client per thread.
+// --server`, fetching JWKS, the benchmarks and the integration tests. `https://` bases use TLS
+// (1.2 or later) and verify the server's certificate and host name against the system's CA
+// certificates, or a CA file given. Reconnects once if the server closed an idle connection.
+// Not thread-safe: one client per thread.
 #pragma once
 
 #include <memory>
@@ -11,10 +13,14 @@
 
 namespace taproot::http {
 
+struct ClientOptions {
+  std::string ca_file;  // PEM CA certificates to trust for https instead of the system's
+};
+
 class Client {
  public:
-  // `base` is "http://host:port" (a path after it is ignored).
-  explicit Client(const std::string& base);
+  // `base` is "http://host:port" or "https://host:port" (a path after it is ignored).
+  explicit Client(const std::string& base, ClientOptions options = {});
   ~Client();
   Client(const Client&) = delete;
   Client& operator=(const Client&) = delete;

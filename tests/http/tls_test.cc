@@ -9,11 +9,15 @@
 #include <signal.h>
 
 #include <cstdio>
+#include <ctime>
 #include <filesystem>
 #include <fstream>
 #include <thread>
 
+#include "auth/jose.h"
+#include "auth/token.h"
 #include "common/ids.h"
+#include "common/json.h"
 #include "test_server.h"
 
 namespace taproot {
@@ -132,6 +136,48 @@ TEST_F(TlsTest, RefusesToStartWithAKeyThatDoesNotMatch) {
   EXPECT_TRUE(log.find("does not match") != std::string::npos ||
               log.find("TLS key") != std::string::npos)
       << log;
+}
+
+}  // namespace
+}  // namespace taproot
+
+namespace taproot {
+namespace {
+
+// A JWKS published over HTTPS (here by a second Taproot server with TLS, whose own key signs
+// the token): fetched with the certificate verified against a CA file, and refused when the
+// certificate is not trusted.
+TEST_F(TlsTest, JwksOverHttpsIsVerified) {
+  testing::TestServer idp({}, {"--tls-cert", cert_, "--tls-key", key_});
+  ASSERT_TRUE(idp.StartListening()) << idp.log();
+  std::string url = "https://127.0.0.1:" + std::to_string(idp.port()) + "/.well-known/jwks.json";
+  for (int i = 0; i < 100 && Curl("--cacert " + cert_ + " " + url) != 200; ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+  std::ifstream pem_in(idp.data_dir() + "/keys/local-signing-key.pem");
+  std::string pem((std::istreambuf_iterator<char>(pem_in)), {});
+  auto key = auth::Jwk::FromPem(pem);
+  ASSERT_TRUE(key.ok()) << key.status().ToString();
+  int64_t now = std::time(nullptr);
+  json::object claims{
+      {"iss", "https://idp.test"}, {"sub", "u1"}, {"aud", "aud"}, {"exp", now + 600}};
+  std::string token = *auth::SignJws(*key, auth::Alg::kES256, SerializeJson(claims));
+
+  auth::IssuerConfig trusted;
+  trusted.issuer = "https://idp.test";
+  trusted.audiences = {"aud"};
+  trusted.jwks_url = url;
+  trusted.jwks_ca_file = cert_;
+  auth::TokenVerifier verifier({trusted});
+  ASSERT_TRUE(verifier.Init().ok());
+  auto ok = verifier.Verify(token, now);
+  EXPECT_TRUE(ok.ok()) << ok.status().ToString();
+
+  auth::IssuerConfig untrusted = trusted;
+  untrusted.jwks_ca_file.clear();  // the system's CAs do not know the test certificate
+  auth::TokenVerifier refusing({untrusted});
+  ASSERT_TRUE(refusing.Init().ok());
+  EXPECT_FALSE(refusing.Verify(token, now).ok());
 }
 
 }  // namespace
