@@ -308,6 +308,10 @@ struct PostgresOptions {
   std::vector<std::string> replicas;
   int connections = 16;  // pooled connections per server (each serves one call at a time)
   int64_t request_log_ttl_seconds = 24 * 3600;
+  // A per-node cache of current versions for reads by id, kept coherent across nodes with
+  // LISTEN/NOTIFY (other nodes' writes show within milliseconds); 0 turns it off. Not used
+  // with replicas.
+  size_t cache_mb = 64;
 };
 
 // Opens (and creates or migrates the schema of) a store in a PostgreSQL database. Several

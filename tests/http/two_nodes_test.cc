@@ -147,3 +147,53 @@ TEST_F(TwoNodesTest, BlindUpdatesGetDenseVersionsAndConditionalCreatesMakeOne) {
 
 }  // namespace
 }  // namespace taproot
+
+namespace taproot {
+namespace {
+
+// Each node caches current versions for reads by id; a write on one node shows on the other
+// once its notification arrives, at once with Cache-Control: no-cache, and at once on the node
+// that wrote it.
+TEST_F(TwoNodesTest, CachedReadsFollowTheOtherNodesWrites) {
+  http::Client a(Base(0)), b(Base(1));
+  auto version_of = [](const Result<http::HttpResponse>& r) -> std::string {
+    if (!r.ok() || r->status != 200) return r.ok() ? std::to_string(r->status) : "error";
+    return std::string(ParseJson(r->body)->at("meta").at("versionId").as_string());
+  };
+  ASSERT_EQ(
+      a.Send("PUT", "/fhir/Patient/cached", R"({"resourceType":"Patient","id":"cached"})", kJson)
+          ->status,
+      201);
+  for (int i = 0; i < 3; ++i) EXPECT_EQ(version_of(b.Send("GET", "/fhir/Patient/cached")), "1");
+  for (int round = 2; round <= 6; ++round) {
+    std::string want = std::to_string(round);
+    ASSERT_EQ(a.Send("PUT", "/fhir/Patient/cached",
+                     R"({"resourceType":"Patient","id":"cached","gender":"other"})", kJson)
+                  ->status,
+              200);
+    EXPECT_EQ(version_of(a.Send("GET", "/fhir/Patient/cached")), want);  // its own write
+    EXPECT_EQ(
+        version_of(b.Send("GET", "/fhir/Patient/cached", "", {{"Cache-Control", "no-cache"}})),
+        want);
+    auto start = std::chrono::steady_clock::now();
+    std::string seen;
+    while (std::chrono::steady_clock::now() - start < std::chrono::seconds(3)) {
+      seen = version_of(b.Send("GET", "/fhir/Patient/cached"));
+      if (seen == want) break;
+      std::this_thread::sleep_for(std::chrono::milliseconds(5));
+    }
+    EXPECT_EQ(seen, want) << "node B still serves an old version after 3 s";
+  }
+  ASSERT_LT(a.Send("DELETE", "/fhir/Patient/cached")->status, 300);
+  int status = 0;
+  auto start = std::chrono::steady_clock::now();
+  while (std::chrono::steady_clock::now() - start < std::chrono::seconds(3)) {
+    status = b.Send("GET", "/fhir/Patient/cached")->status;
+    if (status == 410) break;
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  }
+  EXPECT_EQ(status, 410);
+}
+
+}  // namespace
+}  // namespace taproot

@@ -1,7 +1,9 @@
 #include "store/postgres/pg.h"
 
 #include <libpq-fe.h>
+#include <poll.h>
 
+#include <cerrno>
 #include <cmath>
 #include <cstdio>
 
@@ -163,6 +165,25 @@ Result<Rows> Conn::Prepared(const std::string& sql, const Params& params) {
 }
 
 bool Conn::Healthy() const { return PQstatus(c_) == CONNECTION_OK; }
+
+Result<std::vector<std::string>> Conn::WaitForNotifications(int timeout_ms) {
+  int fd = PQsocket(c_);
+  if (fd < 0 || !Healthy()) return Status::Unavailable("the listening connection is closed");
+  pollfd p{fd, POLLIN, 0};
+  int ready = poll(&p, 1, timeout_ms);
+  if (ready < 0 && errno != EINTR) return Status::Unavailable("poll failed on the connection");
+  if (ready > 0 && PQconsumeInput(c_) != 1) {
+    return Status::Unavailable(std::string("the listening connection failed: ") +
+                               PQerrorMessage(c_));
+  }
+  std::vector<std::string> out;
+  while (PGnotify* n = PQnotifies(c_)) {
+    out.emplace_back(n->extra ? n->extra : "");
+    PQfreemem(n);
+  }
+  if (!Healthy()) return Status::Unavailable("the listening connection is closed");
+  return out;
+}
 
 Status Conn::Reset() {
   PQreset(c_);

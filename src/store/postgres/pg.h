@@ -82,6 +82,10 @@ class Conn {
   // True when a statement failed and the open transaction can only roll back.
   bool InFailedTransaction() const;
 
+  // LISTEN support: waits up to `timeout_ms` for input on the connection, reads it, and returns
+  // the payloads of the notifications received (fails when the connection is lost).
+  Result<std::vector<std::string>> WaitForNotifications(int timeout_ms);
+
  private:
   struct Bound;
   Status Check(pg_result* r, std::string_view what);

@@ -5,13 +5,16 @@
 #include <condition_variable>
 #include <mutex>
 #include <optional>
+#include <thread>
 #include <unordered_map>
 #include <unordered_set>
 
 #include "common/clock.h"
 #include "common/compress.h"
+#include "common/log.h"
 #include "store/postgres/pg.h"
 #include "store/sql/search_sql.h"
+#include "store/sqlite/current_cache.h"
 
 namespace taproot::store {
 namespace {
@@ -386,6 +389,7 @@ class PgWriteTxn : public PgView, public WriteTxn {
     pv.patient = rec.patient;
     if (!v.deleted) pv.index = rec.index;
     pending_versions_.push_back(std::move(pv));
+    written_.push_back(key);
     pending_keys_.insert(std::move(key));
     if (pending_versions_.size() >= kMaxPendingVersions) return Flush();
     return Status::Ok();
@@ -749,6 +753,14 @@ class PgWriteTxn : public PgView, public WriteTxn {
 
   std::vector<PendingVersion> pending_versions_;
   std::unordered_set<std::string> pending_keys_;  // "type/id" of pending_versions_
+
+ public:
+  // "type/id" of every version this transaction wrote (nested ones rolled back included: the
+  // list serves cache invalidation, where too much is harmless).
+  const std::vector<std::string>& written() const { return written_; }
+
+ private:
+  std::vector<std::string> written_;
   std::atomic<int64_t>& last_ts_;
   std::vector<PendingRow> pending_;
 };
@@ -846,6 +858,112 @@ struct Replica {
   std::atomic<uint64_t> replayed{0};
 };
 
+// What a node may keep of the current versions it read (see PostgresStore's cache comment).
+struct CacheState {
+  std::unique_ptr<CurrentCache> cache;
+  std::atomic<bool> on{false};        // the listener is connected and listening
+  std::atomic<int64_t> in_flight{0};  // this node's commits in progress
+  std::atomic<uint64_t> epoch{0};     // bumped by every invalidation
+
+  void Invalidate(const std::string& key) {
+    size_t slash = key.find('/');
+    if (slash != std::string::npos) cache->Invalidate(key.substr(0, slash), key.substr(slash + 1));
+  }
+};
+
+// A single-statement read through the cache: a read by id is answered from it when it can be,
+// and every other statement (and every miss) goes to the database as usual.
+class CachedStatementView : public ReadView {
+ public:
+  using Route = std::function<Status(const std::function<Status(ReadView&)>&)>;
+  CachedStatementView(CacheState& state, Route route) : s_(state), route_(std::move(route)) {}
+
+  Result<std::optional<VersionRecord>> ReadCurrent(const std::string& type,
+                                                   const std::string& id) override {
+    if (s_.on.load()) {
+      if (auto hit = s_.cache->Get(type, id)) {
+        VersionRecord v = hit->meta;
+        if (!v.deleted) {
+          ASSIGN_OR_RETURN(v.json, ZstdDecompress(hit->compressed_body));
+        }
+        return std::optional<VersionRecord>(std::move(v));
+      }
+    }
+    // A fill is kept only if no commit of this node was in flight and nothing was invalidated
+    // from before the query to after it: then what the query read is still current.
+    bool quiet = s_.in_flight.load() == 0;
+    uint64_t epoch = s_.epoch.load();
+    std::optional<VersionRecord> out;
+    RETURN_IF_ERROR(route_([&](ReadView& v) -> Status {
+      ASSIGN_OR_RETURN(out, v.ReadCurrent(type, id));
+      return Status::Ok();
+    }));
+    if (out && quiet && s_.on.load() && s_.in_flight.load() == 0 && s_.epoch.load() == epoch) {
+      CurrentCache::Entry e;
+      e.meta = *out;
+      e.meta.json.clear();
+      if (!out->deleted) e.compressed_body = ZstdCompress(out->json, 1);
+      s_.cache->Fill(std::move(e), s_.cache->Generation());
+    }
+    return out;
+  }
+  Result<std::optional<VersionRecord>> ReadVersion(const std::string& type, const std::string& id,
+                                                   int64_t version) override {
+    std::optional<VersionRecord> out;
+    RETURN_IF_ERROR(route_([&](ReadView& v) -> Status {
+      ASSIGN_OR_RETURN(out, v.ReadVersion(type, id, version));
+      return Status::Ok();
+    }));
+    return out;
+  }
+  Result<SearchPage> Search(const SearchQuery& q) override {
+    SearchPage out;
+    RETURN_IF_ERROR(route_([&](ReadView& v) -> Status {
+      ASSIGN_OR_RETURN(out, v.Search(q));
+      return Status::Ok();
+    }));
+    return out;
+  }
+  Result<HistoryPage> History(const HistoryQuery& q) override {
+    HistoryPage out;
+    RETURN_IF_ERROR(route_([&](ReadView& v) -> Status {
+      ASSIGN_OR_RETURN(out, v.History(q));
+      return Status::Ok();
+    }));
+    return out;
+  }
+  Result<std::optional<RequestRecord>> FindRequest(const std::string& request_id) override {
+    std::optional<RequestRecord> out;
+    RETURN_IF_ERROR(route_([&](ReadView& v) -> Status {
+      ASSIGN_OR_RETURN(out, v.FindRequest(request_id));
+      return Status::Ok();
+    }));
+    return out;
+  }
+  Result<std::vector<VersionRecord>> ScanVersions(int64_t after_seq, int64_t limit) override {
+    std::vector<VersionRecord> out;
+    RETURN_IF_ERROR(route_([&](ReadView& v) -> Status {
+      ASSIGN_OR_RETURN(out, v.ScanVersions(after_seq, limit));
+      return Status::Ok();
+    }));
+    return out;
+  }
+  Result<std::vector<std::string>> ReferringTypes(
+      const std::string& target_type, const std::string& target_id,
+      const std::vector<std::pair<std::string, std::string>>& links) override {
+    std::vector<std::string> out;
+    RETURN_IF_ERROR(route_([&](ReadView& v) -> Status {
+      ASSIGN_OR_RETURN(out, v.ReferringTypes(target_type, target_id, links));
+      return Status::Ok();
+    }));
+    return out;
+  }
+
+ private:
+  CacheState& s_;
+  Route route_;
+};
+
 class PostgresStore : public Store {
  public:
   explicit PostgresStore(PostgresOptions options)
@@ -867,6 +985,10 @@ class PostgresStore : public Store {
       return Status::Ok();
     }));
     open_ = true;
+    if (options_.cache_mb > 0 && replicas_.empty()) {
+      cache_.cache = std::make_unique<CurrentCache>(options_.cache_mb * 1024 * 1024);
+      listener_ = std::thread([this] { Listen(); });
+    }
     return Status::Ok();
   }
 
@@ -875,10 +997,16 @@ class PostgresStore : public Store {
   }
 
   Status ReadStatement(const std::function<Status(ReadView&)>& fn) override {
-    return Route([&](pg::Conn& c) -> Status {
-      PgView view(c);
-      return fn(view);
-    });
+    auto direct = [&](const std::function<Status(ReadView&)>& inner) {
+      return Route([&](pg::Conn& c) -> Status {
+        PgView view(c);
+        return inner(view);
+      });
+    };
+    if (!cache_.cache) return direct(fn);
+    if (!open_) return Status::Unavailable("the store is closed");
+    CachedStatementView view(cache_, direct);
+    return fn(view);
   }
 
   Status ReadPrimary(const std::function<Status(ReadView&)>& fn) override {
@@ -905,8 +1033,45 @@ class PostgresStore : public Store {
         (void)c.Exec("ROLLBACK");
         return st;
       }
+      // The cache: every node (this one included, through its listener) drops what this
+      // transaction wrote when it commits (NOTIFY is delivered at COMMIT); this node also drops
+      // it here, around the COMMIT, and refuses fills while the commit is in flight.
+      struct InFlight {
+        CacheState* s;
+        ~InFlight() {
+          if (s) {
+            s->epoch++;
+            s->in_flight--;
+          }
+        }
+      } in_flight{cache_.cache ? &cache_ : nullptr};
+      if (cache_.cache && !txn.written().empty()) {
+        cache_.in_flight++;
+        cache_.epoch++;
+        std::string payload;
+        for (const std::string& k : txn.written()) {
+          cache_.Invalidate(k);
+          if (payload.size() + k.size() + 1 > 7000) {
+            payload = "*";  // NOTIFY payloads stop at 8000 bytes: everyone drops everything
+            break;
+          }
+          if (!payload.empty()) payload += '\n';
+          payload += k;
+        }
+        auto notified =
+            c.Prepared("SELECT pg_notify('taproot_current', $1)", pg::Params().Text(payload));
+        if (!notified.ok()) {
+          (void)c.Exec("ROLLBACK");
+          return notified.status();
+        }
+      } else {
+        in_flight.s = nullptr;
+      }
       // Durable when COMMIT returns (synchronous_commit, PostgreSQL's default).
       RETURN_IF_ERROR(c.Exec("COMMIT"));
+      if (in_flight.s) {
+        for (const std::string& k : txn.written()) cache_.Invalidate(k);
+      }
       if (!replicas_.empty()) {
         // Where WAL is being inserted now, past this commit's record (the write position can
         // lag it when commits are asynchronous): reads on this node go to a replica only once
@@ -957,6 +1122,8 @@ class PostgresStore : public Store {
 
   void Close() override {
     open_ = false;
+    stop_listener_ = true;
+    if (listener_.joinable()) listener_.join();
     primary_.Close();
     for (auto& r : replicas_) r->pool.Close();
   }
@@ -1042,6 +1209,53 @@ class PostgresStore : public Store {
     return Status::Ok();
   }
 
+  // The cache's listener: LISTEN on a connection of its own and drop what other nodes (and
+  // this one) commit. While it is not listening, the cache is off and empty: a node that may
+  // have missed a notification serves nothing from it.
+  void Listen() {
+    std::unique_ptr<pg::Conn> conn;
+    while (!stop_listener_) {
+      if (!conn) {
+        auto opened = pg::Conn::Open(options_.url);
+        if (opened.ok() && (*opened)->Exec("LISTEN taproot_current").ok()) {
+          conn = std::move(opened).value();
+          cache_.cache->Clear();
+          cache_.epoch++;
+          cache_.on = true;
+        } else {
+          for (int i = 0; i < 10 && !stop_listener_; ++i) {
+            std::this_thread::sleep_for(std::chrono::milliseconds(100));
+          }
+          continue;
+        }
+      }
+      auto payloads = conn->WaitForNotifications(100);
+      if (!payloads.ok()) {
+        LogWarn("cache listener lost its connection; the cache is off until it is back: " +
+                payloads.status().message());
+        cache_.on = false;
+        cache_.cache->Clear();
+        conn.reset();
+        continue;
+      }
+      for (const std::string& p : *payloads) {
+        cache_.epoch++;
+        if (p == "*") {
+          cache_.cache->Clear();
+          continue;
+        }
+        size_t start = 0;
+        while (start < p.size()) {
+          size_t nl = p.find('\n', start);
+          if (nl == std::string::npos) nl = p.size();
+          cache_.Invalidate(p.substr(start, nl - start));
+          start = nl + 1;
+        }
+      }
+    }
+    cache_.on = false;
+  }
+
   void PruneRequests() {
     (void)primary_.With([&](pg::Conn& c) -> Status {
       return c
@@ -1060,6 +1274,14 @@ class PostgresStore : public Store {
   std::atomic<int64_t> write_calls_{0}, commits_{0};
   bool was_empty_ = false;
   std::atomic<bool> open_{false};
+  // A cache of current versions for reads by id, as the embedded store has. Each commit
+  // NOTIFYs the resources it wrote; every node LISTENs and drops them. A write by another node
+  // shows on this one once its notification arrives (milliseconds: the promise replicas make);
+  // this node's own writes show at once; `Cache-Control: no-cache` reads the primary. Off when
+  // replicas are configured (a lagging replica could refill what was just dropped).
+  CacheState cache_;
+  std::thread listener_;
+  std::atomic<bool> stop_listener_{false};
 };
 
 }  // namespace

@@ -61,6 +61,15 @@ void CurrentCache::Invalidate(const std::string& type, const std::string& id) {
   shard.map.erase(it);
 }
 
+void CurrentCache::Clear() {
+  for (Shard& shard : shards_) {
+    std::lock_guard lock(shard.mu);
+    shard.lru.clear();
+    shard.map.clear();
+    shard.bytes = 0;
+  }
+}
+
 void CurrentCache::Fill(Entry entry, uint64_t generation) {
   if (shard_capacity_ == 0) return;
   std::string key = Key(entry.meta.type, entry.meta.id);

@@ -39,6 +39,7 @@ class CurrentCache {
   std::optional<Entry> Get(const std::string& type, const std::string& id);
   // Called by the writer between BeginCommit and EndCommit, for each resource it writes.
   void Invalidate(const std::string& type, const std::string& id);
+  void Clear();
   // Called by a reader after a miss; `generation` is Generation() read before its query.
   void Fill(Entry entry, uint64_t generation);
   uint64_t Generation() const { return generation_.load(std::memory_order_acquire); }
