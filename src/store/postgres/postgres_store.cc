@@ -345,9 +345,6 @@ class PgView : public virtual ReadView {
   pg::Conn& conn() { return c_; }
 
  protected:
-  bool snapshot_ = false, started_ = false;
-  std::optional<int64_t> newest_;
-
   static Result<std::optional<VersionRecord>> One(const pg::Rows& r) {
     if (r.rows() == 0) return std::optional<VersionRecord>();
     ASSIGN_OR_RETURN(VersionRecord v, RowToVersion(r, 0));
@@ -355,6 +352,8 @@ class PgView : public virtual ReadView {
   }
 
   pg::Conn& c_;
+  bool snapshot_ = false, started_ = false;
+  std::optional<int64_t> newest_;
 };
 
 class PgWriteTxn : public PgView, public WriteTxn {
