@@ -52,7 +52,7 @@ serve() {  # name store-args... ; sets BASE and adds the pid to PIDS
   name=$1
   shift
   rm -f "$DATA/port-$name"
-  "$BIN" serve --insecure-dev "$@" --listen 127.0.0.1:0 --port-file "$DATA/port-$name" --no-access-log \
+  "$BIN" serve --insecure-dev --no-audit "$@" --listen 127.0.0.1:0 --port-file "$DATA/port-$name" --no-access-log \
     --log-level warn >"$DATA/server-$name.log" 2>&1 &
   PIDS="$PIDS $!"
   LAST_PID=$!

@@ -45,7 +45,7 @@ CODE=$(sqlite3 -readonly "$DB" "SELECT system || '|' || code FROM idx_token WHER
   AND param='code' GROUP BY system, code ORDER BY count(*) DESC LIMIT 1")
 
 PORTFILE="$DATA/port"
-"$BIN" serve --insecure-dev --data "$DATA/full" --listen 127.0.0.1:0 --port-file "$PORTFILE" --no-access-log \
+"$BIN" serve --insecure-dev --no-audit --data "$DATA/full" --listen 127.0.0.1:0 --port-file "$PORTFILE" --no-access-log \
   --log-level warn >"$DATA/server.log" 2>&1 &
 PID=$!
 for _ in $(seq 1 600); do [ -s "$PORTFILE" ] && break; sleep 0.1; done

@@ -25,7 +25,7 @@ CLI_IMPORT=$(awk '/imported/ {gsub(/[(]/, "", $0); for (i=1;i<=NF;i++) { if ($i=
 rm -rf "$DATA/import"
 
 PORTFILE="$DATA/port"
-"$BIN" serve --insecure-dev --data "$DATA/store" --listen 127.0.0.1:0 --port-file "$PORTFILE" \
+"$BIN" serve --insecure-dev --no-audit --data "$DATA/store" --listen 127.0.0.1:0 --port-file "$PORTFILE" \
   --log-level warn >"$DATA/server.log" 2>&1 &
 PID=$!
 trap 'kill $PID 2>/dev/null; wait $PID 2>/dev/null; rm -rf "$DATA"' EXIT
@@ -66,7 +66,7 @@ kill $PID; wait $PID 2>/dev/null || true
 
 # The same transactions against a server that does not fsync: what durability costs.
 rm -f "$PORTFILE"
-"$BIN" serve --insecure-dev --data "$DATA/nosync" --listen 127.0.0.1:0 --port-file "$PORTFILE" \
+"$BIN" serve --insecure-dev --no-audit --data "$DATA/nosync" --listen 127.0.0.1:0 --port-file "$PORTFILE" \
   --unsafe-no-sync --log-level warn >"$DATA/server-nosync.log" 2>&1 &
 PID=$!
 for _ in $(seq 1 200); do [ -s "$PORTFILE" ] && break; sleep 0.05; done

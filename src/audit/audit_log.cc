@@ -1,7 +1,10 @@
 #include "audit/audit_log.h"
 
+#include <fcntl.h>
 #include <openssl/evp.h>
 #include <sqlite3.h>
+#include <sys/file.h>
+#include <unistd.h>
 
 #include <chrono>
 #include <condition_variable>
@@ -130,6 +133,13 @@ class AuditLog::Impl {
   Status Start() {
     std::error_code ec;
     std::filesystem::create_directories(dir_, ec);
+    // One process per log: a second writer would fork the chain. (Nodes that share a database
+    // each keep their own log, in their own directory.)
+    lock_fd_ = open((dir_ + "/audit.lock").c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+    if (lock_fd_ < 0 || flock(lock_fd_, LOCK_EX | LOCK_NB) != 0) {
+      return Status::Unavailable("another taproot process keeps its audit log in " + dir_ +
+                                 "; give each node its own --data directory");
+    }
     RETURN_IF_ERROR(writer_db_.Open(DbPath(dir_), false));
     RETURN_IF_ERROR(writer_db_.Exec(std::string("PRAGMA journal_mode=WAL; PRAGMA synchronous=") +
                                     (sync_ ? "FULL" : "OFF") + ";"));
@@ -153,6 +163,7 @@ class AuditLog::Impl {
     cv_.notify_all();
     if (writer_.joinable()) writer_.join();  // commits what is queued first
     if (last_seq_ > 0) WriteAnchor();
+    if (lock_fd_ >= 0) close(lock_fd_);  // releases the lock
   }
 
   void StartWriter() {
@@ -317,6 +328,7 @@ class AuditLog::Impl {
 
   std::string dir_;
   bool sync_;
+  int lock_fd_ = -1;
   Db writer_db_;  // the writer thread's (and Start's)
   Db reader_db_;  // under read_mu_
   std::mutex read_mu_;

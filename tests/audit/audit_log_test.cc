@@ -47,6 +47,18 @@ class AuditLogTest : public ::testing::Test {
   std::string dir_;
 };
 
+TEST_F(AuditLogTest, OneProcessPerLog) {
+  auto first = AuditLog::Open(dir_);
+  ASSERT_TRUE(first.ok());
+  // flock locks belong to the open file description: a second open in this process conflicts
+  // just as a second process would.
+  auto second = AuditLog::Open(dir_);
+  ASSERT_FALSE(second.ok());
+  EXPECT_NE(second.status().message().find("own --data"), std::string::npos);
+  first->reset();
+  EXPECT_TRUE(AuditLog::Open(dir_).ok());
+}
+
 TEST_F(AuditLogTest, IntactChainVerifies) {
   auto r = AuditLog::Verify(dir_);
   ASSERT_TRUE(r.ok());
