@@ -5,7 +5,6 @@
 
 #include <chrono>
 #include <fstream>
-#include <sstream>
 #include <thread>
 
 #include "api/engine.h"
@@ -18,6 +17,7 @@
 #include "auth/token.h"
 #include "auth/token_endpoint.h"
 #include "common/clock.h"
+#include "common/files.h"
 #include "common/ids.h"
 #include "common/json.h"
 #include "common/log.h"
@@ -45,13 +45,6 @@ bool WantsPretty(const api::Params& query) {
   for (const auto& [k, v] : query)
     if (k == "_pretty") return v == "true";
   return false;
-}
-
-std::string ReadFile(const std::string& path) {
-  std::ifstream in(path);
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
 }
 
 // [[issuer]] tables: issuer, jwks_file or jwks_url, audiences, algorithms.
@@ -139,7 +132,7 @@ int Serve(const ServeOptions& options) {
   const auth::Policy* policy = &auth::Policy::Default();
   std::optional<auth::Policy> custom_policy;
   if (!options.policy_file.empty()) {
-    auto p = auth::Policy::Parse(ReadFile(options.policy_file), options.policy_file);
+    auto p = auth::Policy::Parse(ReadFileText(options.policy_file), options.policy_file);
     if (!p.ok()) {
       LogError(p.status().ToString());
       return 2;

@@ -5,8 +5,8 @@
 #include <unistd.h>
 
 #include <filesystem>
-#include <fstream>
-#include <sstream>
+
+#include "common/files.h"
 
 namespace taproot::auth {
 
@@ -33,10 +33,7 @@ Result<Jwk> LoadOrCreateLocalKey(const std::string& data_dir) {
     }
     unlink(tmp.c_str());
   }
-  std::ifstream in(path);
-  std::stringstream ss;
-  ss << in.rdbuf();
-  ASSIGN_OR_RETURN(Jwk key, Jwk::FromPem(ss.str()));
+  ASSIGN_OR_RETURN(Jwk key, Jwk::FromPem(ReadFileText(path)));
   if (key.kty() != "EC") return Status::Invalid(path + " is not a P-256 key");
   key.set_alg(Alg::kES256);
   return key;

@@ -2,10 +2,9 @@
 
 #include <boost/json.hpp>
 #include <boost/url/parse.hpp>
-#include <fstream>
-#include <sstream>
 
 #include "common/clock.h"
+#include "common/files.h"
 #include "common/log.h"
 #include "http/client.h"
 
@@ -86,11 +85,9 @@ TokenVerifier::~TokenVerifier() = default;
 Status TokenVerifier::Init() {
   for (auto& s : sources_) {
     if (!s->config.jwks_file.empty()) {
-      std::ifstream in(s->config.jwks_file);
-      if (!in) return Status::Invalid("cannot read JWKS file " + s->config.jwks_file);
-      std::stringstream ss;
-      ss << in.rdbuf();
-      ASSIGN_OR_RETURN(Jwks keys, Jwks::Parse(ss.str()));
+      std::string text = ReadFileText(s->config.jwks_file);
+      if (text.empty()) return Status::Invalid("cannot read JWKS file " + s->config.jwks_file);
+      ASSIGN_OR_RETURN(Jwks keys, Jwks::Parse(text));
       if (keys.keys.empty()) {
         return Status::Invalid("JWKS file " + s->config.jwks_file + " holds no usable key");
       }

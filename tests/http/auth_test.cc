@@ -40,7 +40,9 @@ struct World {
   bool started = false;
 };
 
-TestServer* StartWorld(World& w, testing::Backend backend) {
+// Starts the backend's world on first use; `fresh` tells the caller to load its data.
+TestServer* StartWorld(World& w, testing::Backend backend, bool* fresh) {
+  *fresh = !w.server;
   if (!w.server) {
     w.place = std::make_unique<testing::TestStore>(backend);
     std::vector<std::string> args = {"--no-access-log"};
@@ -56,10 +58,9 @@ TestServer* StartWorld(World& w, testing::Backend backend) {
 class AuthTest : public ::testing::TestWithParam<testing::Backend> {
  protected:
   void SetUp() override {
-    World& w = worlds_[GetParam()];
-    bool fresh = !w.server;
-    server_ = StartWorld(w, GetParam());
-    ASSERT_NE(server_, nullptr) << w.server->log();
+    bool fresh = false;
+    server_ = StartWorld(worlds_[GetParam()], GetParam(), &fresh);
+    ASSERT_NE(server_, nullptr) << worlds_[GetParam()].server->log();
     if (fresh) Load();
   }
   static void Load() {
@@ -401,10 +402,9 @@ namespace {
 class ConsentTest : public ::testing::TestWithParam<testing::Backend> {
  protected:
   void SetUp() override {
-    World& w = worlds_[GetParam()];
-    bool fresh = !w.server;
-    server_ = StartWorld(w, GetParam());
-    ASSERT_NE(server_, nullptr) << w.server->log();
+    bool fresh = false;
+    server_ = StartWorld(worlds_[GetParam()], GetParam(), &fresh);
+    ASSERT_NE(server_, nullptr) << worlds_[GetParam()].server->log();
     sys_ = server_->Token({"--user", "loader", "--scope", "system/*.cruds"});
     if (fresh) Load();
   }

@@ -892,11 +892,8 @@ class CachedStatementView : public ReadView {
     // from before the query to after it: then what the query read is still current.
     bool quiet = s_.in_flight.load() == 0;
     uint64_t epoch = s_.epoch.load();
-    std::optional<VersionRecord> out;
-    RETURN_IF_ERROR(route_([&](ReadView& v) -> Status {
-      ASSIGN_OR_RETURN(out, v.ReadCurrent(type, id));
-      return Status::Ok();
-    }));
+    ASSIGN_OR_RETURN(std::optional<VersionRecord> out,
+                     Direct([&](ReadView& v) { return v.ReadCurrent(type, id); }));
     if (out && quiet && s_.on.load() && s_.in_flight.load() == 0 && s_.epoch.load() == epoch) {
       CurrentCache::Entry e;
       e.meta = *out;
@@ -908,57 +905,39 @@ class CachedStatementView : public ReadView {
   }
   Result<std::optional<VersionRecord>> ReadVersion(const std::string& type, const std::string& id,
                                                    int64_t version) override {
-    std::optional<VersionRecord> out;
-    RETURN_IF_ERROR(route_([&](ReadView& v) -> Status {
-      ASSIGN_OR_RETURN(out, v.ReadVersion(type, id, version));
-      return Status::Ok();
-    }));
-    return out;
+    return Direct([&](ReadView& v) { return v.ReadVersion(type, id, version); });
   }
   Result<SearchPage> Search(const SearchQuery& q) override {
-    SearchPage out;
-    RETURN_IF_ERROR(route_([&](ReadView& v) -> Status {
-      ASSIGN_OR_RETURN(out, v.Search(q));
-      return Status::Ok();
-    }));
-    return out;
+    return Direct([&](ReadView& v) { return v.Search(q); });
   }
   Result<HistoryPage> History(const HistoryQuery& q) override {
-    HistoryPage out;
-    RETURN_IF_ERROR(route_([&](ReadView& v) -> Status {
-      ASSIGN_OR_RETURN(out, v.History(q));
-      return Status::Ok();
-    }));
-    return out;
+    return Direct([&](ReadView& v) { return v.History(q); });
   }
   Result<std::optional<RequestRecord>> FindRequest(const std::string& request_id) override {
-    std::optional<RequestRecord> out;
-    RETURN_IF_ERROR(route_([&](ReadView& v) -> Status {
-      ASSIGN_OR_RETURN(out, v.FindRequest(request_id));
-      return Status::Ok();
-    }));
-    return out;
+    return Direct([&](ReadView& v) { return v.FindRequest(request_id); });
   }
   Result<std::vector<VersionRecord>> ScanVersions(int64_t after_seq, int64_t limit) override {
-    std::vector<VersionRecord> out;
-    RETURN_IF_ERROR(route_([&](ReadView& v) -> Status {
-      ASSIGN_OR_RETURN(out, v.ScanVersions(after_seq, limit));
-      return Status::Ok();
-    }));
-    return out;
+    return Direct([&](ReadView& v) { return v.ScanVersions(after_seq, limit); });
   }
   Result<std::vector<std::string>> ReferringTypes(
       const std::string& target_type, const std::string& target_id,
       const std::vector<std::pair<std::string, std::string>>& links) override {
-    std::vector<std::string> out;
+    return Direct([&](ReadView& v) { return v.ReferringTypes(target_type, target_id, links); });
+  }
+
+ private:
+  // One statement on a database view (the cache plays no part).
+  template <typename Fn>
+  auto Direct(Fn fn) -> decltype(fn(std::declval<ReadView&>())) {
+    using R = decltype(fn(std::declval<ReadView&>()));
+    R out = Status::Internal("not run");
     RETURN_IF_ERROR(route_([&](ReadView& v) -> Status {
-      ASSIGN_OR_RETURN(out, v.ReferringTypes(target_type, target_id, links));
-      return Status::Ok();
+      out = fn(v);
+      return out.status();
     }));
     return out;
   }
 
- private:
   CacheState& s_;
   Route route_;
 };
