@@ -2,7 +2,9 @@
 # Access control's cost: read and search throughput with authentication, policy and a durable
 # audit trail on, against all of it off, on the same store in the same run.
 #
-#   bench/run-auth.sh [seconds-per-wrk-run] [patients]
+#   [CONNS=16] bench/run-auth.sh [seconds-per-wrk-run] [patients]
+#
+# CONNS: wrk's connections (16 by default; 64 is what bench/run.sh's read test uses).
 #
 # The store: N patients registered with one GP practice (ODS A81001), five Observations each.
 # "off": taproot serve --insecure-dev --no-audit. "on": the default (tokens checked, policy,
@@ -58,20 +60,20 @@ run() {  # name paths-file [token]
   # Two seconds unmeasured first: each side starts with the caches a running server has
   # (current versions; relationship and consent facts), not with a cold start.
   if [ -n "${3:-}" ]; then
-    PATHS="$2" wrk -t2 -c16 -d2s -s bench/wrk/paths.lua -H "Authorization: Bearer $3" "$BASE" >/dev/null
+    PATHS="$2" wrk -t2 -c"${CONNS:-16}" -d2s -s bench/wrk/paths.lua -H "Authorization: Bearer $3" "$BASE" >/dev/null
   else
-    PATHS="$2" wrk -t2 -c16 -d2s -s bench/wrk/paths.lua "$BASE" >/dev/null
+    PATHS="$2" wrk -t2 -c"${CONNS:-16}" -d2s -s bench/wrk/paths.lua "$BASE" >/dev/null
   fi
   if [ -n "${3:-}" ]; then
-    PATHS="$2" wrk -t2 -c16 -d"${SECS}s" --latency -s bench/wrk/paths.lua \
+    PATHS="$2" wrk -t2 -c"${CONNS:-16}" -d"${SECS}s" --latency -s bench/wrk/paths.lua \
       -H "Authorization: Bearer $3" "$BASE" >"$OUT/auth-$1.txt"
   else
-    PATHS="$2" wrk -t2 -c16 -d"${SECS}s" --latency -s bench/wrk/paths.lua "$BASE" >"$OUT/auth-$1.txt"
+    PATHS="$2" wrk -t2 -c"${CONNS:-16}" -d"${SECS}s" --latency -s bench/wrk/paths.lua "$BASE" >"$OUT/auth-$1.txt"
   fi
   wrk_summary "$1" "$OUT/auth-$1.txt"
 }
 
-echo "== wrk -t2 -c16 -d${SECS}s, $N patients, 127.0.0.1 (wrk shares the machine)" >&2
+echo "== wrk -t2 -c${CONNS:-16} -d${SECS}s, $N patients, 127.0.0.1 (wrk shares the machine)" >&2
 OFF_READ=$(run off-read "$DATA/reads")
 OFF_SEARCH=$(run off-search "$DATA/searches")
 stop

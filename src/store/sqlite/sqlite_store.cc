@@ -11,7 +11,9 @@
 #include <deque>
 #include <filesystem>
 #include <future>
+#include <map>
 #include <mutex>
+#include <set>
 #include <thread>
 
 #include "common/clock.h"
@@ -136,6 +138,11 @@ struct Binder {
   int i = 1;
   Binder& Text(std::string_view v) {
     sqlite3_bind_text(s, i++, v.data(), static_cast<int>(v.size()), SQLITE_TRANSIENT);
+    return *this;
+  }
+  // For text that outlives the statement's step (SQLite keeps the pointer, no copy).
+  Binder& Borrowed(std::string_view v) {
+    sqlite3_bind_text(s, i++, v.data(), static_cast<int>(v.size()), SQLITE_STATIC);
     return *this;
   }
   Binder& Blob(std::string_view v) {
@@ -468,12 +475,63 @@ class SqliteView : public virtual ReadView {
   CurrentCache* cache_;
 };
 
+// Index rows of a commit group that are not in the B-trees yet (SqliteWriteTxn::InsertIndex):
+// one chunk per write call (and per nested transaction), so that a rolled-back call drops its
+// own rows and rows that a rolled-back call had written for earlier calls go in again.
+struct HeldIndexRows {
+  struct Rows {
+    std::vector<std::pair<int64_t, IndexEntry>> rows;  // with the seq of their version
+    bool written = false;
+  };
+  struct Chunk {
+    std::map<std::string, Rows, std::less<>> by_type;
+  };
+  std::vector<Chunk> chunks;
+
+  // (chunk, type) of the rows not written yet: what a rolled-back call must mark unwritten
+  // again if it wrote them.
+  std::vector<std::pair<size_t, std::string>> Unwritten() const {
+    std::vector<std::pair<size_t, std::string>> out;
+    for (size_t k = 0; k < chunks.size(); ++k) {
+      for (const auto& [type, rows] : chunks[k].by_type) {
+        if (!rows.written) out.emplace_back(k, type);
+      }
+    }
+    return out;
+  }
+};
+
+// The resource types whose index rows a search reads: its own (all when it has none) and
+// those of its chains and reverse chains. Empty optional: every type.
+std::optional<std::set<std::string, std::less<>>> TypesSearched(const SearchQuery& q) {
+  std::set<std::string, std::less<>> types;
+  if (q.type.empty()) return std::nullopt;
+  types.insert(q.type);
+  std::vector<const IndexClause*> todo;
+  for (const IndexClause& c : q.clauses) todo.push_back(&c);
+  while (!todo.empty()) {
+    const IndexClause* c = todo.back();
+    todo.pop_back();
+    for (const auto& [type, inner] : c->chain) {
+      if (type.empty()) return std::nullopt;
+      types.insert(type);
+      if (inner) todo.push_back(inner.get());
+    }
+    if (c->has) {
+      if (c->has_type.empty()) return std::nullopt;
+      types.insert(c->has_type);
+      todo.push_back(c->has.get());
+    }
+  }
+  return types;
+}
+
 class SqliteWriteTxn : public SqliteView, public WriteTxn {
  public:
   // `written` collects the resources written, to drop from the cache once the commit is durable.
   using Written = std::vector<std::pair<std::string, std::string>>;
-  SqliteWriteTxn(Connection& c, int64_t* last_ts, Written* pending)
-      : SqliteView(c), last_ts_(last_ts), pending_(pending) {}
+  SqliteWriteTxn(Connection& c, int64_t* last_ts, Written* pending, HeldIndexRows* held)
+      : SqliteView(c), last_ts_(last_ts), pending_(pending), held_(held) {}
 
   int64_t NextTimestamp() override {
     int64_t now = NowMicros();
@@ -538,13 +596,51 @@ class SqliteWriteTxn : public SqliteView, public WriteTxn {
     return Status::Ok();
   }
 
-  // Inserts a version's index rows, several rows per statement (one statement per table and
-  // up to kRowsPerInsert rows): per-statement overhead, not the B-tree, dominates row by row.
+  // A version's index rows are held back until a search needs them, a nested transaction
+  // begins or the commit, and then go in sorted by key: consecutive inserts share B-tree pages,
+  // where rows in written order land on unrelated pages of eight tables and each insert walks
+  // cold pages from the root (bench/RESULTS.md, sixth session).
   Status InsertIndex(const VersionRecord& v, int64_t seq, const std::vector<IndexEntry>& rows) {
-    std::vector<std::pair<int64_t, const IndexEntry*>> with_seq;
-    with_seq.reserve(rows.size());
-    for (const IndexEntry& e : rows) with_seq.emplace_back(seq, &e);
-    return InsertRows(v.type, with_seq);
+    if (rows.empty()) return Status::Ok();
+    // After a flush, rows of the same call start a chunk of their own (still the call's: a
+    // rollback drops every chunk from the call's first on).
+    auto it = held_->chunks.back().by_type.find(v.type);
+    if (it != held_->chunks.back().by_type.end() && it->second.written) {
+      held_->chunks.emplace_back();
+    }
+    auto& of_type = held_->chunks.back().by_type[v.type].rows;
+    for (const IndexEntry& e : rows) of_type.emplace_back(seq, e);
+    return Status::Ok();
+  }
+
+  // Writes the held rows not written yet (of `types` only, if given), sorted together.
+  Status FlushIndex(const std::set<std::string, std::less<>>* types = nullptr) {
+    std::map<std::string_view, std::vector<std::pair<int64_t, const IndexEntry*>>> by_type;
+    for (HeldIndexRows::Chunk& chunk : held_->chunks) {
+      for (auto& [type, rows] : chunk.by_type) {
+        if (rows.written || (types && !types->count(type))) continue;
+        auto& out = by_type[type];
+        for (const auto& [seq, e] : rows.rows) out.emplace_back(seq, &e);
+        rows.written = true;
+      }
+    }
+    for (auto& [type, rows] : by_type) RETURN_IF_ERROR(InsertSorted(std::string(type), rows));
+    return Status::Ok();
+  }
+
+  Result<SearchPage> Search(const SearchQuery& q) override {
+    // Conditional references search other types than the ones being written (an import's
+    // practitioners and organisations): only the types searched are flushed.
+    auto types = TypesSearched(q);
+    RETURN_IF_ERROR(FlushIndex(types ? &*types : nullptr));
+    return SqliteView::Search(q);
+  }
+
+  Result<std::vector<std::string>> ReferringTypes(
+      const std::string& target_type, const std::string& target_id,
+      const std::vector<std::pair<std::string, std::string>>& links) override {
+    RETURN_IF_ERROR(FlushIndex());
+    return SqliteView::ReferringTypes(target_type, target_id, links);
   }
 
   // Rows of several versions (each with its seq), all of one resource type.
@@ -608,13 +704,13 @@ class SqliteWriteTxn : public SqliteView, public WriteTxn {
         Binder b{s};
         for (size_t i = 0; i < n; ++i) {
           const IndexEntry& e = *of_kind[start + i].second;
-          b.Text(type).Text(e.param);
+          b.Borrowed(type).Borrowed(e.param);
           switch (kind) {
             case IndexKind::kToken:
-              b.Text(e.value).Text(e.system);
+              b.Borrowed(e.value).Borrowed(e.system);
               break;
             case IndexKind::kString:
-              b.Text(e.value).Text(e.text);
+              b.Borrowed(e.value).Borrowed(e.text);
               break;
             case IndexKind::kDate:
               b.Int(e.start).Int(e.end);
@@ -623,14 +719,14 @@ class SqliteWriteTxn : public SqliteView, public WriteTxn {
               b.Real(e.number);
               break;
             case IndexKind::kQuantity:
-              b.Text(e.system).Text(e.value).Real(e.number);
+              b.Borrowed(e.system).Borrowed(e.value).Real(e.number);
               break;
             case IndexKind::kReference:
-              b.Text(e.system).Text(e.value);
+              b.Borrowed(e.system).Borrowed(e.value);
               break;
             case IndexKind::kUri:
             case IndexKind::kText:
-              b.Text(e.value);
+              b.Borrowed(e.value);
               break;
           }
           b.Int(of_kind[start + i].first);
@@ -643,25 +739,36 @@ class SqliteWriteTxn : public SqliteView, public WriteTxn {
 
   Status PutIndexRows(const std::string& type,
                       const std::vector<std::pair<int64_t, IndexEntry>>& rows) override {
-    // In key order, so consecutive inserts land on the same B-tree pages.
-    std::vector<std::pair<int64_t, const IndexEntry*>> sorted;
-    sorted.reserve(rows.size());
-    for (const auto& [seq, e] : rows) sorted.emplace_back(seq, &e);
-    std::sort(sorted.begin(), sorted.end(), [](const auto& a, const auto& b) {
+    std::vector<std::pair<int64_t, const IndexEntry*>> refs;
+    refs.reserve(rows.size());
+    for (const auto& [seq, e] : rows) refs.emplace_back(seq, &e);
+    return InsertSorted(type, refs);
+  }
+
+  // In key order, so consecutive inserts land on the same B-tree pages.
+  Status InsertSorted(const std::string& type,
+                      std::vector<std::pair<int64_t, const IndexEntry*>>& rows) {
+    std::sort(rows.begin(), rows.end(), [](const auto& a, const auto& b) {
       const IndexEntry& x = *a.second;
       const IndexEntry& y = *b.second;
-      return std::tie(x.param, x.value, x.system, x.start, x.number, a.first) <
-             std::tie(y.param, y.value, y.system, y.start, y.number, b.first);
+      return std::tie(x.kind, x.param, x.value, x.system, x.start, x.number, a.first) <
+             std::tie(y.kind, y.param, y.value, y.system, y.start, y.number, b.first);
     });
-    return InsertRows(type, sorted);
+    return InsertRows(type, rows);
   }
 
   Status Nested(const std::function<Status(WriteTxn&)>& fn) override {
+    // Rows held back so far go in before the savepoint, and the nested transaction's own rows
+    // into a chunk of their own, so that rolling it back drops exactly those.
+    RETURN_IF_ERROR(FlushIndex());
     RETURN_IF_ERROR(c_.Exec("SAVEPOINT nested"));
     size_t mark = pending_->size();
+    size_t chunks = held_->chunks.size();
+    held_->chunks.emplace_back();
     Status st = fn(*this);
     if (st.ok()) st = c_.Exec("RELEASE nested");
     if (!st.ok()) {
+      held_->chunks.resize(chunks);
       (void)c_.Exec("ROLLBACK TO nested");
       (void)c_.Exec("RELEASE nested");
       pending_->resize(mark);
@@ -686,6 +793,7 @@ class SqliteWriteTxn : public SqliteView, public WriteTxn {
  private:
   int64_t* last_ts_;
   Written* pending_;
+  HeldIndexRows* held_;
 };
 
 class SqliteStore : public Store {
@@ -898,6 +1006,7 @@ class SqliteStore : public Store {
     Connection& c = *writer_conn_;
     std::vector<Status> results(group.size());
     SqliteWriteTxn::Written pending;
+    HeldIndexRows held;
     Status st = c.Exec("BEGIN IMMEDIATE");
     if (st.ok()) {
       int64_t saved_ts = last_ts_;
@@ -908,7 +1017,10 @@ class SqliteStore : public Store {
           continue;
         }
         size_t mark = pending.size();
-        SqliteWriteTxn txn(c, &last_ts_, &pending);
+        size_t chunks = held.chunks.size();
+        auto unwritten = held.Unwritten();
+        held.chunks.emplace_back();
+        SqliteWriteTxn txn(c, &last_ts_, &pending, &held);
         results[i] = (*group[i]->fn)(txn);
         if (results[i].ok()) {
           results[i] = c.Exec("RELEASE job");
@@ -917,6 +1029,8 @@ class SqliteStore : public Store {
           (void)c.Exec("ROLLBACK TO job");
           (void)c.Exec("RELEASE job");
           pending.resize(mark);
+          held.chunks.resize(chunks);
+          for (const auto& [k, type] : unwritten) held.chunks[k].by_type[type].written = false;
         }
       }
       // Now and then, drop X-Request-ID records too old for a retry to arrive.
@@ -928,11 +1042,15 @@ class SqliteStore : public Store {
           (void)Run(c, *prune, "prune requests");
         }
       }
-      // No cache entry for what this group wrote may exist while its versions become visible.
-      cache_.BeginCommit();
-      for (const auto& [type, id] : pending) cache_.Invalidate(type, id);
-      st = c.Exec("COMMIT");
-      cache_.EndCommit();
+      st = SqliteWriteTxn(c, &last_ts_, &pending, &held).FlushIndex();
+      if (st.ok()) {
+        // No cache entry for what this group wrote may exist while its versions become
+        // visible.
+        cache_.BeginCommit();
+        for (const auto& [type, id] : pending) cache_.Invalidate(type, id);
+        st = c.Exec("COMMIT");
+        cache_.EndCommit();
+      }
       if (!st.ok()) {
         (void)c.Exec("ROLLBACK");
         last_ts_ = saved_ts;
