@@ -224,6 +224,7 @@ int main(int argc, char** argv) {
       auto sink = importer::MakeHttpSink(import_server, import_token);
       summary = importer::Import(import_paths, *sink, io);
     } else {
+      import_store.bulk = true;
       auto store = app::OpenStore(import_store);
       if (!store.ok()) {
         std::fprintf(stderr, "import: %s\n", store.status().ToString().c_str());

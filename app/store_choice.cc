@@ -35,6 +35,7 @@ Result<std::unique_ptr<store::Store>> OpenStore(const StoreChoice& choice) {
   store::SqliteOptions so;
   so.dir = choice.data_dir;
   so.sync = choice.sync;
+  if (choice.bulk) so.checkpoint_pages = store::SqliteOptions::kBulkCheckpointPages;
   return store::OpenSqliteStore(so);
 }
 

@@ -22,7 +22,8 @@ struct StoreChoice {
   std::string postgres_url;
   std::vector<std::string> postgres_replicas;
   int postgres_connections = 16;
-  bool sync = true;  // SQLite only: fsync every commit
+  bool sync = true;   // SQLite only: fsync every commit
+  bool bulk = false;  // SQLite only: checkpoint seldom (an offline import; see SqliteOptions)
 
   bool IsPostgres() const { return kind == "postgres" || !postgres_url.empty(); }
 };

@@ -292,6 +292,12 @@ struct SqliteOptions {
   int read_connections = 8;
   int max_group = 512;  // most write calls committed together
   bool sync = true;     // false only for throwaway benchmarks: no fsync per commit
+  // WAL pages between checkpoints. A page written by several commits between two checkpoints
+  // is copied into the database once, so a bulk load gains from a long interval (taproot import
+  // uses kBulkCheckpointPages: 28 % more resources/s on 1,000 patients); a server keeps it
+  // short, since the commit that checkpoints waits for all those pages.
+  int checkpoint_pages = 4000;
+  static constexpr int kBulkCheckpointPages = 65536;  // 256 MiB of 4 KiB pages
   // Bytes of compressed current versions kept in memory for reads by id (0: no cache).
   size_t cache_bytes = 64 << 20;
   // X-Request-ID records older than this are pruned: a retry must arrive within it.

@@ -436,6 +436,38 @@ TEST_P(SqliteStoreTest, OneProcessPerStore) {
   EXPECT_TRUE(OpenSqliteStore(o).ok());  // free again once closed
 }
 
+// The checkpoint interval bounds the WAL: a short one keeps it near one commit's pages, a bulk
+// load's long one lets it grow with what was written (pages are copied into the database once
+// per interval, not once per commit).
+TEST_P(SqliteStoreTest, CheckpointIntervalBoundsTheWal) {
+  store_->Close();
+  auto wal_after_writes = [&](int checkpoint_pages) -> int64_t {
+    TestStore place(Backend::kSqlite);
+    SqliteOptions o;
+    o.dir = place.dir();
+    o.checkpoint_pages = checkpoint_pages;
+    auto s = OpenSqliteStore(o);
+    if (!s.ok()) return -1;
+    std::string body = "{\"pad\":\"" + std::string(8000, 'x') + "\"}";
+    for (int i = 0; i < 200; ++i) {
+      Status st = (*s)->Write([&](WriteTxn& txn) {
+        WriteRecord r = Rec("w" + std::to_string(i), 1, body);
+        r.version.last_updated = txn.NextTimestamp();
+        return txn.Put(r);
+      });
+      if (!st.ok()) return -1;
+    }
+    int64_t size = static_cast<int64_t>(std::filesystem::file_size(o.dir + "/taproot.db-wal"));
+    (*s)->Close();
+    return size;
+  };
+  int64_t short_interval = wal_after_writes(8);
+  int64_t bulk = wal_after_writes(SqliteOptions::kBulkCheckpointPages);
+  EXPECT_GT(short_interval, 0);
+  EXPECT_LT(short_interval, 256 * 1024);
+  EXPECT_GT(bulk, 4 * short_interval);
+}
+
 TEST_P(StoreTest, ClosedStoreRefusesWork) {
   store_->Close();
   EXPECT_FALSE(store_->IsOpen());

@@ -822,8 +822,9 @@ class SqliteStore : public Store {
     ASSIGN_OR_RETURN(writer_conn_, Connection::Open(path_, options_.sync));
     RETURN_IF_ERROR(writer_conn_->Exec(kSchema));
     RETURN_IF_ERROR(CheckSchemaVersion());
-    // Larger WAL between checkpoints: fewer, bigger checkpoint writes under heavy load.
-    RETURN_IF_ERROR(writer_conn_->Exec("PRAGMA wal_autocheckpoint=4000"));
+    RETURN_IF_ERROR(writer_conn_->Exec(
+        ("PRAGMA wal_autocheckpoint=" + std::to_string(std::max(1, options_.checkpoint_pages)))
+            .c_str()));
     {
       ASSIGN_OR_RETURN(sqlite3_stmt * s,
                        writer_conn_->Prepare("SELECT coalesce(max(ts),0), (SELECT count(*) FROM "
