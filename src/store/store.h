@@ -298,6 +298,10 @@ struct SqliteOptions {
   // short, since the commit that checkpoints waits for all those pages.
   int checkpoint_pages = 4000;
   static constexpr int kBulkCheckpointPages = 65536;  // 256 MiB of 4 KiB pages
+  // Bytes of the database file the read connections map into memory (SQLite caps it at its
+  // build's limit, 2 GiB on Debian; the rest is read with pread). 0: no mapping. An I/O error on
+  // a mapped page ends the process (SIGBUS) instead of failing one request.
+  int64_t mmap_bytes = int64_t{2} << 30;
   // Bytes of compressed current versions kept in memory for reads by id (0: no cache).
   size_t cache_bytes = 64 << 20;
   // X-Request-ID records older than this are pruned: a retry must arrive within it.
