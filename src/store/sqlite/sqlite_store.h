@@ -4,7 +4,9 @@
 // write connection and drains a queue of write calls: it opens one transaction, runs each call
 // inside its own SAVEPOINT (so one failing call rolls back alone), commits once, and only then
 // completes every call in the group. That is LevelDB's group commit: under load, one fsync
-// covers many writes. Readers take a connection from a small pool and read a WAL snapshot.
+// covers many writes. The group's index rows are inserted at its end, sorted by key (a search
+// inside the group inserts those of the types it reads first). Readers take a connection from
+// a small pool, read a WAL snapshot, and read the database file through a memory map.
 //
 // Resource bodies are stored zstd-compressed. Schema and reasoning: docs/architecture.md.
 #pragma once
