@@ -507,20 +507,20 @@ std::optional<std::set<std::string, std::less<>>> TypesSearched(const SearchQuer
   std::set<std::string, std::less<>> types;
   if (q.type.empty()) return std::nullopt;
   types.insert(q.type);
-  std::vector<const IndexClause*> todo;
-  for (const IndexClause& c : q.clauses) todo.push_back(&c);
-  while (!todo.empty()) {
-    const IndexClause* c = todo.back();
-    todo.pop_back();
+  std::vector<const IndexClause*> to_visit;
+  for (const IndexClause& c : q.clauses) to_visit.push_back(&c);
+  while (!to_visit.empty()) {
+    const IndexClause* c = to_visit.back();
+    to_visit.pop_back();
     for (const auto& [type, inner] : c->chain) {
       if (type.empty()) return std::nullopt;
       types.insert(type);
-      if (inner) todo.push_back(inner.get());
+      if (inner) to_visit.push_back(inner.get());
     }
     if (c->has) {
       if (c->has_type.empty()) return std::nullopt;
       types.insert(c->has_type);
-      todo.push_back(c->has.get());
+      to_visit.push_back(c->has.get());
     }
   }
   return types;
