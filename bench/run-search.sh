@@ -41,8 +41,8 @@ FULL=$(rate "$OUT/import-full.txt")
 RESOURCES=$(awk '/imported/ {print $2}' "$OUT/import-full.txt")
 
 DB="$DATA/full/taproot.db"
-CODE=$(sqlite3 -readonly "$DB" "SELECT system || '|' || code FROM idx_token WHERE type='Observation' \
-  AND param='code' GROUP BY system, code ORDER BY count(*) DESC LIMIT 1")
+CODE=$(sqlite3 -readonly "$DB" "SELECT system || '|' || code FROM idx_token WHERE tp=(SELECT tp FROM \
+  idx_keys WHERE type='Observation' AND param='code') GROUP BY system, code ORDER BY count(*) DESC LIMIT 1")
 
 PORTFILE="$DATA/port"
 "$BIN" serve --insecure-dev --no-audit --data "$DATA/full" --listen 127.0.0.1:0 --port-file "$PORTFILE" --no-access-log \

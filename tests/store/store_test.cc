@@ -8,6 +8,7 @@
 #include <optional>
 #include <set>
 #include <thread>
+#include <tuple>
 
 #include "common/ids.h"
 #include "store/postgres/pg.h"
@@ -64,14 +65,44 @@ class StoreTest : public ::testing::TestWithParam<Backend> {
     return out;
   }
 
+  // The ids a search of `type` with one clause finds, in seq order; its total must agree.
+  std::vector<std::string> Find(const std::string& type, IndexClause clause) {
+    std::vector<std::string> ids;
+    EXPECT_TRUE(store_
+                    ->Read([&](ReadView& v) -> Status {
+                      SearchQuery q;
+                      q.type = type;
+                      q.want_total = true;
+                      q.clauses.push_back(std::move(clause));
+                      ASSIGN_OR_RETURN(SearchPage page, v.Search(q));
+                      for (auto& r : page.resources) ids.push_back(r.id);
+                      EXPECT_EQ(page.total.value_or(-1), static_cast<int64_t>(ids.size()));
+                      return Status::Ok();
+                    })
+                    .ok());
+    return ids;
+  }
+  static IndexClause Clause(std::string param, IndexKind kind, IndexPredicate p) {
+    IndexClause c;
+    c.param = std::move(param);
+    c.kind = kind;
+    c.any_of.push_back(std::move(p));
+    return c;
+  }
+
   // Rows of the index tables whose version does not exist: left behind by a rolled-back write.
   // Read straight from the database, since searches join each row to its version and would not
   // show them, but a later version given the same seq would.
   int64_t OrphanIndexRows() {
+    // SQLite's rows name their type by the number of their (type, param) pair (idx_keys): a row
+    // whose number is not there is an orphan too.
+    const bool numbered = GetParam() == Backend::kSqlite;
     std::string sql;
     for (const char* table : {"idx_token", "idx_string", "idx_date", "idx_ref"}) {
       sql += std::string(sql.empty() ? "SELECT " : " + ") + "(SELECT count(*) FROM " + table +
-             " t WHERE NOT EXISTS (SELECT 1 FROM versions v WHERE v.seq=t.seq AND v.type=t.type))";
+             " t WHERE NOT EXISTS (SELECT 1 FROM versions v" +
+             (numbered ? " JOIN idx_keys k ON k.tp=t.tp AND k.type=v.type" : "") +
+             " WHERE v.seq=t.seq" + (numbered ? "" : " AND v.type=t.type") + "))";
     }
     if (GetParam() == Backend::kPostgres) {
       auto conn = pg::Conn::Open(place_->url());
@@ -175,24 +206,10 @@ TEST_P(StoreTest, TokenSearchFollowsTheCurrentVersion) {
                       {{"identifier", K::kToken, "sys", "2"}, {"identifier", K::kToken, "", "1"}}))
                   .ok());
   auto find = [&](std::optional<std::string> system, std::string code) {
-    std::vector<std::string> ids;
-    EXPECT_TRUE(store_
-                    ->Read([&](ReadView& v) -> Status {
-                      SearchQuery q;
-                      q.type = "Patient";
-                      IndexClause clause;
-                      clause.param = "identifier";
-                      clause.any_of.emplace_back();
-                      clause.any_of.back().system = system;
-                      clause.any_of.back().value = code;
-                      q.clauses.push_back(std::move(clause));
-                      ASSIGN_OR_RETURN(SearchPage page, v.Search(q));
-                      for (auto& r : page.resources) ids.push_back(r.id);
-                      EXPECT_EQ(*page.total, static_cast<int64_t>(ids.size()));
-                      return Status::Ok();
-                    })
-                    .ok());
-    return ids;
+    IndexPredicate p;
+    p.system = std::move(system);
+    p.value = std::move(code);
+    return Find("Patient", Clause("identifier", K::kToken, p));
   };
   EXPECT_EQ(find(std::nullopt, "1"), (std::vector<std::string>{"a", "b"}));
   EXPECT_EQ(find("sys", "1"), (std::vector<std::string>{"a"}));
@@ -466,6 +483,191 @@ TEST_P(SqliteStoreTest, CheckpointIntervalBoundsTheWal) {
   EXPECT_GT(short_interval, 0);
   EXPECT_LT(short_interval, 256 * 1024);
   EXPECT_GT(bulk, 4 * short_interval);
+}
+
+// A parameter first written by a call that then fails (or by a nested transaction that fails) is
+// still searchable after a restart once a later call writes it. SQLite names each (type,
+// param) pair by a number stored with the rows (idx_keys): the rolled-back call took that
+// number's row with it, so the later call must store it again.
+TEST_P(StoreTest, ParametersFirstWrittenByRolledBackCallsAreFoundAfterReopen) {
+  using K = IndexKind;
+  Status failed = store_->Write([&](WriteTxn& txn) -> Status {
+    WriteRecord r = Rec("gone", 1, "{}", {{"fresh", K::kToken, "sys", "1"}});
+    r.version.last_updated = txn.NextTimestamp();
+    RETURN_IF_ERROR(txn.Put(r));
+    return Status::Invalid("the call fails after its write");
+  });
+  ASSERT_EQ(failed.code(), StatusCode::kInvalid);
+  ASSERT_TRUE(store_
+                  ->Write([&](WriteTxn& txn) -> Status {
+                    Status inner = txn.Nested([&](WriteTxn& t) -> Status {
+                      WriteRecord r = Rec("gone2", 1, "{}", {{"nested", K::kToken, "sys", "2"}});
+                      r.version.last_updated = t.NextTimestamp();
+                      RETURN_IF_ERROR(t.Put(r));
+                      // The pair's row must be in the B-tree before the rollback for the test
+                      // to mean anything: a search flushes the held rows.
+                      SearchQuery q;
+                      q.type = "Patient";
+                      RETURN_IF_ERROR(t.Search(q).status());
+                      return Status::Invalid("the nested transaction fails");
+                    });
+                    EXPECT_EQ(inner.code(), StatusCode::kInvalid);
+                    for (const auto& [id, param, code] :
+                         {std::tuple{"kept", "fresh", "1"}, std::tuple{"kept2", "nested", "2"}}) {
+                      WriteRecord r = Rec(id, 1, "{}", {{param, K::kToken, "sys", code}});
+                      r.version.last_updated = txn.NextTimestamp();
+                      RETURN_IF_ERROR(txn.Put(r));
+                    }
+                    return Status::Ok();
+                  })
+                  .ok());
+  Reopen();
+  auto find = [&](const std::string& param, const std::string& code) {
+    IndexPredicate p;
+    p.value = code;
+    return Find("Patient", Clause(param, K::kToken, p));
+  };
+  EXPECT_EQ(find("fresh", "1"), (std::vector<std::string>{"kept"}));
+  EXPECT_EQ(find("nested", "2"), (std::vector<std::string>{"kept2"}));
+  EXPECT_EQ(OrphanIndexRows(), 0);
+}
+
+// A store written by the previous schema (version 3: index rows carry the type and parameter
+// names) is upgraded in place when opened: every row is found as before, the superseded
+// version's rows still do not match, and new writes go into the new tables.
+TEST_P(SqliteStoreTest, UpgradesAVersion3Store) {
+  store_->Close();
+  store_.reset();
+  std::filesystem::remove_all(place_->dir());
+  std::filesystem::create_directories(place_->dir());
+  sqlite3* db = nullptr;
+  ASSERT_EQ(sqlite3_open((place_->dir() + "/taproot.db").c_str(), &db), SQLITE_OK);
+  auto exec = [&](const std::string& sql) {
+    char* err = nullptr;
+    EXPECT_EQ(sqlite3_exec(db, sql.c_str(), nullptr, nullptr, &err), SQLITE_OK)
+        << (err ? err : "") << " in " << sql;
+    sqlite3_free(err);
+  };
+  // The version 3 tables, as that schema wrote them.
+  exec(R"sql(
+    CREATE TABLE meta(key TEXT PRIMARY KEY, value TEXT NOT NULL);
+    CREATE TABLE versions(seq INTEGER PRIMARY KEY, type TEXT NOT NULL, id TEXT NOT NULL,
+      version INTEGER NOT NULL, ts INTEGER NOT NULL, deleted INTEGER NOT NULL,
+      method TEXT NOT NULL, body BLOB, UNIQUE(type, id, version));
+    CREATE INDEX versions_by_type ON versions(type, seq);
+    CREATE INDEX versions_by_ts ON versions(ts);
+    CREATE TABLE current(type TEXT NOT NULL, id TEXT NOT NULL, version INTEGER NOT NULL,
+      seq INTEGER NOT NULL, deleted INTEGER NOT NULL, ts INTEGER NOT NULL,
+      PRIMARY KEY(type, id)) WITHOUT ROWID;
+    CREATE TABLE idx_token(type TEXT NOT NULL, param TEXT NOT NULL, code TEXT NOT NULL,
+      system TEXT NOT NULL, seq INTEGER NOT NULL, PRIMARY KEY(type, param, code, system, seq))
+      WITHOUT ROWID;
+    CREATE TABLE idx_string(type TEXT NOT NULL, param TEXT NOT NULL, norm TEXT NOT NULL,
+      exact TEXT NOT NULL, seq INTEGER NOT NULL, PRIMARY KEY(type, param, norm, exact, seq))
+      WITHOUT ROWID;
+    CREATE TABLE idx_date(type TEXT NOT NULL, param TEXT NOT NULL, start INTEGER NOT NULL,
+      end INTEGER NOT NULL, seq INTEGER NOT NULL, PRIMARY KEY(type, param, start, end, seq))
+      WITHOUT ROWID;
+    CREATE INDEX idx_date_by_seq ON idx_date(seq);
+    CREATE TABLE idx_number(type TEXT NOT NULL, param TEXT NOT NULL, value REAL NOT NULL,
+      seq INTEGER NOT NULL, PRIMARY KEY(type, param, value, seq)) WITHOUT ROWID;
+    CREATE TABLE idx_quantity(type TEXT NOT NULL, param TEXT NOT NULL, code TEXT NOT NULL,
+      system TEXT NOT NULL, value REAL NOT NULL, seq INTEGER NOT NULL,
+      PRIMARY KEY(type, param, code, system, value, seq)) WITHOUT ROWID;
+    CREATE TABLE idx_ref(type TEXT NOT NULL, param TEXT NOT NULL, target TEXT NOT NULL,
+      target_type TEXT NOT NULL, seq INTEGER NOT NULL,
+      PRIMARY KEY(type, param, target, target_type, seq)) WITHOUT ROWID;
+    CREATE VIRTUAL TABLE idx_fts USING fts5(type UNINDEXED, param UNINDEXED, seq UNINDEXED,
+      body, tokenize='unicode61 remove_diacritics 2');
+    CREATE TABLE idx_uri(type TEXT NOT NULL, param TEXT NOT NULL, uri TEXT NOT NULL,
+      seq INTEGER NOT NULL, PRIMARY KEY(type, param, uri, seq)) WITHOUT ROWID;
+    CREATE TABLE superseded(seq INTEGER PRIMARY KEY, by_seq INTEGER NOT NULL);
+    CREATE TABLE requests(request_id TEXT PRIMARY KEY, fingerprint TEXT NOT NULL,
+      ts INTEGER NOT NULL, status INTEGER NOT NULL, headers TEXT NOT NULL, body BLOB NOT NULL);
+    INSERT INTO meta VALUES('schema_version', '3');
+    -- Patient p1 in two versions (seq 1, then 3), Observation o1 (seq 2), uncompressed bodies
+    -- left out (NULL): the test reads ids only.
+    INSERT INTO versions VALUES(1, 'Patient', 'p1', 1, 10, 0, 'POST', NULL);
+    INSERT INTO versions VALUES(2, 'Observation', 'o1', 1, 11, 0, 'POST', NULL);
+    INSERT INTO versions VALUES(3, 'Patient', 'p1', 2, 12, 0, 'PUT', NULL);
+    INSERT INTO current VALUES('Patient', 'p1', 2, 3, 0, 12);
+    INSERT INTO current VALUES('Observation', 'o1', 1, 2, 0, 11);
+    INSERT INTO superseded VALUES(1, 3);
+    INSERT INTO idx_token VALUES('Patient', 'identifier', '123', 'sys', 1);
+    INSERT INTO idx_token VALUES('Patient', 'identifier', '456', 'sys', 3);
+    INSERT INTO idx_token VALUES('Observation', 'code', '8867-4', 'http://loinc.org', 2);
+    INSERT INTO idx_string VALUES('Patient', 'name', 'smith', 'Smith', 3);
+    INSERT INTO idx_date VALUES('Patient', 'birthdate', 100, 199, 3);
+    INSERT INTO idx_number VALUES('Observation', 'probability', 0.5, 2);
+    INSERT INTO idx_quantity VALUES('Observation', 'value-quantity', 'mg', 'http://unitsofmeasure.org', 5.0, 2);
+    INSERT INTO idx_ref VALUES('Observation', 'subject', 'p1', 'Patient', 2);
+    INSERT INTO idx_uri VALUES('Patient', 'profile', 'http://example.org/p', 3);
+  )sql");
+  sqlite3_close(db);
+  Reopen();
+
+  using K = IndexKind;
+  IndexPredicate p;
+  p.system = "sys";
+  p.value = "456";
+  EXPECT_EQ(Find("Patient", Clause("identifier", K::kToken, p)), (std::vector<std::string>{"p1"}));
+  p.value = "123";  // the superseded version's row
+  EXPECT_EQ(Find("Patient", Clause("identifier", K::kToken, p)), (std::vector<std::string>{}));
+  p = {};
+  p.value = "8867-4";
+  EXPECT_EQ(Find("Observation", Clause("code", K::kToken, p)), (std::vector<std::string>{"o1"}));
+  p = {};
+  p.value = "smi";
+  p.match = IndexPredicate::Match::kPrefix;
+  EXPECT_EQ(Find("Patient", Clause("name", K::kString, p)), (std::vector<std::string>{"p1"}));
+  p = {};
+  p.start = 100;
+  p.end = 199;
+  EXPECT_EQ(Find("Patient", Clause("birthdate", K::kDate, p)), (std::vector<std::string>{"p1"}));
+  p = {};
+  p.low = 0.45;
+  p.high = 0.55;
+  EXPECT_EQ(Find("Observation", Clause("probability", K::kNumber, p)),
+            (std::vector<std::string>{"o1"}));
+  p.value = "mg";
+  p.low = 4.5;
+  p.high = 5.5;
+  EXPECT_EQ(Find("Observation", Clause("value-quantity", K::kQuantity, p)),
+            (std::vector<std::string>{"o1"}));
+  p = {};
+  p.system = "Patient";
+  p.value = "p1";
+  EXPECT_EQ(Find("Observation", Clause("subject", K::kReference, p)),
+            (std::vector<std::string>{"o1"}));
+  p = {};
+  p.value = "http://example.org/p";
+  EXPECT_EQ(Find("Patient", Clause("profile", K::kUri, p)), (std::vector<std::string>{"p1"}));
+
+  // Written after the upgrade, found beside the upgraded rows, and after another reopen.
+  WriteRecord r = Rec("p2", 1, "{}", {{"identifier", K::kToken, "sys", "789"}});
+  ASSERT_TRUE(Put(r).ok());
+  Reopen();
+  p = {};
+  p.system = "sys";
+  p.value = "789";
+  EXPECT_EQ(Find("Patient", Clause("identifier", K::kToken, p)), (std::vector<std::string>{"p2"}));
+  p.value = "456";
+  EXPECT_EQ(Find("Patient", Clause("identifier", K::kToken, p)), (std::vector<std::string>{"p1"}));
+  EXPECT_EQ(OrphanIndexRows(), 0);
+  // No table of the old layout is left.
+  store_->Close();
+  ASSERT_EQ(sqlite3_open((place_->dir() + "/taproot.db").c_str(), &db), SQLITE_OK);
+  sqlite3_stmt* s = nullptr;
+  ASSERT_EQ(sqlite3_prepare_v2(db,
+                               "SELECT (SELECT count(*) FROM sqlite_master WHERE name LIKE "
+                               "'old_%'), (SELECT value FROM meta WHERE key='schema_version')",
+                               -1, &s, nullptr),
+            SQLITE_OK);
+  ASSERT_EQ(sqlite3_step(s), SQLITE_ROW);
+  EXPECT_EQ(sqlite3_column_int64(s, 0), 0);
+  EXPECT_EQ(std::string(reinterpret_cast<const char*>(sqlite3_column_text(s, 1))), "4");
+  sqlite3_finalize(s);
+  sqlite3_close(db);
 }
 
 TEST_P(StoreTest, ClosedStoreRefusesWork) {

@@ -252,6 +252,8 @@ class PgRunner : public sql::SqlRunner {
     for (int i = 0; i < r.rows(); ++i) plan.push_back(r.Text(i, 0));
     return plan;
   }
+  // PostgreSQL's index rows carry the type and parameter names (search_sql.h).
+  int64_t IndexKey(std::string_view, std::string_view) override { return -1; }
 
  private:
   pg::Conn& c_;

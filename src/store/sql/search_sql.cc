@@ -120,20 +120,36 @@ class Compiler {
     return prefix + (dialect_ == Dialect::kSqlite ? "\xff" : "\xf4\x8f\xbf\xbf");
   }
 
-  // "param=?", or "param IN (?,...)" for any of several parameters (a compartment's links, the
-  // parts of a combined parameter), with the names and `suffix` (":text", "$system|code") bound.
-  std::string ParamIn(const std::string& param, const std::vector<std::string>& any_param,
-                      std::vector<SqlArg>& args, const std::string& suffix = {}) {
-    if (any_param.empty()) {
-      args.push_back({SqlArg::kText, param + suffix});
-      return "param=?";
+  // The condition that an index row (of table alias `a`, "" for none) is of `type` and `param`,
+  // or of any of several parameters (a compartment's links, the parts of a combined parameter),
+  // each name with `suffix` (":text", "$system|code"). PostgreSQL's rows carry both names:
+  // "a.type=? AND a.param IN (?,...)". SQLite's carry one number for the pair (idx_keys): "a.tp IN
+  // (?,...)", the numbers looked up now; a pair never written gets -1, which no row has. Its
+  // full-text rows keep the names.
+  std::string KeyIn(const std::string& a, IndexKind kind, const std::string& type,
+                    const std::string& param, const std::vector<std::string>& any_param,
+                    std::vector<SqlArg>& args, const std::string& suffix = {}) {
+    const std::string prefix = a.empty() ? a : a + ".";
+    const std::vector<std::string> one{param};
+    const std::vector<std::string>& params = any_param.empty() ? one : any_param;
+    std::string sql;
+    const bool numbered = dialect_ == Dialect::kSqlite && kind != IndexKind::kText;
+    if (numbered) {
+      sql = prefix + "tp";
+    } else {
+      sql = prefix + "type=? AND " + prefix + "param";
+      args.push_back({SqlArg::kText, type});
     }
-    std::string sql = "param IN (";
-    for (size_t i = 0; i < any_param.size(); ++i) {
-      sql += i ? ",?" : "?";
-      args.push_back({SqlArg::kText, any_param[i] + suffix});
+    sql += params.size() == 1 ? "=?" : " IN (";
+    for (size_t i = 0; i < params.size(); ++i) {
+      if (params.size() > 1) sql += i ? ",?" : "?";
+      if (numbered) {
+        args.push_back({SqlArg::kInt, {}, runner_.IndexKey(type, params[i] + suffix)});
+      } else {
+        args.push_back({SqlArg::kText, params[i] + suffix});
+      }
     }
-    return sql + ")";
+    return params.size() == 1 ? sql : sql + ")";
   }
 
   // The SQL that selects the versions (seq) of `type` resources with a row matching one predicate.
@@ -153,10 +169,8 @@ class Compiler {
             ? "SELECT 1 FROM idx_date" + Hint("idx_date_by_seq") + " WHERE seq=" + probe +
                   ".seq AND "
             : std::string("SELECT 1 FROM ") + TableOf(kind) + " WHERE seq=" + probe + ".seq AND ";
-    sql += "type=?";
-    text(type);
-    sql += " AND " + ParamIn(c.param, c.any_param, args,
-                             p.match == IndexPredicate::Match::kText ? ":text" : p.param_suffix);
+    sql += KeyIn("", kind, type, c.param, c.any_param, args,
+                 p.match == IndexPredicate::Match::kText ? ":text" : p.param_suffix);
     // Ranges of ordered values (R4 search 3.1.1.4): [s, e] the search value, [rs, re] the row.
     auto ranges = [&](const char* rs, const char* re, auto bind_s, auto bind_e) {
       std::string RS(rs), RE(re);
@@ -310,10 +324,8 @@ class Compiler {
     auto text = [&](std::string v) { args.push_back({SqlArg::kText, std::move(v)}); };
     std::string inner = "c" + std::to_string(depth + 1);
     std::string ref = "r" + std::to_string(depth + 1);
-    sql += "SELECT " + ref + ".seq FROM idx_ref " + ref + " WHERE " + ref + ".type=? AND " + ref +
-           ".param=? AND (";
-    text(type);
-    text(clause.param);
+    sql += "SELECT " + ref + ".seq FROM idx_ref " + ref + " WHERE " +
+           KeyIn(ref, IndexKind::kReference, type, clause.param, {}, args) + " AND (";
     for (size_t i = 0; i < clause.chain.size(); ++i) {
       const auto& [target_type, next] = clause.chain[i];
       if (i) sql += " OR ";
@@ -375,17 +387,14 @@ class Compiler {
       // its own referrers; otherwise the referred-to ids are collected once.
       std::string live = "NOT EXISTS (SELECT 1 FROM superseded x" + ref + " WHERE x" + ref +
                          ".seq=" + ref + ".seq)";
+      std::string key = KeyIn(ref, IndexKind::kReference, clause.has_type, clause.param, {}, args);
       if (few_candidates) {
-        sql += "EXISTS (SELECT 1 FROM idx_ref " + ref + " WHERE " + ref + ".type=? AND " + ref +
-               ".param=? AND " + ref + ".target=" + alias + ".id AND " + ref +
-               ".target_type=? AND " + live + " AND ";
+        sql += "EXISTS (SELECT 1 FROM idx_ref " + ref + " WHERE " + key + " AND " + ref +
+               ".target=" + alias + ".id AND " + ref + ".target_type=? AND " + live + " AND ";
       } else {
-        sql += alias + ".id IN (SELECT " + ref + ".target FROM idx_ref " + ref + " WHERE " + ref +
-               ".type=? AND " + ref + ".param=? AND " + ref + ".target_type=? AND " + live +
-               " AND ";
+        sql += alias + ".id IN (SELECT " + ref + ".target FROM idx_ref " + ref + " WHERE " + key +
+               " AND " + ref + ".target_type=? AND " + live + " AND ";
       }
-      text(clause.has_type);
-      text(clause.param);
       text(type);
       RETURN_IF_ERROR(
           ClauseCondition(clause.has_type, *clause.has, ref, depth + 1, few_candidates, sql, args));
@@ -398,10 +407,9 @@ class Compiler {
       sql += alias + ".id IN (SELECT " + ref + ".target FROM idx_ref " + ref + " JOIN versions " +
              v + " ON " + v + ".seq=" + ref + ".seq JOIN current " + inner + " ON " + inner +
              ".type=" + v + ".type AND " + inner + ".id=" + v + ".id AND " + inner + ".seq=" + ref +
-             ".seq AND " + inner + ".deleted=0 WHERE " + ref + ".type=? AND " + ref +
-             ".param=? AND " + ref + ".target_type=? AND ";
-      text(clause.has_type);
-      text(clause.param);
+             ".seq AND " + inner + ".deleted=0 WHERE " +
+             KeyIn(ref, IndexKind::kReference, clause.has_type, clause.param, {}, args) + " AND " +
+             ref + ".target_type=? AND ";
       text(type);
       RETURN_IF_ERROR(
           ClauseCondition(clause.has_type, *clause.has, inner, depth + 1, false, sql, args));
@@ -410,9 +418,8 @@ class Compiler {
     }
     if (clause.missing) {
       sql += alias + (*clause.missing ? ".seq NOT IN (" : ".seq IN (");
-      sql += std::string("SELECT seq FROM ") + TableOf(clause.kind) + " WHERE type=? AND ";
-      text(type);
-      sql += ParamIn(clause.param, clause.any_param, args) + ")";
+      sql += std::string("SELECT seq FROM ") + TableOf(clause.kind) + " WHERE " +
+             KeyIn("", clause.kind, type, clause.param, clause.any_param, args) + ")";
       return Status::Ok();
     }
     if (!clause.negate && !clause.any_of.empty() && Probeable(clause)) {
@@ -654,11 +661,9 @@ class Compiler {
         }
         const char* agg = k.descending ? "max(" : "min(";
         if (k.kind == IndexKind::kDate) {
-          order_args.push_back({SqlArg::kText, q.type});
           std::string key = std::string("(SELECT ") + agg + (k.descending ? "\"end\"" : "start") +
-                            ") FROM idx_date" + Hint("idx_date_by_seq") +
-                            " WHERE seq=c.seq AND type=? AND " +
-                            ParamIn(k.param, k.any_param, order_args) + ")";
+                            ") FROM idx_date" + Hint("idx_date_by_seq") + " WHERE seq=c.seq AND " +
+                            KeyIn("", k.kind, q.type, k.param, k.any_param, order_args) + ")";
           // Resources without a date go last, with the key looked up once: NULL sorts last when
           // descending (SQLite's default; PostgreSQL is told), and the largest integer stands in
           // for it when ascending.
@@ -689,9 +694,8 @@ class Compiler {
             break;
         }
         std::string alias = "s" + std::to_string(i);
-        args.push_back({SqlArg::kText, q.type});
         sql += std::string(" LEFT JOIN (SELECT seq, ") + agg + column + ") AS k FROM " +
-               TableOf(k.kind) + " WHERE type=? AND " + ParamIn(k.param, k.any_param, args) +
+               TableOf(k.kind) + " WHERE " + KeyIn("", k.kind, q.type, k.param, k.any_param, args) +
                " GROUP BY seq) " + alias + " ON " + alias + ".seq=c.seq";
         order += alias + ".k IS NULL, " + alias + ".k" + dir + ", ";
       }
@@ -774,17 +778,26 @@ Result<std::vector<std::string>> RunReferringTypes(
   if (links.empty()) return std::vector<std::string>();
   // One seek per (type, param) pair on the reference index's key: a join from the pairs (SQLite
   // scans the whole table for a row-value IN list, and needs CROSS JOIN to read the pairs
-  // first). Both name a VALUES list's columns column1, column2 ...
-  std::string sql = "SELECT DISTINCT r.type FROM (VALUES ";
+  // first). Both name a VALUES list's columns column1, column2 ... SQLite's rows name a pair by
+  // its number (search_sql.h), so its list pairs that number with the type.
+  const bool numbered = dialect == Dialect::kSqlite;
+  std::string sql =
+      numbered ? "SELECT DISTINCT l.column2 FROM (VALUES " : "SELECT DISTINCT r.type FROM (VALUES ";
   std::vector<SqlArg> args;
   for (size_t i = 0; i < links.size(); ++i) {
     sql += i ? ",(?,?)" : "(?,?)";
-    args.push_back({SqlArg::kText, links[i].first});
-    args.push_back({SqlArg::kText, links[i].second});
+    if (numbered) {
+      args.push_back({SqlArg::kInt, {}, runner.IndexKey(links[i].first, links[i].second)});
+    } else {
+      args.push_back({SqlArg::kText, links[i].first});
+      args.push_back({SqlArg::kText, links[i].second});
+    }
+    if (numbered) args.push_back({SqlArg::kText, links[i].first});
   }
-  sql += std::string(") l") + (dialect == Dialect::kSqlite ? " CROSS JOIN " : " JOIN ") +
-         "idx_ref r ON r.type=l.column1 AND r.param=l.column2 AND r.target=? AND "
-         "r.target_type=? WHERE NOT EXISTS (SELECT 1 FROM superseded x WHERE x.seq=r.seq)";
+  sql += std::string(") l") + (numbered ? " CROSS JOIN " : " JOIN ") + "idx_ref r ON " +
+         (numbered ? "r.tp=l.column1" : "r.type=l.column1 AND r.param=l.column2") +
+         " AND r.target=? AND r.target_type=? WHERE NOT EXISTS (SELECT 1 FROM superseded x WHERE "
+         "x.seq=r.seq)";
   args.push_back({SqlArg::kText, target_id});
   args.push_back({SqlArg::kText, target_type});
   return runner.QueryTexts(sql, args);

@@ -4,8 +4,10 @@
 // checked per candidate) and runs the statements through the backend's SqlRunner.
 //
 // The two dialects differ only in small things: placeholders, SQLite's INDEXED BY hints and
-// CROSS JOIN ordering, a few function names, the top of a "starts with" range and full-text
-// matching. Everything else, including the plan, is the same text.
+// CROSS JOIN ordering, a few function names, the top of a "starts with" range, full-text
+// matching, and how an index row names its resource type and parameter (PostgreSQL: the two
+// names; SQLite: one number for the pair, `tp`, from its idx_keys table). Everything else,
+// including the plan, is the same text.
 //
 // Only fixed fragments enter the SQL; every value from a query is bound as an argument.
 // Thread-safety: stateless; RunSearch uses only the runner it is given.
@@ -50,6 +52,9 @@ class SqlRunner {
   // A statement that returns rows of one text column.
   virtual Result<std::vector<std::string>> QueryTexts(const std::string& sql,
                                                       const std::vector<SqlArg>& args) = 0;
+  // The number a backend that stores (type, param) pairs as numbers (SQLite's idx_keys) gives
+  // a pair, or -1 when no index row was ever written with it. Other backends are never asked.
+  virtual int64_t IndexKey(std::string_view type, std::string_view param) = 0;
   // The newest seq the search can see (its snapshot). A backend that already knows it (read
   // with the snapshot's first statement) saves a round trip.
   virtual Result<int64_t> NewestSeq() {

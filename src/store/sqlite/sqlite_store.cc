@@ -15,6 +15,7 @@
 #include <mutex>
 #include <set>
 #include <thread>
+#include <unordered_map>
 
 #include "common/clock.h"
 #include "common/compress.h"
@@ -28,7 +29,18 @@ namespace {
 // 2: typed search index tables (string, date, number, quantity, reference, uri). A version 1
 // store is upgraded in place; its resources need a $reindex to be found by the new parameters.
 // 3: the superseded table and date rows by seq, so that searches start from the index.
-constexpr int kSchemaVersion = 3;
+// 4: index rows name their (type, param) pair by a number (idx_keys). Upgraded in place.
+constexpr int kSchemaVersion = 4;
+
+// The index tables whose rows carry a pair's number, and their columns after it.
+constexpr std::pair<const char*, const char*> kKeyedIndexTables[] = {
+    {"idx_token", "code, system, seq"},
+    {"idx_string", "norm, exact, seq"},
+    {"idx_date", "start, \"end\", seq"},
+    {"idx_number", "value, seq"},
+    {"idx_quantity", "code, system, value, seq"},
+    {"idx_ref", "target, target_type, seq"},
+    {"idx_uri", "uri, seq"}};
 
 const char* kSchema = R"sql(
 CREATE TABLE IF NOT EXISTS meta(key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -54,42 +66,47 @@ CREATE TABLE IF NOT EXISTS current(
   deleted INTEGER NOT NULL,
   ts INTEGER NOT NULL,
   PRIMARY KEY(type, id)) WITHOUT ROWID;
+-- The (resource type, search parameter) pairs of the index rows, each named by a small number
+-- (tp): a row carries one or two bytes for the pair instead of both names, which made the index
+-- a third smaller and its inserts faster (bench/RESULTS.md, seventh session).
+CREATE TABLE IF NOT EXISTS idx_keys(
+  tp INTEGER PRIMARY KEY, type TEXT NOT NULL, param TEXT NOT NULL, UNIQUE(type, param));
 -- Search index rows, one table per kind. Each row carries the seq of the version that produced
 -- it, and a search matches current.seq: rows of earlier versions never match, so a write only
 -- inserts (no delete) and each table is a single B-tree keyed for its lookups.
 CREATE TABLE IF NOT EXISTS idx_token(
-  type TEXT NOT NULL, param TEXT NOT NULL, code TEXT NOT NULL, system TEXT NOT NULL,
-  seq INTEGER NOT NULL, PRIMARY KEY(type, param, code, system, seq)) WITHOUT ROWID;
+  tp INTEGER NOT NULL, code TEXT NOT NULL, system TEXT NOT NULL,
+  seq INTEGER NOT NULL, PRIMARY KEY(tp, code, system, seq)) WITHOUT ROWID;
 -- String rows: lower-cased, accent-free text for the default starts-with match, and as written.
 CREATE TABLE IF NOT EXISTS idx_string(
-  type TEXT NOT NULL, param TEXT NOT NULL, norm TEXT NOT NULL, exact TEXT NOT NULL,
-  seq INTEGER NOT NULL, PRIMARY KEY(type, param, norm, exact, seq)) WITHOUT ROWID;
+  tp INTEGER NOT NULL, norm TEXT NOT NULL, exact TEXT NOT NULL,
+  seq INTEGER NOT NULL, PRIMARY KEY(tp, norm, exact, seq)) WITHOUT ROWID;
 -- Date rows: the first and last microsecond (UTC) the value covers.
 CREATE TABLE IF NOT EXISTS idx_date(
-  type TEXT NOT NULL, param TEXT NOT NULL, start INTEGER NOT NULL, end INTEGER NOT NULL,
-  seq INTEGER NOT NULL, PRIMARY KEY(type, param, start, end, seq)) WITHOUT ROWID;
+  tp INTEGER NOT NULL, start INTEGER NOT NULL, end INTEGER NOT NULL,
+  seq INTEGER NOT NULL, PRIMARY KEY(tp, start, end, seq)) WITHOUT ROWID;
 -- A version's dates, for filtering and sorting the results of a search started elsewhere
 -- (a patient's observations in a date range, newest first).
 CREATE INDEX IF NOT EXISTS idx_date_by_seq ON idx_date(seq);
 CREATE TABLE IF NOT EXISTS idx_number(
-  type TEXT NOT NULL, param TEXT NOT NULL, value REAL NOT NULL, seq INTEGER NOT NULL,
-  PRIMARY KEY(type, param, value, seq)) WITHOUT ROWID;
+  tp INTEGER NOT NULL, value REAL NOT NULL, seq INTEGER NOT NULL,
+  PRIMARY KEY(tp, value, seq)) WITHOUT ROWID;
 -- Quantity rows, as written and (system urn:taproot:ucum-canonical) in UCUM base units.
 CREATE TABLE IF NOT EXISTS idx_quantity(
-  type TEXT NOT NULL, param TEXT NOT NULL, code TEXT NOT NULL, system TEXT NOT NULL,
+  tp INTEGER NOT NULL, code TEXT NOT NULL, system TEXT NOT NULL,
   value REAL NOT NULL, seq INTEGER NOT NULL,
-  PRIMARY KEY(type, param, code, system, value, seq)) WITHOUT ROWID;
+  PRIMARY KEY(tp, code, system, value, seq)) WITHOUT ROWID;
 -- Reference rows: the target's type and id, or the whole URL (target_type empty).
 CREATE TABLE IF NOT EXISTS idx_ref(
-  type TEXT NOT NULL, param TEXT NOT NULL, target TEXT NOT NULL, target_type TEXT NOT NULL,
-  seq INTEGER NOT NULL, PRIMARY KEY(type, param, target, target_type, seq)) WITHOUT ROWID;
+  tp INTEGER NOT NULL, target TEXT NOT NULL, target_type TEXT NOT NULL,
+  seq INTEGER NOT NULL, PRIMARY KEY(tp, target, target_type, seq)) WITHOUT ROWID;
 -- Full text (_text: the narrative, _content: every string of the resource), unicode61 words
 -- with accents removed.
 CREATE VIRTUAL TABLE IF NOT EXISTS idx_fts USING fts5(
   type UNINDEXED, param UNINDEXED, seq UNINDEXED, body, tokenize='unicode61 remove_diacritics 2');
 CREATE TABLE IF NOT EXISTS idx_uri(
-  type TEXT NOT NULL, param TEXT NOT NULL, uri TEXT NOT NULL, seq INTEGER NOT NULL,
-  PRIMARY KEY(type, param, uri, seq)) WITHOUT ROWID;
+  tp INTEGER NOT NULL, uri TEXT NOT NULL, seq INTEGER NOT NULL,
+  PRIMARY KEY(tp, uri, seq)) WITHOUT ROWID;
 -- Versions that are no longer current, and the seq of the version that replaced them: their
 -- index rows stay (a later page of an earlier search still sees them as they were) but do not
 -- match. A search drives from the index rows and drops these with one lookup each.
@@ -300,10 +317,92 @@ Result<std::vector<VersionRecord>> StepAll(Connection& c, sqlite3_stmt* s) {
   return out;
 }
 
+// The numbers of the (type, param) pairs of the index rows (the idx_keys table), for the writer
+// and for searches. A pair gets its number the first time the writer inserts a row with it,
+// and keeps it for good: the number is in the map before any row carrying it commits, so a
+// search never meets a row whose pair it cannot name.
+//
+// Thread-safety: only the writer thread adds pairs (under mu_) and reads entries' `stored`;
+// searches look numbers up under mu_.
+class IndexKeys {
+ public:
+  Status Load(Connection& c) {
+    ASSIGN_OR_RETURN(sqlite3_stmt * s, c.Prepare("SELECT tp, type, param FROM idx_keys"));
+    std::lock_guard lock(mu_);
+    int rc;
+    while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
+      int64_t tp = sqlite3_column_int64(s, 0);
+      keys_[Name(ColText(s, 1), ColText(s, 2))] = Entry{tp, true};
+      next_ = std::max(next_, tp + 1);
+    }
+    sqlite3_reset(s);
+    if (rc != SQLITE_DONE) return SqlError(c.db(), "load index keys");
+    return Status::Ok();
+  }
+
+  int64_t Find(std::string_view type, std::string_view param) const {
+    std::lock_guard lock(mu_);
+    auto it = keys_.find(Name(type, param));
+    return it == keys_.end() ? -1 : it->second.tp;
+  }
+
+  // Writer: the number for rows about to be inserted in the open transaction, which stores the
+  // pair too when it is new (or was stored by a transaction since rolled back).
+  Result<int64_t> ForWrite(Connection& c, std::string_view type, std::string_view param) {
+    std::string name = Name(type, param);
+    auto it = keys_.find(name);
+    if (it == keys_.end()) {
+      std::lock_guard lock(mu_);
+      it = keys_.emplace(std::move(name), Entry{next_++, false}).first;
+    }
+    Entry& e = it->second;
+    if (!e.stored) {
+      ASSIGN_OR_RETURN(sqlite3_stmt * s,
+                       c.Prepare("INSERT OR IGNORE INTO idx_keys(tp, type, param) VALUES(?,?,?)"));
+      Binder{s}.Int(e.tp).Text(type).Text(param);
+      RETURN_IF_ERROR(Run(c, s, "insert index key"));
+      e.stored = true;
+      stored_in_group_.push_back(&e);
+    }
+    return e.tp;
+  }
+
+  // Writer: after a rollback (of a call, a nested transaction or the group), the pairs stored
+  // in this group may be gone from idx_keys; they are stored again when next used. Their
+  // numbers stay, so searches that already looked them up stay right.
+  void RolledBack() {
+    for (Entry* e : stored_in_group_) e->stored = false;
+    stored_in_group_.clear();
+  }
+  // Writer: the group committed.
+  void Committed() { stored_in_group_.clear(); }
+
+ private:
+  struct Entry {
+    int64_t tp;
+    bool stored;  // in idx_keys as of the open transaction
+  };
+  static std::string Name(std::string_view type, std::string_view param) {
+    std::string n;
+    n.reserve(type.size() + param.size() + 1);
+    n.append(type).append(1, '\t').append(param);
+    return n;
+  }
+
+  mutable std::mutex mu_;
+  std::unordered_map<std::string, Entry> keys_;  // node-based: Entry pointers stay valid
+  int64_t next_ = 1;
+  std::vector<Entry*> stored_in_group_;
+};
+
 // Runs the shared search compiler's statements on one connection.
 class SqliteRunner : public sql::SqlRunner {
  public:
-  explicit SqliteRunner(Connection& c) : c_(c) {}
+  SqliteRunner(Connection& c, const IndexKeys& keys) : c_(c), keys_(keys) {}
+
+  int64_t IndexKey(std::string_view type, std::string_view param) override {
+    return keys_.Find(type, param);
+  }
 
   Result<int64_t> QueryInt(const std::string& sql, const std::vector<SqlArg>& args) override {
     ASSIGN_OR_RETURN(sqlite3_stmt * s, c_.Prepare(sql));
@@ -353,13 +452,15 @@ class SqliteRunner : public sql::SqlRunner {
 
  private:
   Connection& c_;
+  const IndexKeys& keys_;
 };
 
 // Reads shared by the read snapshot and the write transaction.
 class SqliteView : public virtual ReadView {
  public:
   // With a cache, ReadCurrent is served from it when it can (single-statement reads only).
-  explicit SqliteView(Connection& c, CurrentCache* cache = nullptr) : c_(c), cache_(cache) {}
+  SqliteView(Connection& c, IndexKeys& keys, CurrentCache* cache = nullptr)
+      : c_(c), keys_(keys), cache_(cache) {}
 
   Result<std::optional<VersionRecord>> ReadCurrent(const std::string& type,
                                                    const std::string& id) override {
@@ -406,12 +507,12 @@ class SqliteView : public virtual ReadView {
   }
 
   Result<SearchPage> Search(const SearchQuery& q) override {
-    SqliteRunner runner(c_);
+    SqliteRunner runner(c_, keys_);
     return sql::RunSearch(sql::Dialect::kSqlite, q, runner);
   }
 
   Result<HistoryPage> History(const HistoryQuery& q) override {
-    SqliteRunner runner(c_);
+    SqliteRunner runner(c_, keys_);
     return sql::RunHistory(q, runner);
   }
 
@@ -420,7 +521,7 @@ class SqliteView : public virtual ReadView {
   Result<std::vector<std::string>> ReferringTypes(
       const std::string& target_type, const std::string& target_id,
       const std::vector<std::pair<std::string, std::string>>& links) override {
-    SqliteRunner runner(c_);
+    SqliteRunner runner(c_, keys_);
     return sql::RunReferringTypes(sql::Dialect::kSqlite, target_type, target_id, links, runner);
   }
 
@@ -472,6 +573,7 @@ class SqliteView : public virtual ReadView {
   Result<std::vector<VersionRecord>> All(sqlite3_stmt* s) { return StepAll(c_, s); }
 
   Connection& c_;
+  IndexKeys& keys_;
   CurrentCache* cache_;
 };
 
@@ -530,8 +632,9 @@ class SqliteWriteTxn : public SqliteView, public WriteTxn {
  public:
   // `written` collects the resources written, to drop from the cache once the commit is durable.
   using Written = std::vector<std::pair<std::string, std::string>>;
-  SqliteWriteTxn(Connection& c, int64_t* last_ts, Written* pending, HeldIndexRows* held)
-      : SqliteView(c), last_ts_(last_ts), pending_(pending), held_(held) {}
+  SqliteWriteTxn(Connection& c, IndexKeys& keys, int64_t* last_ts, Written* pending,
+                 HeldIndexRows* held)
+      : SqliteView(c, keys), last_ts_(last_ts), pending_(pending), held_(held) {}
 
   int64_t NextTimestamp() override {
     int64_t now = NowMicros();
@@ -651,7 +754,10 @@ class SqliteWriteTxn : public SqliteView, public WriteTxn {
         IndexKind::kToken,    IndexKind::kString,    IndexKind::kDate, IndexKind::kNumber,
         IndexKind::kQuantity, IndexKind::kReference, IndexKind::kUri,  IndexKind::kText};
     std::vector<std::pair<int64_t, const IndexEntry*>> of_kind;
+    const std::string* last_param = nullptr;
+    int64_t tp = -1;
     for (IndexKind kind : kKinds) {
+      last_param = nullptr;
       of_kind.clear();
       for (const auto& r : rows) {
         if (r.second->kind == kind) of_kind.push_back(r);
@@ -662,33 +768,32 @@ class SqliteWriteTxn : public SqliteView, public WriteTxn {
         const char* tuple = nullptr;
         switch (kind) {
           case IndexKind::kToken:
-            head = "INSERT OR IGNORE INTO idx_token(type, param, code, system, seq) VALUES";
-            tuple = "(?,?,?,?,?)";
+            head = "INSERT OR IGNORE INTO idx_token(tp, code, system, seq) VALUES";
+            tuple = "(?,?,?,?)";
             break;
           case IndexKind::kString:
-            head = "INSERT OR IGNORE INTO idx_string(type, param, norm, exact, seq) VALUES";
-            tuple = "(?,?,?,?,?)";
+            head = "INSERT OR IGNORE INTO idx_string(tp, norm, exact, seq) VALUES";
+            tuple = "(?,?,?,?)";
             break;
           case IndexKind::kDate:
-            head = "INSERT OR IGNORE INTO idx_date(type, param, start, end, seq) VALUES";
-            tuple = "(?,?,?,?,?)";
+            head = "INSERT OR IGNORE INTO idx_date(tp, start, end, seq) VALUES";
+            tuple = "(?,?,?,?)";
             break;
           case IndexKind::kNumber:
-            head = "INSERT OR IGNORE INTO idx_number(type, param, value, seq) VALUES";
-            tuple = "(?,?,?,?)";
+            head = "INSERT OR IGNORE INTO idx_number(tp, value, seq) VALUES";
+            tuple = "(?,?,?)";
             break;
           case IndexKind::kQuantity:
-            head =
-                "INSERT OR IGNORE INTO idx_quantity(type, param, system, code, value, seq) VALUES";
-            tuple = "(?,?,?,?,?,?)";
-            break;
-          case IndexKind::kReference:
-            head = "INSERT OR IGNORE INTO idx_ref(type, param, target_type, target, seq) VALUES";
+            head = "INSERT OR IGNORE INTO idx_quantity(tp, system, code, value, seq) VALUES";
             tuple = "(?,?,?,?,?)";
             break;
-          case IndexKind::kUri:
-            head = "INSERT OR IGNORE INTO idx_uri(type, param, uri, seq) VALUES";
+          case IndexKind::kReference:
+            head = "INSERT OR IGNORE INTO idx_ref(tp, target_type, target, seq) VALUES";
             tuple = "(?,?,?,?)";
+            break;
+          case IndexKind::kUri:
+            head = "INSERT OR IGNORE INTO idx_uri(tp, uri, seq) VALUES";
+            tuple = "(?,?,?)";
             break;
           case IndexKind::kText:
             head = "INSERT INTO idx_fts(type, param, body, seq) VALUES";
@@ -704,7 +809,16 @@ class SqliteWriteTxn : public SqliteView, public WriteTxn {
         Binder b{s};
         for (size_t i = 0; i < n; ++i) {
           const IndexEntry& e = *of_kind[start + i].second;
-          b.Borrowed(type).Borrowed(e.param);
+          if (kind == IndexKind::kText) {
+            b.Borrowed(type).Borrowed(e.param);
+          } else {
+            // Rows come sorted by parameter: one lookup per run of rows.
+            if (!last_param || *last_param != e.param) {
+              ASSIGN_OR_RETURN(tp, keys_.ForWrite(c_, type, e.param));
+              last_param = &e.param;
+            }
+            b.Int(tp);
+          }
           switch (kind) {
             case IndexKind::kToken:
               b.Borrowed(e.value).Borrowed(e.system);
@@ -771,6 +885,7 @@ class SqliteWriteTxn : public SqliteView, public WriteTxn {
       held_->chunks.resize(chunks);
       (void)c_.Exec("ROLLBACK TO nested");
       (void)c_.Exec("RELEASE nested");
+      keys_.RolledBack();
       pending_->resize(mark);
     }
     return st;
@@ -820,8 +935,8 @@ class SqliteStore : public Store {
     }
     path_ = (std::filesystem::path(options_.dir) / "taproot.db").string();
     ASSIGN_OR_RETURN(writer_conn_, Connection::Open(path_, options_.sync));
-    RETURN_IF_ERROR(writer_conn_->Exec(kSchema));
-    RETURN_IF_ERROR(CheckSchemaVersion());
+    RETURN_IF_ERROR(CreateOrUpgradeSchema());
+    RETURN_IF_ERROR(keys_.Load(*writer_conn_));
     RETURN_IF_ERROR(writer_conn_->Exec(
         ("PRAGMA wal_autocheckpoint=" + std::to_string(std::max(1, options_.checkpoint_pages)))
             .c_str()));
@@ -868,7 +983,7 @@ class SqliteStore : public Store {
     }
     Status st = snapshot ? conn->Step("BEGIN") : Status::Ok();
     if (st.ok()) {
-      SqliteView view(*conn, snapshot ? nullptr : &cache_);
+      SqliteView view(*conn, keys_, snapshot ? nullptr : &cache_);
       st = fn(view);
       if (snapshot) {
         Status end = conn->Step("COMMIT");
@@ -950,49 +1065,93 @@ class SqliteStore : public Store {
     std::promise<Status> result;
   };
 
-  Status CheckSchemaVersion() {
+  // The store's schema version, 0 for a new store.
+  Result<int> SchemaVersion() {
+    ASSIGN_OR_RETURN(sqlite3_stmt * t,
+                     writer_conn_->Prepare("SELECT 1 FROM sqlite_master WHERE name='meta'"));
+    bool has_meta = sqlite3_step(t) == SQLITE_ROW;
+    sqlite3_reset(t);
+    if (!has_meta) return 0;
     ASSIGN_OR_RETURN(sqlite3_stmt * s,
                      writer_conn_->Prepare("SELECT value FROM meta WHERE key='schema_version'"));
-    int rc = sqlite3_step(s);
-    if (rc == SQLITE_ROW) {
-      int v = std::stoi(ColText(s, 0));
-      sqlite3_reset(s);
-      if (v == 1 || v == 2) {
-        // New tables were just created by kSchema. From 1: carry the token rows over (they
-        // serve conditional operations) and drop the old table; other parameters need a
-        // reindex. From 2: record which versions earlier writes superseded.
-        RETURN_IF_ERROR(writer_conn_->Exec("BEGIN IMMEDIATE"));
-        if (v == 1) {
-          RETURN_IF_ERROR(writer_conn_->Exec(
-              "INSERT OR IGNORE INTO idx_token(type, param, code, system, seq) "
-              "SELECT t.type, t.param, t.code, t.system, c.seq FROM token_idx t "
-              "JOIN current c ON c.type=t.type AND c.id=t.id; DROP TABLE token_idx"));
-        }
-        RETURN_IF_ERROR(writer_conn_->Exec(
-            "INSERT OR IGNORE INTO superseded(seq, by_seq) SELECT v.seq, (SELECT min(w.seq) FROM "
-            "versions w WHERE w.type=v.type AND w.id=v.id AND w.version>v.version) FROM versions v "
-            "WHERE NOT EXISTS (SELECT 1 FROM current c WHERE c.seq=v.seq AND c.type=v.type AND "
-            "c.id=v.id)"));
-        ASSIGN_OR_RETURN(
-            sqlite3_stmt * up,
-            writer_conn_->Prepare("UPDATE meta SET value=? WHERE key='schema_version'"));
-        Binder{up}.Text(std::to_string(kSchemaVersion));
-        RETURN_IF_ERROR(Run(*writer_conn_, up, "schema version"));
-        return writer_conn_->Exec("COMMIT");
-      }
-      if (v != kSchemaVersion) {
-        return Status::Unavailable("store schema version " + std::to_string(v) +
-                                   " is not supported by this build (expects " +
-                                   std::to_string(kSchemaVersion) + ")");
-      }
-      return Status::Ok();
-    }
+    int v = sqlite3_step(s) == SQLITE_ROW ? std::stoi(ColText(s, 0)) : 0;
     sqlite3_reset(s);
-    ASSIGN_OR_RETURN(sqlite3_stmt * ins,
-                     writer_conn_->Prepare("INSERT INTO meta(key, value) VALUES "
-                                           "('schema_version', ?)"));
-    Binder{ins}.Text(std::to_string(kSchemaVersion));
-    return Run(*writer_conn_, ins, "schema version");
+    return v;
+  }
+
+  // Creates the tables of a new store, or brings an earlier version's up to date in one
+  // transaction: a crash half-way leaves the store as it was.
+  Status CreateOrUpgradeSchema() {
+    ASSIGN_OR_RETURN(int v, SchemaVersion());
+    if (v == kSchemaVersion) return Status::Ok();
+    if (v > kSchemaVersion || v < 0) {
+      return Status::Unavailable("store schema version " + std::to_string(v) +
+                                 " is not supported by this build (expects " +
+                                 std::to_string(kSchemaVersion) + ")");
+    }
+    Connection& c = *writer_conn_;
+    RETURN_IF_ERROR(c.Exec("BEGIN IMMEDIATE"));
+    Status st = UpgradeSchema(v);
+    if (!st.ok()) {
+      (void)c.Exec("ROLLBACK");
+      return st;
+    }
+    return c.Exec("COMMIT");
+  }
+
+  Status UpgradeSchema(int v) {
+    Connection& c = *writer_conn_;
+    // 2 and 3 name each row's pair in full: their tables make way for the new ones and their
+    // rows are copied over with the pair's number.
+    if (v == 2 || v == 3) {
+      RETURN_IF_ERROR(c.Exec("DROP INDEX IF EXISTS idx_date_by_seq"));
+      for (const auto& [table, columns] : kKeyedIndexTables) {
+        RETURN_IF_ERROR(
+            c.Exec((std::string("ALTER TABLE ") + table + " RENAME TO old_" + table).c_str()));
+      }
+    }
+    RETURN_IF_ERROR(c.Exec(kSchema));
+    if (v == 1) {
+      // Carry the token rows over (they serve conditional operations) and drop the old table;
+      // other parameters need a reindex.
+      RETURN_IF_ERROR(
+          c.Exec("INSERT OR IGNORE INTO idx_keys(type, param) SELECT DISTINCT type, param FROM "
+                 "token_idx; "
+                 "INSERT OR IGNORE INTO idx_token(tp, code, system, seq) "
+                 "SELECT k.tp, t.code, t.system, c.seq FROM token_idx t "
+                 "JOIN current c ON c.type=t.type AND c.id=t.id "
+                 "JOIN idx_keys k ON k.type=t.type AND k.param=t.param; DROP TABLE token_idx"));
+    }
+    if (v == 2 || v == 3) {
+      for (const auto& [table, columns] : kKeyedIndexTables) {
+        std::string t = table;
+        RETURN_IF_ERROR(c.Exec(("INSERT OR IGNORE INTO idx_keys(type, param) SELECT DISTINCT "
+                                "type, param FROM old_" +
+                                t)
+                                   .c_str()));
+        // The columns after the pair are named only by the old table (idx_keys has none of
+        // them).
+        RETURN_IF_ERROR(c.Exec(("INSERT INTO " + t + "(tp, " + columns + ") SELECT k.tp, " +
+                                columns + " FROM old_" + t +
+                                " o JOIN idx_keys k ON "
+                                "k.type=o.type AND k.param=o.param; DROP TABLE old_" +
+                                t)
+                                   .c_str()));
+      }
+    }
+    if (v == 1 || v == 2) {
+      // Record which versions earlier writes superseded.
+      RETURN_IF_ERROR(c.Exec(
+          "INSERT OR IGNORE INTO superseded(seq, by_seq) SELECT v.seq, (SELECT min(w.seq) FROM "
+          "versions w WHERE w.type=v.type AND w.id=v.id AND w.version>v.version) FROM versions v "
+          "WHERE NOT EXISTS (SELECT 1 FROM current c WHERE c.seq=v.seq AND c.type=v.type AND "
+          "c.id=v.id)"));
+    }
+    ASSIGN_OR_RETURN(
+        sqlite3_stmt * up,
+        c.Prepare("INSERT OR REPLACE INTO meta(key, value) VALUES('schema_version', ?)"));
+    Binder{up}.Text(std::to_string(kSchemaVersion));
+    return Run(c, up, "schema version");
   }
 
   void WriterLoop() {
@@ -1029,7 +1188,7 @@ class SqliteStore : public Store {
         size_t chunks = held.chunks.size();
         auto unwritten = held.Unwritten();
         held.chunks.emplace_back();
-        SqliteWriteTxn txn(c, &last_ts_, &pending, &held);
+        SqliteWriteTxn txn(c, keys_, &last_ts_, &pending, &held);
         results[i] = (*group[i]->fn)(txn);
         if (results[i].ok()) {
           results[i] = c.Exec("RELEASE job");
@@ -1037,6 +1196,7 @@ class SqliteStore : public Store {
         if (!results[i].ok()) {
           (void)c.Exec("ROLLBACK TO job");
           (void)c.Exec("RELEASE job");
+          keys_.RolledBack();
           pending.resize(mark);
           held.chunks.resize(chunks);
           for (const auto& [k, type] : unwritten) held.chunks[k].by_type[type].written = false;
@@ -1051,7 +1211,7 @@ class SqliteStore : public Store {
           (void)Run(c, *prune, "prune requests");
         }
       }
-      st = SqliteWriteTxn(c, &last_ts_, &pending, &held).FlushIndex();
+      st = SqliteWriteTxn(c, keys_, &last_ts_, &pending, &held).FlushIndex();
       if (st.ok()) {
         // No cache entry for what this group wrote may exist while its versions become
         // visible.
@@ -1062,8 +1222,10 @@ class SqliteStore : public Store {
       }
       if (!st.ok()) {
         (void)c.Exec("ROLLBACK");
+        keys_.RolledBack();
         last_ts_ = saved_ts;
       } else {
+        keys_.Committed();
         commits_++;
         write_calls_ += static_cast<int64_t>(group.size());
       }
@@ -1082,6 +1244,7 @@ class SqliteStore : public Store {
   CurrentCache cache_;
   std::string path_;
   std::unique_ptr<Connection> writer_conn_;
+  IndexKeys keys_;
   int64_t last_ts_ = 0;         // writer thread only (and Open)
   int groups_since_prune_ = 0;  // writer thread only
   std::atomic<int64_t> commits_{0}, write_calls_{0};
