@@ -17,6 +17,7 @@ namespace {
 
 struct Batch {
   std::vector<store::WriteRecord> records;
+  std::vector<std::string> compressed;  // the records' bodies (they point here)
   int64_t last_seq = 0;
 };
 
@@ -38,6 +39,7 @@ Result<Batch> NextBatch(store::Store& source, int64_t after, int limit, int thre
     return Status::Ok();
   }));
   if (batch.records.empty()) return batch;
+  batch.compressed.resize(batch.records.size());
   batch.last_seq = batch.records.back().version.seq;
   const fhir::Model& model = fhir::R4();
   std::vector<Status> errors(static_cast<size_t>(threads));
@@ -48,7 +50,8 @@ Result<Batch> NextBatch(store::Store& source, int64_t after, int limit, int thre
            i += static_cast<size_t>(threads)) {
         store::WriteRecord& r = batch.records[i];
         if (r.version.json.empty()) continue;
-        r.compressed_body = ZstdCompress(r.version.json, 1);
+        batch.compressed[i] = ZstdCompress(r.version.json, 1);
+        r.compressed_body = batch.compressed[i];
         auto doc = ParseJson(r.version.json);
         if (!doc.ok()) {
           errors[static_cast<size_t>(t)] = Status::Internal(
@@ -56,10 +59,12 @@ Result<Batch> NextBatch(store::Store& source, int64_t after, int limit, int thre
               std::to_string(r.version.version) + " is not valid JSON: " + doc.status().message());
           return;
         }
-        if (current[i]) r.index = search::ExtractIndex(model, r.version.type, *doc);
+        auto rows = std::make_shared<std::vector<store::IndexEntry>>();
+        if (current[i]) *rows = search::ExtractIndex(model, r.version.type, *doc);
         // Replaced versions have no index rows: their key is read from the resource.
-        r.patient = search::PatientKey(r.version.type, r.version.id, r.index,
-                                       r.index.empty() ? &*doc : nullptr);
+        r.patient = search::PatientKey(r.version.type, r.version.id, *rows,
+                                       rows->empty() ? &*doc : nullptr);
+        r.index = std::move(rows);
       }
     });
   }

@@ -97,10 +97,12 @@ PreparedResource PrepareResource(const fhir::Model& model, std::string type, std
   PreparedResource p;
   p.text = json::serialize(out);
   p.compressed = ZstdCompress(p.text, 1);
-  p.index = search::ExtractIndex(model, type, doc);
+  auto rows =
+      std::make_shared<std::vector<store::IndexEntry>>(search::ExtractIndex(model, type, doc));
   // With every parameter indexed the rows hold the references already; only an
   // identifiers-only write (--no-search-index) needs the resource read again.
-  p.patient = search::PatientKey(type, id, p.index, search::SearchIndexing() ? nullptr : &doc);
+  p.patient = search::PatientKey(type, id, *rows, search::SearchIndexing() ? nullptr : &doc);
+  p.index = std::move(rows);
   p.type = std::move(type);
   p.id = std::move(id);
   p.body_id = std::string(GetString(resource, "id"));
@@ -116,6 +118,7 @@ Result<OpResult> Ops::WriteVersion(store::WriteTxn& txn, const PreparedResource&
   rec.version.version = version;
   rec.version.last_updated = txn.NextTimestamp();
   rec.version.method = method;
+  // Shared, not copied: the writer thread runs this.
   rec.compressed_body = prepared.compressed;
   rec.index = prepared.index;
   rec.patient = prepared.patient;

@@ -45,8 +45,8 @@ struct PreparedResource {
   json::object resource;
   std::string text;
   std::string compressed;
-  std::vector<store::IndexEntry> index;
-  std::string patient;  // search::PatientKey
+  store::IndexRows index;  // never null
+  std::string patient;     // search::PatientKey
 };
 
 PreparedResource PrepareResource(const fhir::Model& model, std::string type, std::string id,

@@ -74,13 +74,18 @@ struct IndexEntry {
   double number = 0;           // number and quantity: the value
   int64_t start = 0, end = 0;  // date: the first and last microsecond the value covers (UTC)
 };
+// A version's index rows, shared read-only between the request that computed them and the store,
+// which may hold them until its commit: the writer thread neither copies nor frees them.
+using IndexRows = std::shared_ptr<const std::vector<IndexEntry>>;
+
 // A new version to write.
 struct WriteRecord {
   VersionRecord version;
   // The body already compressed with zstd (callers prepare it outside the writer, where work can
-  // run in parallel); when empty, the store compresses version.json itself.
-  std::string compressed_body;
-  std::vector<IndexEntry> index;  // ignored for tombstones (a deleted resource has no rows)
+  // run in parallel), in storage the caller keeps until Put returns; when empty, the store
+  // compresses version.json itself.
+  std::string_view compressed_body;
+  IndexRows index;  // none when null; ignored for tombstones (a deleted resource has no rows)
   // The patient whose compartment this version is in (search::PatientKey), empty if none; a
   // tombstone keeps its resource's. Backends that can be distributed (PostgreSQL) file every
   // row of the version under it.

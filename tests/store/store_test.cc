@@ -45,7 +45,7 @@ class StoreTest : public ::testing::TestWithParam<Backend> {
     r.version.version = version;
     r.version.method = version == 1 ? "POST" : "PUT";
     r.version.json = json;
-    r.index = std::move(index);
+    r.index = std::make_shared<const std::vector<IndexEntry>>(std::move(index));
     return r;
   }
   Status Put(WriteRecord r) {

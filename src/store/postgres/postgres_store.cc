@@ -385,10 +385,10 @@ class PgWriteTxn : public PgView, public WriteTxn {
     pv.version = v;
     pv.version.json.clear();
     pv.body = rec.compressed_body.empty() && !v.json.empty() ? ZstdCompress(v.json, 1)
-                                                             : rec.compressed_body;
+                                                             : std::string(rec.compressed_body);
     if (v.deleted) pv.body.clear();
     pv.patient = rec.patient;
-    if (!v.deleted) pv.index = rec.index;
+    if (!v.deleted && rec.index) pv.index = *rec.index;
     pending_versions_.push_back(std::move(pv));
     written_.push_back(key);
     pending_keys_.insert(std::move(key));

@@ -162,6 +162,10 @@ struct Binder {
     sqlite3_bind_text(s, i++, v.data(), static_cast<int>(v.size()), SQLITE_STATIC);
     return *this;
   }
+  Binder& BorrowedBlob(std::string_view v) {
+    sqlite3_bind_blob(s, i++, v.data(), static_cast<int>(v.size()), SQLITE_STATIC);
+    return *this;
+  }
   Binder& Blob(std::string_view v) {
     sqlite3_bind_blob(s, i++, v.data(), static_cast<int>(v.size()), SQLITE_TRANSIENT);
     return *this;
@@ -582,7 +586,8 @@ class SqliteView : public virtual ReadView {
 // own rows and rows that a rolled-back call had written for earlier calls go in again.
 struct HeldIndexRows {
   struct Rows {
-    std::vector<std::pair<int64_t, IndexEntry>> rows;  // with the seq of their version
+    std::vector<std::pair<int64_t, const IndexEntry*>> rows;  // with the seq of their version
+    std::vector<IndexRows> owners;                            // what `rows` point into
     bool written = false;
   };
   struct Chunk {
@@ -646,7 +651,7 @@ class SqliteWriteTxn : public SqliteView, public WriteTxn {
     const VersionRecord& v = rec.version;
     std::string compressed;
     if (rec.compressed_body.empty() && !v.json.empty()) compressed = ZstdCompress(v.json, 1);
-    const std::string& body = rec.compressed_body.empty() ? compressed : rec.compressed_body;
+    std::string_view body = rec.compressed_body.empty() ? compressed : rec.compressed_body;
     {
       ASSIGN_OR_RETURN(sqlite3_stmt * s,
                        c_.Prepare("INSERT INTO versions(type, id, version, ts, deleted, method, "
@@ -661,7 +666,7 @@ class SqliteWriteTxn : public SqliteView, public WriteTxn {
       if (body.empty()) {
         sqlite3_bind_null(s, b.i++);
       } else {
-        b.Blob(body);
+        b.BorrowedBlob(body);  // stepped before Put returns
       }
       int rc = sqlite3_step(s);
       sqlite3_reset(s);
@@ -703,16 +708,17 @@ class SqliteWriteTxn : public SqliteView, public WriteTxn {
   // begins or the commit, and then go in sorted by key: consecutive inserts share B-tree pages,
   // where rows in written order land on unrelated pages of eight tables and each insert walks
   // cold pages from the root (bench/RESULTS.md, sixth session).
-  Status InsertIndex(const VersionRecord& v, int64_t seq, const std::vector<IndexEntry>& rows) {
-    if (rows.empty()) return Status::Ok();
+  Status InsertIndex(const VersionRecord& v, int64_t seq, const IndexRows& rows) {
+    if (!rows || rows->empty()) return Status::Ok();
     // After a flush, rows of the same call start a chunk of their own (still the call's: a
     // rollback drops every chunk from the call's first on).
     auto it = held_->chunks.back().by_type.find(v.type);
     if (it != held_->chunks.back().by_type.end() && it->second.written) {
       held_->chunks.emplace_back();
     }
-    auto& of_type = held_->chunks.back().by_type[v.type].rows;
-    for (const IndexEntry& e : rows) of_type.emplace_back(seq, e);
+    auto& of_type = held_->chunks.back().by_type[v.type];
+    for (const IndexEntry& e : *rows) of_type.rows.emplace_back(seq, &e);
+    of_type.owners.push_back(rows);
     return Status::Ok();
   }
 
@@ -723,7 +729,7 @@ class SqliteWriteTxn : public SqliteView, public WriteTxn {
       for (auto& [type, rows] : chunk.by_type) {
         if (rows.written || (types && !types->count(type))) continue;
         auto& out = by_type[type];
-        for (const auto& [seq, e] : rows.rows) out.emplace_back(seq, &e);
+        out.insert(out.end(), rows.rows.begin(), rows.rows.end());
         rows.written = true;
       }
     }
@@ -1230,6 +1236,9 @@ class SqliteStore : public Store {
         write_calls_ += static_cast<int64_t>(group.size());
       }
     }
+    // Let go of the callers' index rows before they resume: the last owner, which frees them,
+    // is then the caller, not this thread.
+    held.chunks.clear();
     for (size_t i = 0; i < group.size(); ++i) {
       if (!st.ok()) {
         group[i]->result.set_value(
