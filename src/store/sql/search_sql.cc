@@ -776,28 +776,28 @@ Result<std::vector<std::string>> RunReferringTypes(
     Dialect dialect, const std::string& target_type, const std::string& target_id,
     const std::vector<std::pair<std::string, std::string>>& links, SqlRunner& runner) {
   if (links.empty()) return std::vector<std::string>();
-  // One seek per (type, param) pair on the reference index's key: a join from the pairs (SQLite
-  // scans the whole table for a row-value IN list, and needs CROSS JOIN to read the pairs
-  // first). Both name a VALUES list's columns column1, column2 ... SQLite's rows name a pair by
-  // its number (search_sql.h), so its list pairs that number with the type.
+  // One seek per (type, param) pair on the reference index's key, which stops at the first live
+  // row: a patient has hundreds of observations, and one is enough to put Observation in. Both
+  // dialects name a VALUES list's columns column1, column2 ... SQLite's rows name a pair by its
+  // number (search_sql.h), so its list pairs that number with the type.
   const bool numbered = dialect == Dialect::kSqlite;
   std::string sql =
-      numbered ? "SELECT DISTINCT l.column2 FROM (VALUES " : "SELECT DISTINCT r.type FROM (VALUES ";
+      std::string("SELECT DISTINCT l.") + (numbered ? "column2" : "column1") + " FROM (VALUES ";
   std::vector<SqlArg> args;
   for (size_t i = 0; i < links.size(); ++i) {
     sql += i ? ",(?,?)" : "(?,?)";
     if (numbered) {
       args.push_back({SqlArg::kInt, {}, runner.IndexKey(links[i].first, links[i].second)});
+      args.push_back({SqlArg::kText, links[i].first});
     } else {
       args.push_back({SqlArg::kText, links[i].first});
       args.push_back({SqlArg::kText, links[i].second});
     }
-    if (numbered) args.push_back({SqlArg::kText, links[i].first});
   }
-  sql += std::string(") l") + (numbered ? " CROSS JOIN " : " JOIN ") + "idx_ref r ON " +
+  sql += std::string(") l WHERE EXISTS (SELECT 1 FROM idx_ref r WHERE ") +
          (numbered ? "r.tp=l.column1" : "r.type=l.column1 AND r.param=l.column2") +
-         " AND r.target=? AND r.target_type=? WHERE NOT EXISTS (SELECT 1 FROM superseded x WHERE "
-         "x.seq=r.seq)";
+         " AND r.target=? AND r.target_type=? AND NOT EXISTS (SELECT 1 FROM superseded x WHERE "
+         "x.seq=r.seq))";
   args.push_back({SqlArg::kText, target_id});
   args.push_back({SqlArg::kText, target_type});
   return runner.QueryTexts(sql, args);
