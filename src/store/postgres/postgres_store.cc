@@ -891,17 +891,21 @@ class CachedStatementView : public ReadView {
       }
     }
     // A fill is kept only if no commit of this node was in flight and nothing was invalidated
-    // from before the query to after it: then what the query read is still current.
+    // from before the query to after it: then what the query read is still current. The test
+    // runs under the cache's lock (FillIf): tested before it, a whole commit could slip in
+    // between the test and the fill and leave the old version cached.
     bool quiet = s_.in_flight.load() == 0;
     uint64_t epoch = s_.epoch.load();
     ASSIGN_OR_RETURN(std::optional<VersionRecord> out,
                      Direct([&](ReadView& v) { return v.ReadCurrent(type, id); }));
-    if (out && quiet && s_.on.load() && s_.in_flight.load() == 0 && s_.epoch.load() == epoch) {
+    if (out && quiet && s_.on.load()) {
       CurrentCache::Entry e;
       e.meta = *out;
       e.meta.json.clear();
       if (!out->deleted) e.compressed_body = ZstdCompress(out->json, 1);
-      s_.cache->Fill(std::move(e), s_.cache->Generation());
+      s_.cache->FillIf(std::move(e), [&] {
+        return s_.on.load() && s_.in_flight.load() == 0 && s_.epoch.load() == epoch;
+      });
     }
     return out;
   }

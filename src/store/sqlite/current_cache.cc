@@ -71,15 +71,18 @@ void CurrentCache::Clear() {
 }
 
 void CurrentCache::Fill(Entry entry, uint64_t generation) {
+  // An odd generation means a commit was in flight when the query started. Checking under the
+  // shard lock that no commit has begun since: any later commit's Invalidate for this key
+  // takes the same lock after us and removes what we insert.
+  FillIf(std::move(entry), [&] { return (generation & 1) == 0 && Generation() == generation; });
+}
+
+void CurrentCache::FillIf(Entry entry, const std::function<bool()>& unchanged) {
   if (shard_capacity_ == 0) return;
   std::string key = Key(entry.meta.type, entry.meta.id);
   Shard& shard = ShardFor(key);
   std::lock_guard lock(shard.mu);
-  // An odd generation means a commit was in flight when the query started. Checking here, under
-  // the shard lock, that no commit has begun since: any later commit's Invalidate for this key
-  // takes the same lock after us and removes what we insert.
-  if ((generation & 1) != 0 || Generation() != generation) return;
-  if (shard.map.count(key)) return;
+  if (!unchanged() || shard.map.count(key)) return;
   Insert(shard, std::move(key), std::move(entry));
 }
 

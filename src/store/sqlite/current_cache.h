@@ -16,6 +16,7 @@
 #pragma once
 
 #include <atomic>
+#include <functional>
 #include <list>
 #include <mutex>
 #include <optional>
@@ -42,6 +43,10 @@ class CurrentCache {
   void Clear();
   // Called by a reader after a miss; `generation` is Generation() read before its query.
   void Fill(Entry entry, uint64_t generation);
+  // The same for callers that track commits themselves (PostgreSQL: several at once): the entry
+  // goes in only if `unchanged()` holds, tested under the lock Invalidate takes, so that an
+  // invalidation either makes the test fail or comes after and removes the entry.
+  void FillIf(Entry entry, const std::function<bool()>& unchanged);
   uint64_t Generation() const { return generation_.load(std::memory_order_acquire); }
   // Called by the writer before its COMMIT and after it (whether or not it succeeded).
   void BeginCommit() { generation_.fetch_add(1, std::memory_order_acq_rel); }
