@@ -760,10 +760,9 @@ class SqliteWriteTxn : public SqliteView, public WriteTxn {
         IndexKind::kToken,    IndexKind::kString,    IndexKind::kDate, IndexKind::kNumber,
         IndexKind::kQuantity, IndexKind::kReference, IndexKind::kUri,  IndexKind::kText};
     std::vector<std::pair<int64_t, const IndexEntry*>> of_kind;
-    const std::string* last_param = nullptr;
-    int64_t tp = -1;
     for (IndexKind kind : kKinds) {
-      last_param = nullptr;
+      const std::string* last_param = nullptr;  // the parameter whose number `tp` is
+      int64_t tp = -1;
       of_kind.clear();
       for (const auto& r : rows) {
         if (r.second->kind == kind) of_kind.push_back(r);
