@@ -224,6 +224,60 @@ TEST_P(StoreTest, TokenSearchFollowsTheCurrentVersion) {
   EXPECT_EQ(find("sys", "9"), (std::vector<std::string>{}));
 }
 
+// The total of a search whose first page holds every match is that page's size, without a
+// count statement; any other page still counts. Five matches among seven resources, and one
+// resource whose newer version no longer matches.
+TEST_P(StoreTest, TotalsCountEveryMatchWhateverThePage) {
+  using K = IndexKind;
+  for (int i = 0; i < 7; ++i) {
+    ASSERT_TRUE(Put(Rec("p" + std::to_string(i), 1, "{}",
+                        {{"identifier", K::kToken, "sys", i < 5 ? "match" : "other"}}))
+                    .ok());
+  }
+  ASSERT_TRUE(Put(Rec("q", 1, "{}", {{"identifier", K::kToken, "sys", "match"}})).ok());
+  ASSERT_TRUE(Put(Rec("q", 2, "{}", {{"identifier", K::kToken, "sys", "gone"}})).ok());
+  struct Case {
+    int64_t count, offset;
+    bool after;  // start after the first match's seq
+    size_t resources;
+    bool has_more;
+    size_t statements;  // run for the page and the total, as _explain lists them
+  };
+  const Case cases[] = {
+      {10, 0, false, 5, false, 1},  // the page holds every match: no count
+      {5, 0, false, 5, false, 1},   // exactly full
+      {4, 0, false, 4, true, 2},    // a next page: counted
+      {10, 3, false, 2, false, 2},  // a later page: counted
+      {10, 0, true, 4, false, 2},   // after a seq: counted from the start
+  };
+  int64_t first_seq = 0;
+  for (const Case& c : cases) {
+    SCOPED_TRACE("count " + std::to_string(c.count) + " offset " + std::to_string(c.offset) +
+                 (c.after ? " after" : ""));
+    ASSERT_TRUE(store_
+                    ->Read([&](ReadView& v) -> Status {
+                      SearchQuery q;
+                      q.type = "Patient";
+                      q.count = c.count;
+                      q.offset = c.offset;
+                      q.explain = true;
+                      IndexPredicate p;
+                      p.system = "sys";
+                      p.value = "match";
+                      q.clauses.push_back(Clause("identifier", K::kToken, p));
+                      if (c.after) q.after_seq = first_seq;
+                      ASSIGN_OR_RETURN(SearchPage page, v.Search(q));
+                      if (!c.after && c.offset == 0) first_seq = page.resources.at(0).seq;
+                      EXPECT_EQ(page.total, 5);
+                      EXPECT_EQ(page.resources.size(), c.resources);
+                      EXPECT_EQ(page.has_more, c.has_more);
+                      EXPECT_EQ(page.explained.size(), c.statements);
+                      return Status::Ok();
+                    })
+                    .ok());
+  }
+}
+
 TEST_P(StoreTest, HistoryPagesNewestFirst) {
   for (int i = 1; i <= 5; ++i) ASSERT_TRUE(Put(Rec("a", i, "{}")).ok());
   std::vector<int64_t> seen;

@@ -613,31 +613,6 @@ class Compiler {
       return "(" + d + ") m" + OrderedJoin() + "versions c ON c.seq=m.seq";
     };
 
-    if (q.want_total) {
-      counting = true;
-      std::vector<SqlArg> args;
-      std::string sql;
-      if (driver >= 0 && !needs_id) {
-        // Index rows exist only for live versions of their type: counting the driver's matches
-        // needs no version rows at all.
-        ASSIGN_OR_RETURN(std::string d, DriverSql(q.type, q.clauses[driver], args));
-        sql = "SELECT count(*) FROM (" + d + ") m";
-        RETURN_IF_ERROR(conditions("m", Rows::kSeqOnly, sql, args));
-      } else if (driver < 0 && !as_of) {
-        // `current` holds exactly the live versions, keyed by type.
-        sql = "SELECT count(*) FROM current c";
-        RETURN_IF_ERROR(conditions("c", Rows::kCurrent, sql, args));
-      } else {
-        ASSIGN_OR_RETURN(std::string from, relation(args));
-        sql = "SELECT count(*) FROM " + from;
-        RETURN_IF_ERROR(conditions("c", Rows::kVersions, sql, args));
-      }
-      if (q.explain) RETURN_IF_ERROR(explain(sql, args));
-      int64_t start = NowMicros();
-      ASSIGN_OR_RETURN(page.total, runner_.QueryInt(sql, args));
-      if (q.explain) timed(start);
-    }
-    counting = false;
     if (q.count > 0) {
       std::vector<SqlArg> args;
       ASSIGN_OR_RETURN(std::string from, relation(args));
@@ -715,6 +690,34 @@ class Compiler {
         page.has_more = true;
         page.resources.pop_back();
       }
+    }
+    // A first page that holds every match is its own total: the count, a second pass over the
+    // same matches, is skipped (most per-patient searches fit on one page).
+    if (q.want_total && q.count > 0 && q.offset == 0 && !q.after_seq && !page.has_more) {
+      page.total = static_cast<int64_t>(page.resources.size());
+    } else if (q.want_total) {
+      counting = true;
+      std::vector<SqlArg> args;
+      std::string sql;
+      if (driver >= 0 && !needs_id) {
+        // Index rows exist only for live versions of their type: counting the driver's matches
+        // needs no version rows at all.
+        ASSIGN_OR_RETURN(std::string d, DriverSql(q.type, q.clauses[driver], args));
+        sql = "SELECT count(*) FROM (" + d + ") m";
+        RETURN_IF_ERROR(conditions("m", Rows::kSeqOnly, sql, args));
+      } else if (driver < 0 && !as_of) {
+        // `current` holds exactly the live versions, keyed by type.
+        sql = "SELECT count(*) FROM current c";
+        RETURN_IF_ERROR(conditions("c", Rows::kCurrent, sql, args));
+      } else {
+        ASSIGN_OR_RETURN(std::string from, relation(args));
+        sql = "SELECT count(*) FROM " + from;
+        RETURN_IF_ERROR(conditions("c", Rows::kVersions, sql, args));
+      }
+      if (q.explain) RETURN_IF_ERROR(explain(sql, args));
+      int64_t start = NowMicros();
+      ASSIGN_OR_RETURN(page.total, runner_.QueryInt(sql, args));
+      if (q.explain) timed(start);
     }
     return page;
   }
