@@ -327,6 +327,9 @@ struct PostgresOptions {
   // LISTEN/NOTIFY (other nodes' writes show within milliseconds); 0 turns it off. Not used
   // with replicas.
   size_t cache_mb = 64;
+  // Apply the schema's migrations up to this one only (0: all of them). For tests that build a
+  // database in an older schema and then upgrade it; a store opened so is not for use.
+  int schema_version = 0;
 };
 
 // Opens (and creates or migrates the schema of) a store in a PostgreSQL database. Several

@@ -138,10 +138,12 @@ TEST(MigrateTest, CopiesEveryVersionAndSearchesAgree) {
   EXPECT_EQ(count("SELECT count(*) FROM versions WHERE type IN ('Organization', "
                   "'Practitioner') AND patient<>''"),
             0);
-  EXPECT_EQ(count("SELECT count(*) FROM current c JOIN idx_ref r ON r.seq=c.seq AND "
-                  "r.param='subject' AND r.target_type='Patient' WHERE c.type IN "
-                  "('Observation', 'Condition') AND c.patient<>r.target"),
-            0);
+  EXPECT_EQ(
+      count("SELECT count(*) FROM current c JOIN idx_ref r ON r.seq=c.seq AND "
+            "r.tp IN (SELECT tp FROM idx_keys WHERE param='subject') AND r.target_type='Patient' "
+            "WHERE c.type IN "
+            "('Observation', 'Condition') AND c.patient<>r.target"),
+      0);
   EXPECT_GT(count("SELECT count(*) FROM current WHERE type='Observation' AND patient<>''"), 100);
   EXPECT_EQ(count("SELECT count(*) FROM current WHERE type='Observation' AND patient=''"), 0);
   for (const char* table : {"idx_token", "idx_string", "idx_date", "idx_quantity", "idx_ref",

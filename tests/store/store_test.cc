@@ -90,19 +90,74 @@ class StoreTest : public ::testing::TestWithParam<Backend> {
     return c;
   }
 
+  // After an upgrade of the hand-built store of the Upgrades* tests (Patient p1 in two versions,
+  // Observation o1, a row of every kind): each row is found through the new layout, the
+  // superseded version's is not, and a write after the upgrade is found beside them, also
+  // after a reopen.
+  void CheckUpgradedRows() {
+    using K = IndexKind;
+    IndexPredicate p;
+    p.system = "sys";
+    p.value = "456";
+    EXPECT_EQ(Find("Patient", Clause("identifier", K::kToken, p)),
+              (std::vector<std::string>{"p1"}));
+    p.value = "123";  // the superseded version's row
+    EXPECT_EQ(Find("Patient", Clause("identifier", K::kToken, p)), (std::vector<std::string>{}));
+    p = {};
+    p.value = "8867-4";
+    EXPECT_EQ(Find("Observation", Clause("code", K::kToken, p)), (std::vector<std::string>{"o1"}));
+    p = {};
+    p.value = "smi";
+    p.match = IndexPredicate::Match::kPrefix;
+    EXPECT_EQ(Find("Patient", Clause("name", K::kString, p)), (std::vector<std::string>{"p1"}));
+    p = {};
+    p.start = 100;
+    p.end = 199;
+    EXPECT_EQ(Find("Patient", Clause("birthdate", K::kDate, p)), (std::vector<std::string>{"p1"}));
+    p = {};
+    p.low = 0.45;
+    p.high = 0.55;
+    EXPECT_EQ(Find("Observation", Clause("probability", K::kNumber, p)),
+              (std::vector<std::string>{"o1"}));
+    p.value = "mg";
+    p.low = 4.5;
+    p.high = 5.5;
+    EXPECT_EQ(Find("Observation", Clause("value-quantity", K::kQuantity, p)),
+              (std::vector<std::string>{"o1"}));
+    p = {};
+    p.system = "Patient";
+    p.value = "p1";
+    EXPECT_EQ(Find("Observation", Clause("subject", K::kReference, p)),
+              (std::vector<std::string>{"o1"}));
+    p = {};
+    p.value = "http://example.org/p";
+    EXPECT_EQ(Find("Patient", Clause("profile", K::kUri, p)), (std::vector<std::string>{"p1"}));
+
+    // Written after the upgrade, found beside the upgraded rows, and after another reopen.
+    WriteRecord r = Rec("p2", 1, "{}", {{"identifier", K::kToken, "sys", "789"}});
+    ASSERT_TRUE(Put(r).ok());
+    Reopen();
+    p = {};
+    p.system = "sys";
+    p.value = "789";
+    EXPECT_EQ(Find("Patient", Clause("identifier", K::kToken, p)),
+              (std::vector<std::string>{"p2"}));
+    p.value = "456";
+    EXPECT_EQ(Find("Patient", Clause("identifier", K::kToken, p)),
+              (std::vector<std::string>{"p1"}));
+  }
+
   // Rows of the index tables whose version does not exist: left behind by a rolled-back write.
   // Read straight from the database, since searches join each row to its version and would not
   // show them, but a later version given the same seq would.
   int64_t OrphanIndexRows() {
-    // SQLite's rows name their type by the number of their (type, param) pair (idx_keys): a row
-    // whose number is not there is an orphan too.
-    const bool numbered = GetParam() == Backend::kSqlite;
+    // Rows name their type by the number of their (type, param) pair (idx_keys): a row whose
+    // number is not there is an orphan too.
     std::string sql;
     for (const char* table : {"idx_token", "idx_string", "idx_date", "idx_ref"}) {
       sql += std::string(sql.empty() ? "SELECT " : " + ") + "(SELECT count(*) FROM " + table +
-             " t WHERE NOT EXISTS (SELECT 1 FROM versions v" +
-             (numbered ? " JOIN idx_keys k ON k.tp=t.tp AND k.type=v.type" : "") +
-             " WHERE v.seq=t.seq" + (numbered ? "" : " AND v.type=t.type") + "))";
+             " t WHERE NOT EXISTS (SELECT 1 FROM versions v JOIN idx_keys k ON k.tp=t.tp AND "
+             "k.type=v.type WHERE v.seq=t.seq))";
     }
     if (GetParam() == Backend::kPostgres) {
       auto conn = pg::Conn::Open(place_->url());
@@ -136,6 +191,11 @@ INSTANTIATE_TEST_SUITE_P(Backends, StoreTest,
 // What only the embedded store does: one process per directory, group commit.
 class SqliteStoreTest : public StoreTest {};
 INSTANTIATE_TEST_SUITE_P(Sqlite, SqliteStoreTest, ::testing::Values(Backend::kSqlite),
+                         taproot::testing::BackendName);
+
+// What only the PostgreSQL store does: versioned migrations of a shared database.
+class PostgresStoreTest : public StoreTest {};
+INSTANTIATE_TEST_SUITE_P(Postgres, PostgresStoreTest, ::testing::Values(Backend::kPostgres),
                          taproot::testing::BackendName);
 
 TEST_P(StoreTest, KeepsEveryVersionAcrossReopen) {
@@ -660,53 +720,7 @@ TEST_P(SqliteStoreTest, UpgradesAVersion3Store) {
   sqlite3_close(db);
   Reopen();
 
-  using K = IndexKind;
-  IndexPredicate p;
-  p.system = "sys";
-  p.value = "456";
-  EXPECT_EQ(Find("Patient", Clause("identifier", K::kToken, p)), (std::vector<std::string>{"p1"}));
-  p.value = "123";  // the superseded version's row
-  EXPECT_EQ(Find("Patient", Clause("identifier", K::kToken, p)), (std::vector<std::string>{}));
-  p = {};
-  p.value = "8867-4";
-  EXPECT_EQ(Find("Observation", Clause("code", K::kToken, p)), (std::vector<std::string>{"o1"}));
-  p = {};
-  p.value = "smi";
-  p.match = IndexPredicate::Match::kPrefix;
-  EXPECT_EQ(Find("Patient", Clause("name", K::kString, p)), (std::vector<std::string>{"p1"}));
-  p = {};
-  p.start = 100;
-  p.end = 199;
-  EXPECT_EQ(Find("Patient", Clause("birthdate", K::kDate, p)), (std::vector<std::string>{"p1"}));
-  p = {};
-  p.low = 0.45;
-  p.high = 0.55;
-  EXPECT_EQ(Find("Observation", Clause("probability", K::kNumber, p)),
-            (std::vector<std::string>{"o1"}));
-  p.value = "mg";
-  p.low = 4.5;
-  p.high = 5.5;
-  EXPECT_EQ(Find("Observation", Clause("value-quantity", K::kQuantity, p)),
-            (std::vector<std::string>{"o1"}));
-  p = {};
-  p.system = "Patient";
-  p.value = "p1";
-  EXPECT_EQ(Find("Observation", Clause("subject", K::kReference, p)),
-            (std::vector<std::string>{"o1"}));
-  p = {};
-  p.value = "http://example.org/p";
-  EXPECT_EQ(Find("Patient", Clause("profile", K::kUri, p)), (std::vector<std::string>{"p1"}));
-
-  // Written after the upgrade, found beside the upgraded rows, and after another reopen.
-  WriteRecord r = Rec("p2", 1, "{}", {{"identifier", K::kToken, "sys", "789"}});
-  ASSERT_TRUE(Put(r).ok());
-  Reopen();
-  p = {};
-  p.system = "sys";
-  p.value = "789";
-  EXPECT_EQ(Find("Patient", Clause("identifier", K::kToken, p)), (std::vector<std::string>{"p2"}));
-  p.value = "456";
-  EXPECT_EQ(Find("Patient", Clause("identifier", K::kToken, p)), (std::vector<std::string>{"p1"}));
+  CheckUpgradedRows();
   EXPECT_EQ(OrphanIndexRows(), 0);
   // No table of the old layout is left.
   store_->Close();
@@ -722,6 +736,114 @@ TEST_P(SqliteStoreTest, UpgradesAVersion3Store) {
   EXPECT_EQ(std::string(reinterpret_cast<const char*>(sqlite3_column_text(s, 1))), "4");
   sqlite3_finalize(s);
   sqlite3_close(db);
+}
+
+// Migration 2 numbers the (type, param) pairs of a database written by migration 1's schema.
+TEST_P(PostgresStoreTest, UpgradesSchema1) {
+  store_->Close();
+  store_.reset();
+  auto admin = pg::Conn::Open(place_->url());
+  ASSERT_TRUE(admin.ok()) << admin.status().ToString();
+  // An empty database in schema 1, as a build of that schema would leave it.
+  ASSERT_TRUE((*admin)->Exec("DROP SCHEMA public CASCADE; CREATE SCHEMA public").ok());
+  PostgresOptions old;
+  old.url = place_->url();
+  old.schema_version = 1;
+  {
+    auto s = OpenPostgresStore(old);
+    ASSERT_TRUE(s.ok()) << s.status().ToString();
+  }
+  // The same store as UpgradesAVersion3Store's, in schema 1's tables (each row with its
+  // patient key: p1 for everything in p1's compartment).
+  Status st = (*admin)->Exec(R"sql(
+    INSERT INTO versions(type, id, version, ts, deleted, method, body, patient) VALUES
+      ('Patient', 'p1', 1, 10, 0, 'POST', NULL, 'p1'),
+      ('Observation', 'o1', 1, 11, 0, 'POST', NULL, 'p1'),
+      ('Patient', 'p1', 2, 12, 0, 'PUT', NULL, 'p1');
+    INSERT INTO current VALUES('Patient', 'p1', 2, 3, 0, 12, 'p1');
+    INSERT INTO current VALUES('Observation', 'o1', 1, 2, 0, 11, 'p1');
+    INSERT INTO superseded VALUES(1, 3, 'p1');
+    INSERT INTO idx_token VALUES('Patient', 'identifier', '123', 'sys', 1, 'p1');
+    INSERT INTO idx_token VALUES('Patient', 'identifier', '456', 'sys', 3, 'p1');
+    INSERT INTO idx_token VALUES('Observation', 'code', '8867-4', 'http://loinc.org', 2, 'p1');
+    INSERT INTO idx_string VALUES('Patient', 'name', 'smith', 'Smith', 3, 'p1');
+    INSERT INTO idx_date VALUES('Patient', 'birthdate', 100, 199, 3, 'p1');
+    INSERT INTO idx_number VALUES('Observation', 'probability', 0.5, 2, 'p1');
+    INSERT INTO idx_quantity VALUES('Observation', 'value-quantity', 'mg',
+      'http://unitsofmeasure.org', 5.0, 2, 'p1');
+    INSERT INTO idx_ref VALUES('Observation', 'subject', 'p1', 'Patient', 2, 'p1');
+    INSERT INTO idx_uri VALUES('Patient', 'profile', 'http://example.org/p', 3, 'p1');
+  )sql");
+  ASSERT_TRUE(st.ok()) << st.ToString();
+  Reopen();
+  CheckUpgradedRows();
+  EXPECT_EQ(OrphanIndexRows(), 0);
+  // Every pair numbered once, no copy table left, the schema at migration 2, and the patient
+  // keys carried over.
+  auto r = (*admin)->Query(
+      "SELECT (SELECT count(*) FROM idx_keys), (SELECT count(DISTINCT tp) FROM idx_keys), "
+      "(SELECT count(*) FROM pg_tables WHERE tablename ~ '^idx_.*_n$'), "
+      "(SELECT max(version) FROM taproot_migrations), "
+      "(SELECT count(*) FROM idx_ref WHERE patient='p1')");
+  ASSERT_TRUE(r.ok()) << r.status().ToString();
+  EXPECT_EQ(r->Int(0, 0), 8);  // the eight pairs above (p2's identifier is one of them)
+  EXPECT_EQ(r->Int(0, 1), r->Int(0, 0));
+  EXPECT_EQ(r->Int(0, 2), 0);
+  EXPECT_EQ(r->Int(0, 3), 2);
+  EXPECT_EQ(r->Int(0, 4), 1);
+}
+
+// Two stores on one database (two nodes) number the same new (type, param) pairs at the same
+// time: each pair gets one number, and each node finds every row the other wrote.
+TEST_P(PostgresStoreTest, TwoNodesNumberNewPairsAlike) {
+  auto other = place_->Open();
+  ASSERT_TRUE(other.ok()) << other.status().ToString();
+  std::vector<Store*> nodes = {store_.get(), other->get()};
+  constexpr int kThreads = 8, kPerThread = 10, kParams = 5;
+  std::atomic<int> failures{0};
+  std::vector<std::thread> threads;
+  for (int t = 0; t < kThreads; ++t) {
+    threads.emplace_back([&, t] {
+      Store* node = nodes[t % 2];
+      for (int i = 0; i < kPerThread; ++i) {
+        WriteRecord r = Rec("t" + std::to_string(t) + "-" + std::to_string(i), 1, "{}",
+                            {{"p" + std::to_string(i % kParams), IndexKind::kToken, "s", "v"}});
+        Status st = node->Write([&](WriteTxn& txn) {
+          r.version.last_updated = txn.NextTimestamp();
+          return txn.Put(r);
+        });
+        if (!st.ok()) failures++;
+      }
+    });
+  }
+  for (auto& th : threads) th.join();
+  EXPECT_EQ(failures.load(), 0);
+  for (Store* node : nodes) {
+    for (int k = 0; k < kParams; ++k) {
+      SCOPED_TRACE("p" + std::to_string(k));
+      int64_t found = -1;
+      ASSERT_TRUE(node->Read([&](ReadView& v) -> Status {
+                        SearchQuery q;
+                        q.type = "Patient";
+                        q.count = 1000;
+                        IndexPredicate p;
+                        p.system = "s";
+                        p.value = "v";
+                        q.clauses.push_back(Clause("p" + std::to_string(k), IndexKind::kToken, p));
+                        ASSIGN_OR_RETURN(SearchPage page, v.Search(q));
+                        found = static_cast<int64_t>(page.resources.size());
+                        return Status::Ok();
+                      })
+                      .ok());
+      EXPECT_EQ(found, kThreads * kPerThread / kParams);
+    }
+  }
+  auto conn = pg::Conn::Open(place_->url());
+  ASSERT_TRUE(conn.ok());
+  auto r = (*conn)->Query("SELECT count(*), count(DISTINCT tp) FROM idx_keys");
+  ASSERT_TRUE(r.ok());
+  EXPECT_EQ(r->Int(0, 0), kParams);
+  EXPECT_EQ(r->Int(0, 1), kParams);
 }
 
 TEST_P(StoreTest, ClosedStoreRefusesWork) {

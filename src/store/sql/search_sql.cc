@@ -122,10 +122,9 @@ class Compiler {
 
   // The condition that an index row (of table alias `a`, "" for none) is of `type` and `param`,
   // or of any of several parameters (a compartment's links, the parts of a combined parameter),
-  // each name with `suffix` (":text", "$system|code"). PostgreSQL's rows carry both names:
-  // "a.type=? AND a.param IN (?,...)". SQLite's carry one number for the pair (idx_keys): "a.tp IN
-  // (?,...)", the numbers looked up now; a pair never written gets -1, which no row has. Its
-  // full-text rows keep the names.
+  // each name with `suffix` (":text", "$system|code"). Rows carry one number for the pair
+  // (idx_keys): "a.tp IN (?,...)", the numbers looked up now; a pair never written gets -1, which
+  // no row has. Full-text rows keep both names: "a.type=? AND a.param IN (?,...)".
   std::string KeyIn(const std::string& a, IndexKind kind, const std::string& type,
                     const std::string& param, const std::vector<std::string>& any_param,
                     std::vector<SqlArg>& args, const std::string& suffix = {}) {
@@ -133,7 +132,7 @@ class Compiler {
     const std::vector<std::string> one{param};
     const std::vector<std::string>& params = any_param.empty() ? one : any_param;
     std::string sql;
-    const bool numbered = dialect_ == Dialect::kSqlite && kind != IndexKind::kText;
+    const bool numbered = kind != IndexKind::kText;
     if (numbered) {
       sql = prefix + "tp";
     } else {
@@ -733,6 +732,13 @@ Result<SearchPage> RunSearch(Dialect dialect, const SearchQuery& query, SqlRunne
   return Compiler(dialect, runner).Search(query);
 }
 
+std::string PairName(std::string_view type, std::string_view param) {
+  std::string n;
+  n.reserve(type.size() + param.size() + 1);
+  n.append(type).append(1, '\t').append(param);
+  return n;
+}
+
 Result<HistoryPage> RunHistory(const HistoryQuery& q, SqlRunner& runner) {
   std::string where = " WHERE 1=1";
   std::vector<SqlArg> args;
@@ -776,29 +782,23 @@ Result<HistoryPage> RunHistory(const HistoryQuery& q, SqlRunner& runner) {
 }
 
 Result<std::vector<std::string>> RunReferringTypes(
-    Dialect dialect, const std::string& target_type, const std::string& target_id,
-    const std::vector<std::pair<std::string, std::string>>& links, SqlRunner& runner) {
+    Dialect /*dialect: both name pairs by number*/, const std::string& target_type,
+    const std::string& target_id, const std::vector<std::pair<std::string, std::string>>& links,
+    SqlRunner& runner) {
   if (links.empty()) return std::vector<std::string>();
   // One seek per (type, param) pair on the reference index's key, which stops at the first live
   // row: a patient has hundreds of observations, and one is enough to put Observation in. Both
-  // dialects name a VALUES list's columns column1, column2 ... SQLite's rows name a pair by its
-  // number (search_sql.h), so its list pairs that number with the type.
-  const bool numbered = dialect == Dialect::kSqlite;
-  std::string sql =
-      std::string("SELECT DISTINCT l.") + (numbered ? "column2" : "column1") + " FROM (VALUES ";
+  // dialects name a VALUES list's columns column1, column2 ... Rows name a pair by its number
+  // (search_sql.h), so the list pairs that number with the type.
+  std::string sql = "SELECT DISTINCT l.column2 FROM (VALUES ";
   std::vector<SqlArg> args;
   for (size_t i = 0; i < links.size(); ++i) {
-    sql += i ? ",(?,?)" : "(?,?)";
-    if (numbered) {
-      args.push_back({SqlArg::kInt, {}, runner.IndexKey(links[i].first, links[i].second)});
-      args.push_back({SqlArg::kText, links[i].first});
-    } else {
-      args.push_back({SqlArg::kText, links[i].first});
-      args.push_back({SqlArg::kText, links[i].second});
-    }
+    // The cast types the list's column on PostgreSQL, where bound values arrive untyped.
+    sql += i ? ",(CAST(? AS INTEGER),?)" : "(CAST(? AS INTEGER),?)";
+    args.push_back({SqlArg::kInt, {}, runner.IndexKey(links[i].first, links[i].second)});
+    args.push_back({SqlArg::kText, links[i].first});
   }
-  sql += std::string(") l WHERE EXISTS (SELECT 1 FROM idx_ref r WHERE ") +
-         (numbered ? "r.tp=l.column1" : "r.type=l.column1 AND r.param=l.column2") +
+  sql += std::string(") l WHERE EXISTS (SELECT 1 FROM idx_ref r WHERE r.tp=l.column1") +
          " AND r.target=? AND r.target_type=? AND NOT EXISTS (SELECT 1 FROM superseded x WHERE "
          "x.seq=r.seq))";
   args.push_back({SqlArg::kText, target_id});

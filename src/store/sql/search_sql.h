@@ -4,10 +4,10 @@
 // checked per candidate) and runs the statements through the backend's SqlRunner.
 //
 // The two dialects differ only in small things: placeholders, SQLite's INDEXED BY hints and
-// CROSS JOIN ordering, a few function names, the top of a "starts with" range, full-text
-// matching, and how an index row names its resource type and parameter (PostgreSQL: the two
-// names; SQLite: one number for the pair, `tp`, from its idx_keys table). Everything else,
-// including the plan, is the same text.
+// CROSS JOIN ordering, a few function names, the top of a "starts with" range and full-text
+// matching. Everything else, including the plan, is the same text. In both, an index row names
+// its resource type and parameter by one number for the pair, `tp`, from the idx_keys table
+// (full-text rows keep the two names).
 //
 // Only fixed fragments enter the SQL; every value from a query is bound as an argument.
 // Thread-safety: stateless; RunSearch uses only the runner it is given.
@@ -52,8 +52,8 @@ class SqlRunner {
   // A statement that returns rows of one text column.
   virtual Result<std::vector<std::string>> QueryTexts(const std::string& sql,
                                                       const std::vector<SqlArg>& args) = 0;
-  // The number a backend that stores (type, param) pairs as numbers (SQLite's idx_keys) gives
-  // a pair, or -1 when no index row was ever written with it. Other backends are never asked.
+  // The number the store gives a (type, param) pair (idx_keys), or -1 when no index row was
+  // ever written with it.
   virtual int64_t IndexKey(std::string_view type, std::string_view param) = 0;
   // The newest seq the search can see (its snapshot). A backend that already knows it (read
   // with the snapshot's first statement) saves a round trip.
@@ -63,6 +63,10 @@ class SqlRunner {
 };
 
 Result<SearchPage> RunSearch(Dialect dialect, const SearchQuery& query, SqlRunner& runner);
+
+// The key under which a store remembers the number of a (type, param) pair: both names, with a
+// tab (which neither contains) between them.
+std::string PairName(std::string_view type, std::string_view param);
 
 // ReadView::History and ReadView::ReferringTypes over the same schema.
 Result<HistoryPage> RunHistory(const HistoryQuery& query, SqlRunner& runner);

@@ -336,7 +336,7 @@ class IndexKeys {
     int rc;
     while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
       int64_t tp = sqlite3_column_int64(s, 0);
-      keys_[Name(ColText(s, 1), ColText(s, 2))] = Entry{tp, true};
+      keys_[sql::PairName(ColText(s, 1), ColText(s, 2))] = Entry{tp, true};
       next_ = std::max(next_, tp + 1);
     }
     sqlite3_reset(s);
@@ -346,14 +346,14 @@ class IndexKeys {
 
   int64_t Find(std::string_view type, std::string_view param) const {
     std::lock_guard lock(mu_);
-    auto it = keys_.find(Name(type, param));
+    auto it = keys_.find(sql::PairName(type, param));
     return it == keys_.end() ? -1 : it->second.tp;
   }
 
   // Writer: the number for rows about to be inserted in the open transaction, which stores the
   // pair too when it is new (or was stored by a transaction since rolled back).
   Result<int64_t> ForWrite(Connection& c, std::string_view type, std::string_view param) {
-    std::string name = Name(type, param);
+    std::string name = sql::PairName(type, param);
     auto it = keys_.find(name);
     if (it == keys_.end()) {
       std::lock_guard lock(mu_);
@@ -386,12 +386,6 @@ class IndexKeys {
     int64_t tp;
     bool stored;  // in idx_keys as of the open transaction
   };
-  static std::string Name(std::string_view type, std::string_view param) {
-    std::string n;
-    n.reserve(type.size() + param.size() + 1);
-    n.append(type).append(1, '\t').append(param);
-    return n;
-  }
 
   mutable std::mutex mu_;
   std::unordered_map<std::string, Entry> keys_;  // node-based: Entry pointers stay valid
