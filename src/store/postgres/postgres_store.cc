@@ -781,8 +781,8 @@ class PgWriteTxn : public PgView, public WriteTxn {
       std::vector<size_t> which(rows.size());
       for (size_t i = 0; i < rows.size(); ++i) {
         if (rows[i].e->kind == IndexKind::kText) continue;
-        std::string name = *rows[i].type + '\t' + rows[i].e->param;
-        auto [it, added] = seen.emplace(std::move(name), pairs.size());
+        auto [it, added] =
+            seen.emplace(sql::PairName(*rows[i].type, rows[i].e->param), pairs.size());
         if (added) pairs.emplace_back(*rows[i].type, rows[i].e->param);
         which[i] = it->second;
       }
@@ -819,8 +819,7 @@ class PgWriteTxn : public PgView, public WriteTxn {
       std::vector<std::string_view> types, params, a, b, patients;
       std::vector<int64_t> keys, seqs, i1, i2;
       std::vector<double> d;
-      for (size_t i = 0; i < rows.size(); ++i) {
-        const Row& row = rows[i];
+      for (const Row& row : rows) {
         const IndexEntry* e = row.e;
         if (e->kind != kind) continue;
         if (kind == IndexKind::kText) {
@@ -877,8 +876,8 @@ class PgWriteTxn : public PgView, public WriteTxn {
       // Columns: x (the pair's number; for full text t (type) and x (param)), then the kind's
       // values, q (seq), k (patient key).
       std::string cols, names;
-      std::string head =
-          kind == IndexKind::kText ? text_arr(types) + ", " + text_arr(params) : int_arr(keys);
+      const bool text = kind == IndexKind::kText;
+      std::string head = text ? text_arr(types) + ", " + text_arr(params) : int_arr(keys);
       switch (kind) {
         case IndexKind::kToken:
         case IndexKind::kReference:
@@ -921,16 +920,14 @@ class PgWriteTxn : public PgView, public WriteTxn {
         head += ", " + text_arr(patients);
         key = "k";
       }
-      std::string selected =
-          kind == IndexKind::kText ? "to_tsvector('simple', taproot_fold(y))" : names;
+      std::string selected = text ? "to_tsvector('simple', taproot_fold(y))" : names;
       sql += ctes++ ? ", " : "";
-      const bool text = kind == IndexKind::kText;
       sql += "k" + std::to_string(ctes) + " AS (INSERT INTO " + sql::TableOf(kind) +
              (text ? "(type, param, " : "(tp, ") + cols + ", seq, patient) SELECT " +
              (text ? "t, x, " : "x, ") + selected + ", q, " + key + " FROM unnest(" + head +
              ") AS u(" + (text ? "t, x, " : "x, ") + names + ", q" + (fresh ? ", k" : "") + ")";
       // Reindexing may meet rows that are there already.
-      sql += kind == IndexKind::kText || fresh ? ")" : " ON CONFLICT DO NOTHING)";
+      sql += text || fresh ? ")" : " ON CONFLICT DO NOTHING)";
     }
     if (ctes == 0) return Status::Ok();
     sql += " SELECT 1";
