@@ -35,7 +35,9 @@ int main(int argc, char** argv) {
   app::AddStoreOptions(serve_cmd, serve.store);
   serve_cmd->add_option("--listen", serve.listen, "HOST:PORT to listen on (port 0: any free port)")
       ->capture_default_str();
-  serve_cmd->add_option("--threads", serve.threads, "I/O threads (default: one per core)");
+  serve_cmd->add_option("--threads", serve.threads,
+                        "I/O threads (default: one per core; with PostgreSQL at least 8, as reads "
+                        "wait for the database on them)");
   serve_cmd->add_option("--workers", serve.workers, "Request worker threads")
       ->capture_default_str();
   serve_cmd

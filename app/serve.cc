@@ -230,14 +230,19 @@ int Serve(const ServeOptions& options) {
   http::ServerOptions ho;
   ho.host = host;
   ho.port = static_cast<uint16_t>(port);
-  ho.io_threads = options.threads > 0
-                      ? options.threads
-                      : static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+  // Reads run on the I/O threads. On PostgreSQL a read waits for the database's answer there:
+  // handing it to the worker pool and back cost more than the wait (reads by id, searches and
+  // $everything were 12-46 % slower that way; bench/RESULTS.md, eighth session). So a
+  // PostgreSQL server has at least kPostgresIoThreads of them, and a few reads waiting on the
+  // database leave the others to serve. (The audit record's sync blocks no thread: the
+  // connection waits for it, see HttpResponse::when_ready.)
+  static constexpr int kPostgresIoThreads = 8;
+  int cores = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+  ho.io_threads = options.threads > 0          ? options.threads
+                  : options.store.IsPostgres() ? std::max(cores, kPostgresIoThreads)
+                                               : cores;
   ho.worker_threads = options.workers;
-  // Reads on PostgreSQL wait on a network round trip: they then run on the worker pool, or the
-  // few I/O threads would serve one read each at a time. (The audit record's sync blocks no
-  // thread: the connection waits for it, see HttpResponse::when_ready.)
-  ho.reads_on_io_threads = !options.store.IsPostgres();
+  ho.reads_on_io_threads = true;
   ho.max_body_bytes = options.max_body_mb * 1024 * 1024;
   ho.tls_cert_file = options.tls_cert;
   ho.tls_key_file = options.tls_key;

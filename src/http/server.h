@@ -23,9 +23,9 @@ struct ServerOptions {
   uint16_t port = 8080;     // 0: pick a free port (see Server::port())
   int io_threads = 2;       // threads running the event loop
   int worker_threads = 64;  // threads running handlers (which may wait on group commit)
-  // GET and HEAD on the I/O threads (reads from an embedded store take microseconds). Off when
-  // reads wait on a network round trip (PostgreSQL): they then run on the worker pool, or the
-  // few I/O threads would serve one read each at a time.
+  // GET and HEAD on the I/O threads, which saves two thread switches per read. A read that
+  // waits (on PostgreSQL's answer) holds its I/O thread meanwhile: give such a server more I/O
+  // threads. Off: reads run on the worker pool too.
   bool reads_on_io_threads = true;
   size_t max_body_bytes = 64 * 1024 * 1024;
   int idle_timeout_seconds = 60;
