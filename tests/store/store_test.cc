@@ -846,6 +846,38 @@ TEST_P(PostgresStoreTest, TwoNodesNumberNewPairsAlike) {
   EXPECT_EQ(r->Int(0, 1), kParams);
 }
 
+// The pipelined pair of statements a read snapshot begins with: both run, a failure of either
+// is reported, and the connection stays usable afterwards.
+TEST_P(PostgresStoreTest, PipelinedStatementsReportFailuresAndLeaveTheConnectionUsable) {
+  auto conn = pg::Conn::Open(place_->url());
+  ASSERT_TRUE(conn.ok());
+  pg::Conn& c = **conn;
+  auto r = c.PreparedAfter("BEGIN", "SELECT $1::bigint + 1", pg::Params().Int(41));
+  ASSERT_TRUE(r.ok()) << r.status().ToString();
+  EXPECT_EQ(r->Int(0, 0), 42);
+  EXPECT_FALSE(c.Idle());  // BEGIN ran
+  ASSERT_TRUE(c.Exec("ROLLBACK").ok());
+  // Prepared already: the second call sends no PREPARE.
+  r = c.PreparedAfter("BEGIN", "SELECT $1::bigint + 1", pg::Params().Int(1));
+  ASSERT_TRUE(r.ok()) << r.status().ToString();
+  EXPECT_EQ(r->Int(0, 0), 2);
+  ASSERT_TRUE(c.Exec("ROLLBACK").ok());
+  // The first statement fails: the second is skipped, the error is the first one's.
+  r = c.PreparedAfter("SELECT nonsense_column FROM versions", "SELECT 3");
+  EXPECT_FALSE(r.ok());
+  EXPECT_NE(r.status().message().find("nonsense_column"), std::string::npos)
+      << r.status().ToString();
+  // The second fails (division by zero at run time).
+  r = c.PreparedAfter("BEGIN", "SELECT 1 / $1::integer", pg::Params().Int(0));
+  EXPECT_FALSE(r.ok());
+  EXPECT_TRUE(c.InFailedTransaction());
+  ASSERT_TRUE(c.Exec("ROLLBACK").ok());
+  EXPECT_TRUE(c.Healthy());
+  auto again = c.Prepared("SELECT 7");
+  ASSERT_TRUE(again.ok()) << again.status().ToString();
+  EXPECT_EQ(again->Int(0, 0), 7);
+}
+
 TEST_P(StoreTest, ClosedStoreRefusesWork) {
   store_->Close();
   EXPECT_FALSE(store_->IsOpen());

@@ -141,30 +141,73 @@ Result<Rows> Conn::Query(const std::string& sql, const Params& params) {
   return rows;
 }
 
-Result<Rows> Conn::Prepared(const std::string& sql, const Params& params) {
+Result<std::pair<std::string, bool>> Conn::StatementName(const std::string& sql) {
   auto it = prepared_.find(sql);
-  if (it == prepared_.end() && prepared_.size() >= kMaxPrepared) {
+  if (it != prepared_.end()) return std::make_pair(it->second, false);
+  if (prepared_.size() >= kMaxPrepared) {
     // Searches prepare a statement per query shape: keep the server's memory bounded.
     RETURN_IF_ERROR(Exec("DEALLOCATE ALL"));
     prepared_.clear();
-    it = prepared_.end();
   }
-  if (it == prepared_.end()) {
-    std::string name = "s" + std::to_string(next_name_++);
+  return std::make_pair("s" + std::to_string(next_name_++), true);
+}
+
+Result<Rows> Conn::Prepared(const std::string& sql, const Params& params) {
+  ASSIGN_OR_RETURN(auto named, StatementName(sql));
+  const std::string& name = named.first;
+  if (named.second) {
     PGresult* prep = PQprepare(c_, name.c_str(), sql.c_str(), 0, nullptr);
     Rows owned(prep);
     RETURN_IF_ERROR(Check(prep, "PostgreSQL prepare"));
-    it = prepared_.emplace(sql, std::move(name)).first;
+    prepared_.emplace(sql, name);
   }
   Bound b(params);
-  PGresult* r = PQexecPrepared(c_, it->second.c_str(), b.n(), b.values.data(), b.lengths.data(),
+  PGresult* r = PQexecPrepared(c_, name.c_str(), b.n(), b.values.data(), b.lengths.data(),
                                b.formats.data(), 1);
   Rows rows(r);
   RETURN_IF_ERROR(Check(r, "PostgreSQL"));
   return rows;
 }
 
-bool Conn::Healthy() const { return PQstatus(c_) == CONNECTION_OK; }
+Result<Rows> Conn::PreparedAfter(const std::string& first, const std::string& sql,
+                                 const Params& params) {
+  ASSIGN_OR_RETURN(auto named, StatementName(sql));
+  const std::string& name = named.first;
+  const bool prepare = named.second;
+  if (PQenterPipelineMode(c_) != 1) return FromResult(c_, nullptr, "PostgreSQL pipeline");
+  Bound b(params);
+  bool sent = PQsendQueryParams(c_, first.c_str(), 0, nullptr, nullptr, nullptr, nullptr, 1) == 1;
+  if (sent && prepare) sent = PQsendPrepare(c_, name.c_str(), sql.c_str(), 0, nullptr) == 1;
+  sent = sent && PQsendQueryPrepared(c_, name.c_str(), b.n(), b.values.data(), b.lengths.data(),
+                                     b.formats.data(), 1) == 1;
+  sent = sent && PQpipelineSync(c_) == 1;
+  Status st;
+  Rows out;
+  if (sent) {
+    // Each statement's results end with a null; the sync's own result comes last. After a
+    // failed statement the server skips the rest (PGRES_PIPELINE_ABORTED) up to the sync.
+    const int statements = prepare ? 3 : 2;
+    for (int i = 0; i < statements; ++i) {
+      while (PGresult* r = PQgetResult(c_)) {
+        Rows owned(r);
+        if (PQresultStatus(r) == PGRES_PIPELINE_ABORTED) continue;
+        Status checked = Check(r, "PostgreSQL");
+        if (!checked.ok() && st.ok()) st = checked;
+        if (checked.ok() && i == statements - 1) out = std::move(owned);
+      }
+    }
+    Rows sync(PQgetResult(c_));
+  } else {
+    st = FromResult(c_, nullptr, "PostgreSQL");
+  }
+  if (PQexitPipelineMode(c_) != 1) broken_ = true;
+  RETURN_IF_ERROR(st);
+  if (broken_) return Status::Unavailable("the database connection was left mid-pipeline");
+  if (prepare) prepared_.emplace(sql, name);
+  return out;
+}
+
+bool Conn::Healthy() const { return !broken_ && PQstatus(c_) == CONNECTION_OK; }
 
 Result<std::vector<std::string>> Conn::WaitForNotifications(int timeout_ms) {
   int fd = PQsocket(c_);
@@ -186,6 +229,7 @@ Result<std::vector<std::string>> Conn::WaitForNotifications(int timeout_ms) {
 }
 
 Status Conn::Reset() {
+  broken_ = false;
   PQreset(c_);
   prepared_.clear();  // a new session has none of them
   if (PQstatus(c_) != CONNECTION_OK) {

@@ -468,13 +468,16 @@ class PgView : public virtual ReadView {
 
   // Begins the snapshot if this view reads one and has not yet: the transaction, and its newest
   // seq (every search asks for it first) from a prepared statement, which costs less than
-  // planning a max() each time.
+  // planning a max() each time, both in one round trip.
   Status Start() {
     if (!snapshot_ || started_) return Status::Ok();
-    RETURN_IF_ERROR(c_.Exec("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY"));
+    auto r = c_.PreparedAfter("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY",
+                              "SELECT coalesce(max(seq), 0) FROM versions");
+    // On failure, a transaction left open is rolled back when the pool takes the connection
+    // back.
+    RETURN_IF_ERROR(r.status());
     started_ = true;
-    ASSIGN_OR_RETURN(pg::Rows r, c_.Prepared("SELECT coalesce(max(seq), 0) FROM versions"));
-    newest_ = r.Int(0, 0);
+    newest_ = r->Int(0, 0);
     return Status::Ok();
   }
   bool started() const { return started_; }
