@@ -379,21 +379,19 @@ Result<std::string> EverythingBundle(store::ReadView& view, const RequestContext
       dated.any_of.back().end = care_end.value_or(std::numeric_limits<int64_t>::max());
       q.clauses.push_back(std::move(dated));
     }
-    q.count = 0;
-    q.want_total = true;
-    ASSIGN_OR_RETURN(store::SearchPage counted, view.Search(q));
-    int64_t n = counted.total.value_or(0);
-    total += n;
-    // The slice of this type's results that falls within [offset, offset + count).
+    // The slice of this type's results that falls within [offset, offset + count), read with
+    // the type's total in one search (the store skips its count when the slice holds every
+    // match); once the page is full, only the total.
     int64_t from = std::max<int64_t>(0, offset - seen);
     int64_t want = offset + count - std::max(offset, seen);
-    if (n > from && want > 0 && static_cast<int64_t>(page.size()) < count) {
-      q.count = std::min(want, n - from);
-      q.offset = from;
-      q.want_total = false;
-      ASSIGN_OR_RETURN(store::SearchPage got, view.Search(q));
-      for (auto& r : got.resources) page.push_back(std::move(r));
-    }
+    const bool room = want > 0 && static_cast<int64_t>(page.size()) < count;
+    q.count = room ? want : 0;
+    q.offset = room ? from : 0;
+    q.want_total = true;
+    ASSIGN_OR_RETURN(store::SearchPage got, view.Search(q));
+    int64_t n = got.total.value_or(0);
+    total += n;
+    for (auto& r : got.resources) page.push_back(std::move(r));
     seen += n;
   }
   std::vector<std::pair<const store::VersionRecord*, std::string>> sent;

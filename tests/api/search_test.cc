@@ -394,6 +394,21 @@ TEST_P(SearchTest, CompartmentsAndEverything) {
   Set both = first;
   both.insert(second.begin(), second.end());
   EXPECT_EQ(both, all);
+  // Pages of every size cover the five once each, whichever types a page boundary splits, and
+  // every page reports the whole total.
+  for (int size = 1; size <= 6; ++size) {
+    Set covered;
+    size_t entries = 0;
+    for (int offset = 0; offset < 6; offset += size) {
+      auto [t, got] = everything("?_count=" + std::to_string(size) +
+                                 "&_offset=" + std::to_string(offset));
+      EXPECT_EQ(t, 5) << size << " at " << offset;
+      entries += got.size();
+      covered.insert(got.begin(), got.end());
+    }
+    EXPECT_EQ(entries, 5u) << size;
+    EXPECT_EQ(covered, all) << size;
+  }
   EXPECT_EQ(everything("?_type=Observation,Condition").second,
             (Set{"Observation/o1", "Observation/o2", "Condition/c1"}));
   // Care dates: e1 has no period, so only undated types remain for a range in 1990.
