@@ -400,8 +400,8 @@ TEST_P(SearchTest, CompartmentsAndEverything) {
     Set covered;
     size_t entries = 0;
     for (int offset = 0; offset < 6; offset += size) {
-      auto [t, got] = everything("?_count=" + std::to_string(size) +
-                                 "&_offset=" + std::to_string(offset));
+      auto [t, got] =
+          everything("?_count=" + std::to_string(size) + "&_offset=" + std::to_string(offset));
       EXPECT_EQ(t, 5) << size << " at " << offset;
       entries += got.size();
       covered.insert(got.begin(), got.end());
