@@ -424,13 +424,19 @@ TEST_P(SearchTest, CompartmentsAndEverything) {
 }
 
 TEST_P(SearchTest, SortByAnyParameterAndSeveralKeys) {
+  // Each with the same identifier, so that a search by it has a driving clause.
   Put("Patient", "a",
-      R"({"resourceType":"Patient","id":"a","name":[{"family":"Brown"}],"birthDate":"1990-05-01"})");
+      R"({"resourceType":"Patient","id":"a","identifier":[{"system":"s","value":"x"}],)"
+      R"("name":[{"family":"Brown"}],"birthDate":"1990-05-01"})");
   Put("Patient", "b",
-      R"({"resourceType":"Patient","id":"b","name":[{"family":"adams"}],"birthDate":"1980"})");
+      R"({"resourceType":"Patient","id":"b","identifier":[{"system":"s","value":"x"}],)"
+      R"("name":[{"family":"adams"}],"birthDate":"1980"})");
   Put("Patient", "c",
-      R"({"resourceType":"Patient","id":"c","name":[{"family":"Brown"}],"birthDate":"1975-01-01"})");
-  Put("Patient", "d", R"({"resourceType":"Patient","id":"d"})");  // no name, no birth date
+      R"({"resourceType":"Patient","id":"c","identifier":[{"system":"s","value":"x"}],)"
+      R"("name":[{"family":"Brown"}],"birthDate":"1975-01-01"})");
+  // No name, no birth date.
+  Put("Patient", "d",
+      R"({"resourceType":"Patient","id":"d","identifier":[{"system":"s","value":"x"}]})");
   auto order = [&](const std::string& query) {
     std::vector<std::string> ids;
     json::value b = Body(Do("GET", "/" + query, "", {{"prefer", "handling=strict"}}));
@@ -448,6 +454,14 @@ TEST_P(SearchTest, SortByAnyParameterAndSeveralKeys) {
   EXPECT_EQ(order("Patient?_sort=-_id"), (V{"d", "c", "b", "a"}));
   // Paging keeps the order.
   EXPECT_EQ(order("Patient?_sort=birthdate&_count=2&_offset=2"), (V{"a", "d"}));
+  // The same from a driving clause, where a sort by dates only orders the index rows before
+  // reading the page's versions. Descending, a date sorts by its end: 1980 ends after 1975.
+  EXPECT_EQ(order("Patient?identifier=s|x&_sort=birthdate"), (V{"c", "b", "a", "d"}));
+  EXPECT_EQ(order("Patient?identifier=s|x&_sort=-birthdate"), (V{"a", "b", "c", "d"}));
+  EXPECT_EQ(order("Patient?identifier=s|x&_sort=birthdate&_count=2&_offset=2"), (V{"a", "d"}));
+  EXPECT_EQ(order("Patient?identifier=s|x&_sort=-birthdate&_count=1&_offset=1"), (V{"b"}));
+  EXPECT_EQ(order("Patient?identifier=s|x&family=brown&_sort=-birthdate"), (V{"a", "c"}));
+  EXPECT_EQ(Body(Do("GET", "/Patient?identifier=s|x&_sort=-birthdate&_count=2")).at("total"), 4);
   EXPECT_EQ(Status("Patient?_sort=nonsense"), 400);
 }
 

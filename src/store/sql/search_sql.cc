@@ -456,6 +456,19 @@ class Compiler {
     return dialect_ == Dialect::kSqlite ? " CROSS JOIN " : " JOIN ";
   }
 
+  // The ORDER BY term of a date sort key for the version whose seq is `a`.seq, looked up
+  // through idx_date_by_seq. Resources without a date go last, with the key looked up once: NULL
+  // sorts last when descending (SQLite's default; PostgreSQL is told), and the largest integer
+  // stands in for it when ascending.
+  std::string DateOrder(const std::string& type, const SortKey& k, const std::string& a,
+                        std::vector<SqlArg>& args) {
+    std::string key = std::string("(SELECT ") + (k.descending ? "max(\"end\")" : "min(start)") +
+                      " FROM idx_date" + Hint("idx_date_by_seq") + " WHERE seq=" + a + ".seq AND " +
+                      KeyIn("", k.kind, type, k.param, k.any_param, args) + ")";
+    return k.descending ? key + (dialect_ == Dialect::kSqlite ? " DESC, " : " DESC NULLS LAST, ")
+                        : "coalesce(" + key + ", 9223372036854775807), ";
+  }
+
   Result<SearchPage> Search(const SearchQuery& q) {
     // Built from fixed fragments with bound values only; no caller text enters the SQL.
     //
@@ -612,7 +625,44 @@ class Compiler {
       return "(" + d + ") m" + OrderedJoin() + "versions c ON c.seq=m.seq";
     };
 
-    if (q.count > 0) {
+    // Reads a page and one more version, which tells whether there is a next page.
+    auto run_page = [&](const std::string& sql, const std::vector<SqlArg>& args) -> Status {
+      if (q.explain) RETURN_IF_ERROR(explain(sql, args));
+      int64_t start = NowMicros();
+      ASSIGN_OR_RETURN(page.resources, runner_.QueryVersions(sql, args));
+      if (q.explain) timed(start);
+      if (static_cast<int64_t>(page.resources.size()) > q.count) {
+        page.has_more = true;
+        page.resources.pop_back();
+      }
+      return Status::Ok();
+    };
+    // Sorted by dates only, from a driver: the page's seqs are sorted and cut from the index
+    // rows alone, and only the page's versions are read (not every candidate's, body included,
+    // to be sorted and mostly thrown away). The keys are looked up again for the page's few
+    // rows to order them.
+    bool dates_only = !q.sort.empty();
+    for (const SortKey& k : q.sort) {
+      dates_only =
+          dates_only && k.kind == IndexKind::kDate && k.param != "_id" && k.param != "_lastUpdated";
+    }
+    if (q.count > 0 && dates_only && driver >= 0 && !needs_id) {
+      std::vector<SqlArg> args;
+      ASSIGN_OR_RETURN(std::string d, DriverSql(q.type, q.clauses[driver], args));
+      std::string inner = "SELECT m.seq FROM (" + d + ") m";
+      RETURN_IF_ERROR(conditions("m", Rows::kSeqOnly, inner, args));
+      std::string inner_order, outer_order;
+      for (const SortKey& k : q.sort) inner_order += DateOrder(q.type, k, "m", args);
+      inner += " ORDER BY " + inner_order + "m.seq LIMIT ? OFFSET ?";
+      args.push_back({SqlArg::kInt, {}, q.count + 1});
+      args.push_back({SqlArg::kInt, {}, q.offset});
+      for (const SortKey& k : q.sort) outer_order += DateOrder(q.type, k, "p", args);
+      std::string sql =
+          "SELECT c.type, c.id, c.version, c.ts, c.deleted, c.method, c.body, c.seq FROM (" +
+          inner + ") p" + OrderedJoin() + "versions c ON c.seq=p.seq ORDER BY " + outer_order +
+          "p.seq";
+      RETURN_IF_ERROR(run_page(sql, args));
+    } else if (q.count > 0) {
       std::vector<SqlArg> args;
       ASSIGN_OR_RETURN(std::string from, relation(args));
       std::string sql =
@@ -635,15 +685,7 @@ class Compiler {
         }
         const char* agg = k.descending ? "max(" : "min(";
         if (k.kind == IndexKind::kDate) {
-          std::string key = std::string("(SELECT ") + agg + (k.descending ? "\"end\"" : "start") +
-                            ") FROM idx_date" + Hint("idx_date_by_seq") + " WHERE seq=c.seq AND " +
-                            KeyIn("", k.kind, q.type, k.param, k.any_param, order_args) + ")";
-          // Resources without a date go last, with the key looked up once: NULL sorts last when
-          // descending (SQLite's default; PostgreSQL is told), and the largest integer stands in
-          // for it when ascending.
-          order += k.descending
-                       ? key + (dialect_ == Dialect::kSqlite ? " DESC, " : " DESC NULLS LAST, ")
-                       : "coalesce(" + key + ", 9223372036854775807), ";
+          order += DateOrder(q.type, k, "c", order_args);
           continue;
         }
         const char* column = "norm";
@@ -681,14 +723,7 @@ class Compiler {
       for (auto& a : order_args) args.push_back(std::move(a));
       args.push_back({SqlArg::kInt, {}, q.count + 1});
       args.push_back({SqlArg::kInt, {}, q.offset});
-      if (q.explain) RETURN_IF_ERROR(explain(sql, args));
-      int64_t start = NowMicros();
-      ASSIGN_OR_RETURN(page.resources, runner_.QueryVersions(sql, args));
-      if (q.explain) timed(start);
-      if (static_cast<int64_t>(page.resources.size()) > q.count) {
-        page.has_more = true;
-        page.resources.pop_back();
-      }
+      RETURN_IF_ERROR(run_page(sql, args));
     }
     // A first page that holds every match is its own total: the count, a second pass over the
     // same matches, is skipped (most per-patient searches fit on one page).
