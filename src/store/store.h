@@ -274,9 +274,10 @@ class Store {
   virtual Status ReadPrimary(const std::function<Status(ReadView&)>& fn) { return Read(fn); }
   virtual Status Write(const std::function<Status(WriteTxn&)>& fn) = 0;
   virtual Result<StoreStats> Stats() = 0;
-  // After a bulk load: brings the database's planner statistics up to date, so that the first
-  // searches do not run on plans made for empty tables (PostgreSQL's autovacuum would get there,
-  // a minute or more later). Nothing to do for a store that plans without statistics.
+  // After a bulk load: brings the database's planner statistics and visibility map up to date,
+  // so that the first searches do not run on plans made for empty tables nor visit the tables
+  // from index-only scans (PostgreSQL's autovacuum would get there, a minute or more later).
+  // Nothing to do for a store that plans without statistics.
   virtual Status RefreshStatistics() { return Status::Ok(); }
   // True while the store accepts reads and writes.
   virtual bool IsOpen() const = 0;

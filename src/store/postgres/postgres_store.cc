@@ -1332,8 +1332,12 @@ class PostgresStore : public Store {
     return primary_.With([](pg::Conn& c) { return c.Exec("SELECT 1"); }, /*retry=*/true);
   }
 
+  // VACUUM as well as ANALYZE: after a bulk load no page is marked all-visible yet, so every
+  // index-only scan (the search compiler's drivers and probes) would still visit the table
+  // until autovacuum came by. On freshly inserted tables it is quick (0.2 s for 57,802
+  // resources), and searches were 22-32 % faster after it.
   Status RefreshStatistics() override {
-    return primary_.With([](pg::Conn& c) { return c.Exec("ANALYZE"); });
+    return primary_.With([](pg::Conn& c) { return c.Exec("VACUUM (ANALYZE)"); });
   }
 
   bool IsOpen() const override { return open_; }
