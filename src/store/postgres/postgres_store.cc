@@ -595,7 +595,7 @@ class PgWriteTxn : public PgView, public WriteTxn {
                                                              : std::string(rec.compressed_body);
     if (v.deleted) pv.body.clear();
     pv.patient = rec.patient;
-    if (!v.deleted && rec.index) pv.index = *rec.index;
+    if (!v.deleted) pv.index = rec.index;  // shared with the caller, not copied
     pending_versions_.push_back(std::move(pv));
     written_.push_back(key);
     pending_keys_.insert(std::move(key));
@@ -670,8 +670,8 @@ class PgWriteTxn : public PgView, public WriteTxn {
                                   " was written by a concurrent request");
         }
         // Index rows wait for one statement with every version's (FlushRows).
-        for (IndexEntry& e : pv.index) {
-          pending_.push_back({it->second.first, pv.version.type, std::move(e), it->second.second});
+        if (pv.index && !pv.index->empty()) {
+          pending_.push_back({it->second.first, pv.version.type, pv.index, it->second.second});
         }
       }
     }
@@ -700,8 +700,9 @@ class PgWriteTxn : public PgView, public WriteTxn {
   Status FlushRows() {
     if (pending_.empty()) return Status::Ok();
     std::vector<Row> rows;
-    rows.reserve(pending_.size());
-    for (const PendingRow& r : pending_) rows.push_back({r.seq, &r.type, &r.entry, &r.patient});
+    for (const PendingRows& v : pending_) {
+      for (const IndexEntry& e : *v.rows) rows.push_back({v.seq, &v.type, &e, &v.patient});
+    }
     Status st = InsertRows(rows, /*fresh=*/true);
     pending_.clear();
     return st;
@@ -779,14 +780,22 @@ class PgWriteTxn : public PgView, public WriteTxn {
         IndexKind::kQuantity, IndexKind::kReference, IndexKind::kUri,  IndexKind::kText};
     // The number of each row's (type, param) pair (PgIndexKeys); full-text rows keep the names.
     {
-      std::unordered_map<std::string, size_t> seen;  // "type\tparam" -> index in pairs
-      std::vector<std::pair<std::string_view, std::string_view>> pairs;
+      using Pair = std::pair<std::string_view, std::string_view>;
+      struct PairHash {
+        size_t operator()(const Pair& p) const {
+          std::hash<std::string_view> h;
+          return h(p.first) * 31 + h(p.second);
+        }
+      };
+      // Each distinct pair once, without building a key string per row.
+      std::unordered_map<Pair, size_t, PairHash> seen;  // -> index in pairs
+      std::vector<Pair> pairs;
       std::vector<size_t> which(rows.size());
       for (size_t i = 0; i < rows.size(); ++i) {
         if (rows[i].e->kind == IndexKind::kText) continue;
-        auto [it, added] =
-            seen.emplace(sql::PairName(*rows[i].type, rows[i].e->param), pairs.size());
-        if (added) pairs.emplace_back(*rows[i].type, rows[i].e->param);
+        Pair pair{*rows[i].type, rows[i].e->param};
+        auto [it, added] = seen.emplace(pair, pairs.size());
+        if (added) pairs.push_back(pair);
         which[i] = it->second;
       }
       ASSIGN_OR_RETURN(std::vector<int64_t> numbers, keys_.ForWrite(pairs));
@@ -974,12 +983,13 @@ class PgWriteTxn : public PgView, public WriteTxn {
     VersionRecord version;  // without its text
     std::string body;       // compressed; empty for a tombstone
     std::string patient;
-    std::vector<IndexEntry> index;
+    IndexRows index;  // null or empty: none
   };
-  struct PendingRow {
+  // A flushed version's index rows, waiting for FlushRows.
+  struct PendingRows {
     int64_t seq;
     std::string type;
-    IndexEntry entry;
+    IndexRows rows;
     std::string patient;
   };
   // Enough to make each statement worth it, few enough to keep its parameters small.
@@ -996,7 +1006,7 @@ class PgWriteTxn : public PgView, public WriteTxn {
  private:
   std::vector<std::string> written_;
   std::atomic<int64_t>& last_ts_;
-  std::vector<PendingRow> pending_;
+  std::vector<PendingRows> pending_;
 };
 
 // A pool of connections to one server. Connections are opened on first need (up to `size`),
