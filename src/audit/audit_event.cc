@@ -11,20 +11,23 @@ namespace {
 // JSON string escaping for the compact form, without building a DOM (this runs per request).
 void Quote(std::string& out, std::string_view s) {
   out += '"';
-  for (char ch : s) {
-    auto c = static_cast<unsigned char>(ch);
-    if (c == '"' || c == '\\') {
-      out += '\\';
-      out += ch;
-    } else if (c < 0x20) {
+  size_t run = 0;  // start of the characters not yet copied
+  for (size_t i = 0; i < s.size(); ++i) {
+    auto c = static_cast<unsigned char>(s[i]);
+    if (c != '"' && c != '\\' && c >= 0x20) continue;
+    out.append(s.data() + run, i - run);
+    run = i + 1;
+    if (c < 0x20) {
       static const char* kHex = "0123456789abcdef";
       out += "\\u00";
       out += kHex[c >> 4];
       out += kHex[c & 15];
     } else {
-      out += ch;
+      out += '\\';
+      out += static_cast<char>(c);
     }
   }
+  out.append(s.data() + run, s.size() - run);
   out += '"';
 }
 

@@ -1,18 +1,26 @@
-// The audit trail: an append-only, hash-chained log of AuditEvents in its own SQLite file
-// (DIR/audit.db), separate from the clinical store so that it is kept the same way whichever
+// The audit trail: an append-only, hash-chained log of AuditEvents in a file of its own
+// (DIR/audit.log), separate from the clinical store so that it is kept the same way whichever
 // store backend serves the data, and so an auditor's reads never contend with clinical writes.
 //
-// Chain: record n stores hash_n = SHA-256(hash_{n-1} || n || text_n), hex, with hash_0 all
-// zeros; editing, deleting or reordering any record breaks the chain at that record, which
-// Verify() names. Cutting records off the end is caught against the anchor file
+// Format: one record per line, "<seq> <hash> <body>", where body is the entry's compact JSON
+// (EncodeEntry; it never holds a raw newline) and hash_n = SHA-256(hash_{n-1} || n || body_n),
+// hex, with hash_0 all zeros. Editing, deleting or reordering any line breaks the chain there,
+// which Verify() names. Cutting records off the end is caught against the anchor file
 // (DIR/audit.head: the newest seq and hash, rewritten at most every 200 ms and at close), or
 // against a head published elsewhere (`taproot audit head`).
 //
-// Durability: a record is reported durable once it is committed with a full sync. One writer
-// thread commits every record queued meanwhile together (group commit), so the cost of a sync
-// is shared by all the requests waiting on it. AppendAsync lets a caller wait without holding
-// a thread (the HTTP server sends the response from the callback); Append blocks. Callbacks run
-// on the writer thread and must be short. Thread-safe.
+// Durability: a record is reported durable once its line is written and the file synced
+// (fdatasync). One writer thread appends every record queued meanwhile with one write and one
+// sync (group commit), so the cost of a sync is shared by all the requests waiting on it.
+// AppendAsync lets a caller wait without holding a thread (the HTTP server sends the response
+// from the callback); Append blocks. Callbacks run on the writer thread and must be short.
+//
+// Search: DIR/audit.db (SQLite) indexes the log's records by user, patient, date and so on. It is
+// derived data: an indexer thread fills it in large transactions after the records are durable,
+// a search first indexes whatever is still queued, and a start re-reads from the log whatever the
+// index lacks (after a crash, or with audit.db deleted). A log kept in audit.db's `audit` table by
+// an earlier Taproot is moved into audit.log, hashes untouched, when the log is first opened.
+// Thread-safe.
 #pragma once
 
 #include <cstdint>
@@ -96,7 +104,7 @@ class AuditLog {
   Result<int64_t> Append(AuditEntry entry);
   Result<AuditPage> Search(const AuditQuery& query);
 
-  // Checks the chain of DIR/audit.db from the first record, and the anchor.
+  // Checks the chain of DIR/audit.log from the first record, and the anchor.
   static Result<VerifyReport> Verify(const std::string& dir);
   // The newest seq and hash, to publish somewhere the log's host cannot rewrite.
   static Result<std::pair<int64_t, std::string>> Head(const std::string& dir);

@@ -1,11 +1,14 @@
 // The audit chain: appends are durable and chained; deleting, editing or reordering a record,
-// or cutting records off the end, is found by Verify and named.
+// or cutting records off the end, is found by Verify and named. The search index is rebuilt from
+// the log, and a log kept in audit.db by an earlier version moves into audit.log intact.
 #include "audit/audit_log.h"
 
 #include <gtest/gtest.h>
 #include <sqlite3.h>
 
 #include <filesystem>
+#include <fstream>
+#include <set>
 #include <thread>
 
 #include "common/ids.h"
@@ -36,12 +39,21 @@ class AuditLogTest : public ::testing::Test {
   }
   void TearDown() override { std::filesystem::remove_all(dir_); }
 
-  void Sql(const std::string& sql) {
-    sqlite3* db = nullptr;
-    ASSERT_EQ(sqlite3_open((dir_ + "/audit.db").c_str(), &db), SQLITE_OK);
-    ASSERT_EQ(sqlite3_exec(db, sql.c_str(), nullptr, nullptr, nullptr), SQLITE_OK)
-        << sqlite3_errmsg(db);
-    sqlite3_close(db);
+  // The log's records (its newline-ended lines: the zeros the log is grown by follow the last),
+  // and writing them back (a tamperer with access to the file).
+  std::vector<std::string> Lines() {
+    std::ifstream in(dir_ + "/audit.log", std::ios::binary);
+    std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+    std::vector<std::string> lines;
+    for (size_t at = 0, nl; (nl = text.find('\n', at)) != std::string::npos; at = nl + 1) {
+      lines.push_back(text.substr(at, nl - at));
+    }
+    return lines;
+  }
+  void Rewrite(const std::vector<std::string>& lines, std::string tail = "") {
+    std::ofstream out(dir_ + "/audit.log", std::ios::trunc);
+    for (const auto& l : lines) out << l << "\n";
+    out << tail;
   }
 
   std::string dir_;
@@ -67,7 +79,10 @@ TEST_F(AuditLogTest, IntactChainVerifies) {
 }
 
 TEST_F(AuditLogTest, DeletedRecordIsNamed) {
-  Sql("DELETE FROM audit WHERE seq = 4");
+  auto lines = Lines();
+  ASSERT_EQ(lines.size(), 10u);
+  lines.erase(lines.begin() + 3);
+  Rewrite(lines);
   auto r = AuditLog::Verify(dir_);
   ASSERT_TRUE(r.ok());
   EXPECT_FALSE(r->ok);
@@ -76,7 +91,11 @@ TEST_F(AuditLogTest, DeletedRecordIsNamed) {
 }
 
 TEST_F(AuditLogTest, EditedRecordIsNamed) {
-  Sql("UPDATE audit SET body = replace(body, 'Observation/n6', 'Observation/n66') WHERE seq = 7");
+  auto lines = Lines();
+  size_t at = lines[6].find("Observation/n6");
+  ASSERT_NE(at, std::string::npos);
+  lines[6].replace(at, 14, "Observation/n66");
+  Rewrite(lines);
   auto r = AuditLog::Verify(dir_);
   ASSERT_TRUE(r.ok());
   EXPECT_FALSE(r->ok);
@@ -85,32 +104,143 @@ TEST_F(AuditLogTest, EditedRecordIsNamed) {
 }
 
 TEST_F(AuditLogTest, EditWithRecomputedHashBreaksTheNextLink) {
-  // A careful forger recomputes record 5's own hash; record 6 still points at the old one.
-  auto forged = ChainHash(std::string(64, '0'), 1, "x");  // any value unlike the real one
-  Sql("UPDATE audit SET body = 'forged', hash = '" + forged + "' WHERE seq = 5");
+  // A careful forger recomputes record 5's own hash from record 4's; record 6's hash was
+  // computed from the old one, so the chain breaks there, and both are named.
+  auto lines = Lines();
+  std::string hash4 = lines[3].substr(2, 64);
+  lines[4] = "5 " + ChainHash(hash4, 5, "{\"t\":1}") + " {\"t\":1}";
+  Rewrite(lines);
   auto r = AuditLog::Verify(dir_);
   ASSERT_TRUE(r.ok());
   EXPECT_FALSE(r->ok);
-  EXPECT_EQ(r->first_broken, 5);
+  EXPECT_EQ(r->first_broken, 6);
+  EXPECT_NE(r->problem.find("record 5 was altered and its hash recomputed"), std::string::npos)
+      << r->problem;
 }
 
 TEST_F(AuditLogTest, ReorderedRecordsAreNamed) {
-  // Swap the contents of records 2 and 3 (rows keep their seq; bodies and hashes move).
-  Sql("UPDATE audit SET seq = -2 WHERE seq = 2; UPDATE audit SET seq = 2 WHERE seq = 3;"
-      "UPDATE audit SET seq = 3 WHERE seq = -2;");
+  auto lines = Lines();
+  std::swap(lines[1], lines[2]);
+  Rewrite(lines);
   auto r = AuditLog::Verify(dir_);
   ASSERT_TRUE(r.ok());
   EXPECT_FALSE(r->ok);
   EXPECT_EQ(r->first_broken, 2);
+  // Renumbering the moved records to hide the swap breaks their hashes instead.
+  lines[1].replace(0, 1, "2");
+  lines[2].replace(0, 1, "3");
+  Rewrite(lines);
+  r = AuditLog::Verify(dir_);
+  ASSERT_TRUE(r.ok());
+  EXPECT_FALSE(r->ok);
+  EXPECT_EQ(r->first_broken, 2);
+  EXPECT_NE(r->problem.find("altered"), std::string::npos) << r->problem;
 }
 
 TEST_F(AuditLogTest, TruncatedTailIsCaughtByTheAnchor) {
-  Sql("DELETE FROM audit WHERE seq >= 9");
+  auto lines = Lines();
+  lines.resize(8);
+  Rewrite(lines);
   auto r = AuditLog::Verify(dir_);
   ASSERT_TRUE(r.ok());
   EXPECT_FALSE(r->ok);
   EXPECT_EQ(r->first_broken, 9);
   EXPECT_NE(r->problem.find("cut off"), std::string::npos) << r->problem;
+}
+
+TEST_F(AuditLogTest, UnfinishedRecordIsNotPartOfTheLog) {
+  // A crash in the middle of a write leaves a line without its newline. It was never synced,
+  // so never acknowledged: Verify ignores it and the next open drops it.
+  Rewrite(Lines(), "11 0123");
+  auto r = AuditLog::Verify(dir_);
+  ASSERT_TRUE(r.ok());
+  EXPECT_TRUE(r->ok) << r->problem;
+  EXPECT_EQ(r->records, 10);
+  {
+    auto log = AuditLog::Open(dir_);
+    ASSERT_TRUE(log.ok()) << log.status().ToString();
+    AuditEntry e;
+    e.subtype = "read";
+    EXPECT_EQ(*(*log)->Append(e), 11);
+  }
+  r = AuditLog::Verify(dir_);
+  ASSERT_TRUE(r.ok());
+  EXPECT_TRUE(r->ok) << r->problem;
+  EXPECT_EQ(r->records, 11);
+  auto head = AuditLog::Head(dir_);
+  ASSERT_TRUE(head.ok());
+  EXPECT_EQ(head->first, 11);
+  EXPECT_EQ(head->second, Lines().back().substr(3, 64));
+}
+
+TEST_F(AuditLogTest, SearchIndexIsRebuiltFromTheLog) {
+  for (const char* f : {"/audit.db", "/audit.db-wal", "/audit.db-shm"}) {
+    std::filesystem::remove(dir_ + f);
+  }
+  auto log = AuditLog::Open(dir_);
+  ASSERT_TRUE(log.ok()) << log.status().ToString();
+  AuditQuery q;
+  q.user = "u1";
+  auto page = (*log)->Search(q);
+  ASSERT_TRUE(page.ok());
+  ASSERT_EQ(page->records.size(), 5u);
+  EXPECT_EQ(page->records[0].seq, 10);
+  EXPECT_NE(page->records[0].json.find("GET Observation/n9"), std::string::npos);
+  q = {};
+  q.patient = "p4";
+  page = (*log)->Search(q);
+  ASSERT_EQ(page->records.size(), 1u);
+  EXPECT_EQ(page->records[0].seq, 5);
+  q = {};
+  q.from_us = 3'000'000;
+  q.to_us = 5'000'000;
+  EXPECT_EQ((*log)->Search(q)->records.size(), 2u);
+}
+
+TEST(AuditLogUpgradeTest, MovesTheRecordTableOfAnEarlierVersionIntoTheLog) {
+  std::string dir =
+      (std::filesystem::temp_directory_path() / ("taproot-audit-" + NewUuid())).string();
+  std::filesystem::create_directories(dir);
+  // audit.db as Taproot kept it before the log was a file: one row per record, chained.
+  sqlite3* db = nullptr;
+  ASSERT_EQ(sqlite3_open((dir + "/audit.db").c_str(), &db), SQLITE_OK);
+  std::string sql =
+      "CREATE TABLE audit(seq INTEGER PRIMARY KEY, ts INTEGER NOT NULL, user TEXT NOT NULL, "
+      "patients TEXT NOT NULL, subtype TEXT NOT NULL, action TEXT NOT NULL, outcome TEXT NOT "
+      "NULL, alert INTEGER NOT NULL, acknowledges INTEGER, body TEXT NOT NULL, prev TEXT NOT "
+      "NULL, hash TEXT NOT NULL);";
+  std::string prev(64, '0');
+  for (int seq = 1; seq <= 3; ++seq) {
+    AuditEntry e;
+    e.time_us = seq;
+    e.user = "old";
+    e.patients = {"p" + std::to_string(seq)};
+    e.subtype = "read";
+    std::string body = EncodeEntry(e);
+    std::string hash = ChainHash(prev, seq, body);
+    sql += "INSERT INTO audit VALUES(" + std::to_string(seq) + ",1,'old',' p ','read','R','0',0," +
+           "NULL,'" + body + "','" + prev + "','" + hash + "');";
+    prev = hash;
+  }
+  ASSERT_EQ(sqlite3_exec(db, sql.c_str(), nullptr, nullptr, nullptr), SQLITE_OK);
+  sqlite3_close(db);
+  {
+    auto log = AuditLog::Open(dir);
+    ASSERT_TRUE(log.ok()) << log.status().ToString();
+    AuditEntry e;
+    e.user = "new";
+    EXPECT_EQ(*(*log)->Append(e), 4);
+    AuditQuery q;
+    q.patient = "p2";
+    auto page = (*log)->Search(q);
+    ASSERT_EQ(page->records.size(), 1u);
+    EXPECT_EQ(page->records[0].seq, 2);
+  }
+  auto r = AuditLog::Verify(dir);
+  ASSERT_TRUE(r.ok()) << r.status().ToString();
+  EXPECT_TRUE(r->ok) << r->problem;
+  EXPECT_EQ(r->records, 4);
+  std::filesystem::remove_all(dir);
 }
 
 TEST(AuditEntryTest, EncodesDecodesAndRendersAsAnAuditEvent) {
@@ -179,6 +309,28 @@ TEST_F(AuditLogTest, ConcurrentAppendsKeepOneChainAndSearchFinds) {
   q.patient = "px";
   q.count = 1000;
   EXPECT_EQ((*log)->Search(q)->records.size(), 200u);
+  // Paging through one patient's records: newest first, no record twice, none left out.
+  q.count = 30;
+  std::set<int64_t> seen;
+  int64_t last = INT64_MAX;
+  for (;;) {
+    auto page = (*log)->Search(q);
+    ASSERT_TRUE(page.ok());
+    for (const auto& r : page->records) {
+      EXPECT_LT(r.seq, last);
+      last = r.seq;
+      seen.insert(r.seq);
+    }
+    if (!page->next_before_seq) break;
+    q.before_seq = page->next_before_seq;
+  }
+  EXPECT_EQ(seen.size(), 200u);
+  q = {};
+  q.patient = "px";
+  q.user = "t3";
+  EXPECT_EQ((*log)->Search(q)->records.size(), 25u);
+  q.patient = "nobody";
+  EXPECT_EQ((*log)->Search(q)->records.size(), 0u);
   q = {};
   q.user = "u1";
   EXPECT_EQ((*log)->Search(q)->records.size(), 5u);
