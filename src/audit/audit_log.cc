@@ -227,8 +227,8 @@ CREATE TABLE IF NOT EXISTS audit_posting(
 )";
 
 // Before the log was a file of its own, records lived in audit.db's `audit` table (seq, body,
-// prev, hash). Moves them, hashes untouched, into a new log; returns how many.
-Result<int64_t> MoveTableIntoLog(const std::string& dir) {
+// prev, hash). Copies them, hashes untouched, into a new log; returns how many.
+Result<int64_t> CopyTableIntoLog(const std::string& dir) {
   Db db;
   RETURN_IF_ERROR(db.Open(IndexPath(dir), false));
   ASSIGN_OR_RETURN(sqlite3_stmt * has,
@@ -270,7 +270,16 @@ Result<int64_t> MoveTableIntoLog(const std::string& dir) {
     fsync(dfd);
     close(dfd);
   }
-  RETURN_IF_ERROR(db.Exec("DROP TABLE audit"));
+  return n;
+}
+
+Result<int64_t> MoveTableIntoLog(const std::string& dir) {
+  ASSIGN_OR_RETURN(int64_t n, CopyTableIntoLog(dir));
+  // The rest of audit.db is the old table's indexes: the new index is built from the log in a
+  // new file, rather than beside the freed pages of the old one.
+  if (n > 0) {
+    for (const char* suffix : {"", "-wal", "-shm"}) std::remove((IndexPath(dir) + suffix).c_str());
+  }
   return n;
 }
 
