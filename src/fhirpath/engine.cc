@@ -283,8 +283,12 @@ constexpr size_t kAhead = 4;
 // document order.
 // Returns the choice element if `name` is one of its typed names (valueQuantity), which is not a
 // FHIRPath name and selects nothing.
+// `only_resource`, if set, drops resources (children of an abstract Resource element, such as
+// Bundle.entry.resource) of any other type before their type is looked up: the walk of
+// `resource.ofType(Patient)` over a Bundle passes "Patient".
 template <typename Emit>
-const fhir::ElementDef* ForEachChild(const Item& item, std::string_view name, Emit&& emit) {
+const fhir::ElementDef* ForEachChild(const Item& item, std::string_view name, Emit&& emit,
+                                     std::string_view only_resource = {}) {
   if (!item.IsNode() || !item.type) return nullptr;
   const fhir::TypeDef::Property* p = item.type->FindProperty(name);
   if (p && p->element->choice) return p->element;
@@ -298,9 +302,9 @@ const fhir::ElementDef* ForEachChild(const Item& item, std::string_view name, Em
       child.ext = one_ext;
       child.type = t;
       if (t && t->IsAbstractResource() && one && one->is_object()) {
-        if (auto* rt = Model().FindResource(GetString(one->get_object(), "resourceType"))) {
-          child.type = rt;
-        }
+        std::string_view resource_type = GetString(one->get_object(), "resourceType");
+        if (!only_resource.empty() && resource_type != only_resource) return;
+        if (auto* rt = Model().FindResource(resource_type)) child.type = rt;
       }
       emit(child);
     };
@@ -493,7 +497,24 @@ std::optional<int> CompareTemporal(const Temporal& a0, const Temporal& b0) {
 bool JsonEqual(const json::value& a, const json::value& b) { return a == b; }
 
 // `=`: true, false, or empty (nullopt) when the operands cannot be compared with certainty.
+// The text of a string-valued item (a System String, or a FHIR primitive other than the dates
+// and times whose System value is a String), without converting it.
+bool StringText(const Item& i, std::string_view& out) {
+  if (i.kind == Kind::kString) {
+    out = i.string;
+    return true;
+  }
+  if (!IsPrimitiveNode(i) || !i.value || !i.value->is_string()) return false;
+  const std::string& t = i.type->name;
+  if (t == "date" || t == "dateTime" || t == "instant" || t == "time") return false;
+  const json::string& s = i.value->get_string();
+  out = std::string_view(s.data(), s.size());
+  return true;
+}
+
 std::optional<bool> Equal(const Item& x0, const Item& y0) {
+  // The common case (`status = 'final'`, `code = %code`) compares two strings in place.
+  if (std::string_view a, b; StringText(x0, a) && StringText(y0, b)) return a == b;
   std::optional<Item> xs = ToSystem(x0), ys = ToSystem(y0);
   if (x0.IsNode() && y0.IsNode() && !xs && !ys) {
     if (!x0.value || !y0.value) return false;
@@ -848,7 +869,8 @@ class Evaluator {
 
   // The items `name` selects from one item, passed to emit in order.
   template <typename Emit>
-  Status MemberOf(const Item& item, const std::string& name, bool root, Emit&& emit) {
+  Status MemberOf(const Item& item, const std::string& name, bool root, Emit&& emit,
+                  std::string_view only_resource = {}) {
     if (item.kind == Kind::kTypeInfo) {
       size_t bar = item.string.find('|');
       if (name == "namespace") emit(Item::String(item.string.substr(0, bar)));
@@ -876,10 +898,13 @@ class Evaluator {
       }
     }
     bool any = false;
-    if (const fhir::ElementDef* choice = ForEachChild(item, name, [&](const Item& c) {
-          any = true;
-          emit(c);
-        })) {
+    if (const fhir::ElementDef* choice = ForEachChild(
+            item, name,
+            [&](const Item& c) {
+              any = true;
+              emit(c);
+            },
+            only_resource)) {
       return choice_error(*choice);
     }
     // At the start of a path, a type name selects the context if it is of that type.
@@ -912,10 +937,19 @@ class Evaluator {
     if (step.kind == Expr::Kind::kFunction) {  // ofType
       return OfType(item, step) ? Walk(item, steps, k + 1, out) : Status::Ok();
     }
+    // A member followed by ofType(a concrete type) skips other resources before typing them.
+    std::string_view only;
+    if (k + 1 < steps.size() && steps[k + 1]->kind == Expr::Kind::kFunction &&
+        !steps[k + 1]->abstract_type) {
+      only = steps[k + 1]->bare_type;
+    }
     Status st;
-    RETURN_IF_ERROR(MemberOf(item, step.text, false, [&](const Item& c) {
-      if (st.ok()) st = Walk(c, steps, k + 1, out);
-    }));
+    RETURN_IF_ERROR(MemberOf(
+        item, step.text, false,
+        [&](const Item& c) {
+          if (st.ok()) st = Walk(c, steps, k + 1, out);
+        },
+        only));
     return st;
   }
 
@@ -1026,7 +1060,16 @@ class Evaluator {
       return result(std::nullopt);
     }
     ASSIGN_OR_RETURN(Collection l, Eval(*e.children[0], focus));
-    ASSIGN_OR_RETURN(Collection r, Eval(*e.children[1], focus));
+    // A literal operand is read from the table of literals rather than copied out of it.
+    Collection r_owned;
+    const Collection* r_ptr = nullptr;
+    if (int slot = e.children[1]->literal_slot; slot >= 0) {
+      r_ptr = &(*ctx_.literals)[static_cast<size_t>(slot)];
+    } else {
+      ASSIGN_OR_RETURN(r_owned, Eval(*e.children[1], focus));
+      r_ptr = &r_owned;
+    }
+    const Collection& r = *r_ptr;
     if (op == "|") {
       Collection all = l;
       all.insert(all.end(), r.begin(), r.end());

@@ -103,6 +103,27 @@ TEST(FhirPathEngineTest, NavigatesInPlace) {
   EXPECT_EQ(eval("Observation.status"), "");
 }
 
+// A path through a Bundle's entries keeps document order and each resource's type, whichever
+// step filters them: ofType right after the member (skipped before typing), later, or by base.
+TEST(FhirPathEngineTest, BundleEntriesByType) {
+  json::value bundle = *ParseJson(R"({"resourceType":"Bundle","type":"collection","entry":[
+      {"resource":{"resourceType":"Patient","id":"a","gender":"female"}},
+      {"resource":{"resourceType":"Observation","id":"o","status":"final"}},
+      {"resource":{"resourceType":"NotAType","id":"x"}},
+      {"resource":{"resourceType":"Patient","id":"b","gender":"male"}},
+      {"resource":{"id":"untyped"}}]})");
+  auto eval = [&](const char* text) { return EvalText(bundle, text); };
+  EXPECT_EQ(eval("Bundle.entry.resource.ofType(Patient).id"), "a,b");
+  EXPECT_EQ(eval("Bundle.entry.resource.ofType(Patient).gender"), "female,male");
+  EXPECT_EQ(eval("Bundle.entry.resource.ofType(Observation).where(status = 'final').id"), "o");
+  // A resource of an unknown type, or of none, is still a Resource where one is declared.
+  EXPECT_EQ(eval("Bundle.entry.resource.ofType(DomainResource).id"), "a,o,x,b,untyped");
+  EXPECT_EQ(eval("Bundle.entry.resource.ofType(Resource).id"), "a,o,x,b,untyped");
+  EXPECT_EQ(eval("Bundle.entry.resource.id"), "a,o,x,b,untyped");
+  EXPECT_EQ(eval("Bundle.entry.resource.where($this is Patient).id"), "a,b");
+  EXPECT_EQ(eval("Bundle.entry.select(resource.ofType(Patient)).id"), "a,b");
+}
+
 // Quantities compare and convert through UCUM (expected values from the UCUM definitions).
 TEST(FhirPathEngineTest, QuantitiesUseUcum) {
   json::value obs = *ParseJson(R"({"resourceType":"Observation","status":"final",
