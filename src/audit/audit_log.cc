@@ -320,18 +320,25 @@ std::vector<int64_t> GetSeqs(std::string_view blob) {
 }  // namespace
 
 std::string ChainHash(const std::string& prev_hex, int64_t seq, std::string_view text) {
-  EVP_MD_CTX* md = EVP_MD_CTX_new();
+  // The digest is fetched once and each thread keeps its context: OpenSSL 3 would otherwise
+  // look the algorithm up and allocate a context for every record.
+  static EVP_MD* const kSha256 = EVP_MD_fetch(nullptr, "SHA256", nullptr);
+  struct Ctx {
+    EVP_MD_CTX* md = EVP_MD_CTX_new();
+    ~Ctx() { EVP_MD_CTX_free(md); }
+  };
+  thread_local Ctx ctx;
+  EVP_MD_CTX* md = ctx.md;
   char seq_text[24] = "|";
   char* end = std::to_chars(seq_text + 1, seq_text + sizeof(seq_text) - 1, seq).ptr;
   *end++ = '|';
   unsigned char out[32];
   unsigned int len = 0;
-  EVP_DigestInit_ex(md, EVP_sha256(), nullptr);
+  EVP_DigestInit_ex2(md, kSha256, nullptr);
   EVP_DigestUpdate(md, prev_hex.data(), prev_hex.size());
   EVP_DigestUpdate(md, seq_text, static_cast<size_t>(end - seq_text));
   EVP_DigestUpdate(md, text.data(), text.size());
   EVP_DigestFinal_ex(md, out, &len);
-  EVP_MD_CTX_free(md);
   return Hex(out, len);
 }
 
@@ -374,8 +381,8 @@ class AuditLog::Impl {
     last_hash_ = tail.last_seq ? tail.last_hash : kZero;
     RETURN_IF_ERROR(index_.Open(IndexPath(dir_), false));
     RETURN_IF_ERROR(index_.Exec("PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;"));
-    // The patient index takes inserts all over its pages: a cache that holds them spares a
-    // read per insert.
+    // Posting lists take inserts all over their B-tree (keyed by patient or user): a cache that
+    // holds its pages spares a read per insert.
     RETURN_IF_ERROR(index_.Exec("PRAGMA cache_size=-65536;"));
     RETURN_IF_ERROR(index_.Exec(kIndexSchema));
     return CatchUpIndex();
