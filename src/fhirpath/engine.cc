@@ -496,7 +496,6 @@ std::optional<int> CompareTemporal(const Temporal& a0, const Temporal& b0) {
 
 bool JsonEqual(const json::value& a, const json::value& b) { return a == b; }
 
-// `=`: true, false, or empty (nullopt) when the operands cannot be compared with certainty.
 // The text of a string-valued item (a System String, or a FHIR primitive other than the dates
 // and times whose System value is a String), without converting it.
 bool StringText(const Item& i, std::string_view& out) {
@@ -512,6 +511,7 @@ bool StringText(const Item& i, std::string_view& out) {
   return true;
 }
 
+// `=`: true, false, or empty (nullopt) when the operands cannot be compared with certainty.
 std::optional<bool> Equal(const Item& x0, const Item& y0) {
   // The common case (`status = 'final'`, `code = %code`) compares two strings in place.
   if (std::string_view a, b; StringText(x0, a) && StringText(y0, b)) return a == b;
