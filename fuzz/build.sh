@@ -8,4 +8,4 @@ scripts/install-deps
 CC=clang-14 CXX=clang++-14 cmake -S . -B build-fuzz -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo \
   -DTAPROOT_FUZZ=ON >/dev/null
 cmake --build build-fuzz --target fuzz_resource fuzz_json_patch fuzz_query fuzz_datetime fuzz_fhirpath \
-  fuzz_units fuzz_token
+  fuzz_units fuzz_token fuzz_audit
