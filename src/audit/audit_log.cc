@@ -65,16 +65,6 @@ std::optional<Line> ParseLine(std::string_view text) {
   return line;
 }
 
-bool WriteAll(int fd, std::string_view data) {
-  while (!data.empty()) {
-    ssize_t n = write(fd, data.data(), data.size());
-    if (n < 0 && errno == EINTR) continue;
-    if (n <= 0) return false;
-    data.remove_prefix(static_cast<size_t>(n));
-  }
-  return true;
-}
-
 bool WriteAt(int fd, int64_t off, std::string_view data) {
   while (!data.empty()) {
     ssize_t n = pwrite(fd, data.data(), data.size(), off);
@@ -241,9 +231,14 @@ Result<int64_t> CopyTableIntoLog(const std::string& dir) {
   if (fd < 0) return Status::Internal(Errno("audit log: create " + tmp));
   ASSIGN_OR_RETURN(sqlite3_stmt * rows,
                    db.Prepare("SELECT seq, hash, body FROM audit ORDER BY seq"));
-  int64_t n = 0;
+  int64_t n = 0, written = 0;
   std::string buf;
   bool ok = true;
+  auto flush = [&] {
+    ok = ok && WriteAt(fd, written, buf);
+    written += static_cast<int64_t>(buf.size());
+    buf.clear();
+  };
   int rc;
   while ((rc = sqlite3_step(rows)) == SQLITE_ROW) {
     buf += std::to_string(sqlite3_column_int64(rows, 0));
@@ -253,13 +248,11 @@ Result<int64_t> CopyTableIntoLog(const std::string& dir) {
     buf += Text(rows, 2);
     buf += '\n';
     ++n;
-    if (buf.size() > (1 << 20)) {
-      ok = ok && WriteAll(fd, buf);
-      buf.clear();
-    }
+    if (buf.size() > (1 << 20)) flush();
   }
   sqlite3_reset(rows);
-  ok = ok && rc == SQLITE_DONE && WriteAll(fd, buf) && fsync(fd) == 0;
+  flush();
+  ok = ok && rc == SQLITE_DONE && fsync(fd) == 0;
   close(fd);
   if (!ok || std::rename(tmp.c_str(), LogPath(dir).c_str()) != 0) {
     std::remove(tmp.c_str());
@@ -736,8 +729,11 @@ class AuditLog::Impl {
     if (indexed > 0) {
       // Check that the index and the log agree where the catch-up starts.
       std::string probe;
-      auto line = from <= log_size_ && ReadAt(log_fd_, from - 1, 1, probe) && probe == "\n";
-      if (!line) from = 0, indexed = 0;
+      bool aligned = from <= log_size_ && ReadAt(log_fd_, from - 1, 1, probe) && probe == "\n";
+      if (!aligned) {
+        from = 0;
+        indexed = 0;
+      }
     }
     std::deque<Pending> items;
     int64_t added = 0;
