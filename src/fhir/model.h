@@ -45,20 +45,22 @@ class FastIndex {
     }
   }
   bool built() const { return !slots_.empty(); }
-  const V* Find(std::string_view key) const {
-    for (size_t h = Hash(key);; ++h) {
+  const V* Find(std::string_view key) const { return Find(key, Hash(key)); }
+  // With the key's Hash computed beforehand (a compiled FHIRPath step keeps its name's).
+  const V* Find(std::string_view key, size_t hash) const {
+    for (size_t h = hash;; ++h) {
       const auto& slot = slots_[h & mask_];
       if (!slot.second) return nullptr;
       if (SameText(slot.first, key)) return slot.second;
     }
   }
-
- private:
   static size_t Hash(std::string_view s) {
     uint32_t h = 2166136261u;
     for (char c : s) h = (h ^ static_cast<unsigned char>(c)) * 16777619u;
     return h;
   }
+
+ private:
   std::vector<std::pair<std::string_view, const V*>> slots_;
   size_t mask_ = 0;
 };
@@ -93,6 +95,11 @@ struct TypeDef {
     if (property_index.built()) return property_index.Find(json_name);
     auto it = properties.find(json_name);
     return it == properties.end() ? nullptr : &it->second;
+  }
+  // The same, given FastIndex<Property>::Hash(json_name).
+  const Property* FindProperty(std::string_view json_name, size_t hash) const {
+    if (property_index.built()) return property_index.Find(json_name, hash);
+    return FindProperty(json_name);
   }
   bool IsPrimitive() const { return kind == Kind::kPrimitive; }
   // True if the type's JSON form is a nested resource chosen by resourceType (Resource,

@@ -7,6 +7,10 @@
 #include <string>
 #include <vector>
 
+namespace taproot::fhir {
+struct TypeDef;
+}
+
 namespace taproot::fhirpath {
 
 struct Expr {
@@ -58,6 +62,10 @@ struct Expr {
   //   an abstract FHIR type (Resource, DomainResource).
   std::string bare_type;
   bool abstract_type = false;
+  const fhir::TypeDef* bare_type_def = nullptr;  // the FHIR type it names, if any
+  // - on a member step or an identifier, its name's hash in the model's property index
+  // (FastIndex::Hash).
+  size_t name_hash = 0;
 };
 
 }  // namespace taproot::fhirpath

@@ -303,18 +303,27 @@ constexpr size_t kAheadLast = 2;
   }
 }
 
+// A filter on resources by type (see ForEachChild): the type's name and, when it names a FHIR
+// type, its definition.
+struct OnlyResource {
+  std::string_view name;
+  const fhir::TypeDef* type = nullptr;
+};
+
 // Calls emit(child) for each child of a node named `name` (value[x] choices by their stem), in
 // document order.
 // Returns the choice element if `name` is one of its typed names (valueQuantity), which is not a
 // FHIRPath name and selects nothing.
 // `only_resource`, if set, drops resources (children of an abstract Resource element, such as
 // Bundle.entry.resource) of any other type before their type is looked up: the walk of
-// `resource.ofType(Patient)` over a Bundle passes "Patient".
+// `resource.ofType(Patient)` over a Bundle passes "Patient". `name_hash`, if not 0, is the hash
+// of `name` in the type's property index, computed when the expression was compiled.
 template <typename Emit>
 const fhir::ElementDef* ForEachChild(const Item& item, std::string_view name, Emit&& emit,
-                                     std::string_view only_resource = {}) {
+                                     const OnlyResource& only_resource = {}, size_t name_hash = 0) {
   if (!item.IsNode() || !item.type) return nullptr;
-  const fhir::TypeDef::Property* p = item.type->FindProperty(name);
+  const fhir::TypeDef::Property* p =
+      name_hash ? item.type->FindProperty(name, name_hash) : item.type->FindProperty(name);
   if (p && p->element->choice) return p->element;
   if (!item.value || !item.value->is_object()) return nullptr;
   const json::object& obj = item.value->get_object();
@@ -327,8 +336,12 @@ const fhir::ElementDef* ForEachChild(const Item& item, std::string_view name, Em
       child.type = t;
       if (t && t->IsAbstractResource() && one && one->is_object()) {
         std::string_view resource_type = GetString(one->get_object(), "resourceType");
-        if (!only_resource.empty() && resource_type != only_resource) return;
-        if (auto* rt = Model().FindResource(resource_type)) child.type = rt;
+        if (!only_resource.name.empty() && resource_type != only_resource.name) return;
+        if (only_resource.type && only_resource.type->kind == fhir::TypeDef::Kind::kResource) {
+          child.type = only_resource.type;  // resource_type is its name
+        } else if (auto* rt = Model().FindResource(resource_type)) {
+          child.type = rt;
+        }
       }
       emit(child);
     };
@@ -768,12 +781,12 @@ class Evaluator {
       case Expr::Kind::kVariable:
         return Variable(e);
       case Expr::Kind::kIdentifier:
-        return Member(focus, e.text, /*root=*/true);
+        return Member(focus, e.text, /*root=*/true, e.name_hash);
       case Expr::Kind::kMember: {
         RETURN_IF_ERROR(CheckStaticMember(*e.children[0], e.text));
         if (e.steps_base) return Steps(e, focus);
         ASSIGN_OR_RETURN(Collection base, Eval(*e.children[0], focus));
-        return Member(base, e.text, false);
+        return Member(base, e.text, false, e.name_hash);
       }
       case Expr::Kind::kIndexer: {
         RETURN_IF_ERROR(CheckOrdered(e.children[0].get(), "an index"));
@@ -879,10 +892,12 @@ class Evaluator {
     return Status::Invalid("unknown variable %" + n);
   }
 
-  Result<Collection> Member(const Collection& focus, const std::string& name, bool root) {
+  Result<Collection> Member(const Collection& focus, const std::string& name, bool root,
+                            size_t name_hash) {
     Collection out;
     for (const Item& item : focus) {
-      RETURN_IF_ERROR(MemberOf(item, name, root, [&](const Item& c) { out.push_back(c); }));
+      RETURN_IF_ERROR(MemberOf(
+          item, name, root, [&](const Item& c) { out.push_back(c); }, {}, name_hash));
     }
     return out;
   }
@@ -890,7 +905,7 @@ class Evaluator {
   // The items `name` selects from one item, passed to emit in order.
   template <typename Emit>
   Status MemberOf(const Item& item, const std::string& name, bool root, Emit&& emit,
-                  std::string_view only_resource = {}) {
+                  const OnlyResource& only_resource = {}, size_t name_hash = 0) {
     if (item.kind == Kind::kTypeInfo) {
       size_t bar = item.string.find('|');
       if (name == "namespace") emit(Item::String(item.string.substr(0, bar)));
@@ -924,7 +939,7 @@ class Evaluator {
               any = true;
               emit(c);
             },
-            only_resource)) {
+            only_resource, name_hash)) {
       return choice_error(*choice);
     }
     // At the start of a path, a type name selects the context if it is of that type.
@@ -958,10 +973,10 @@ class Evaluator {
       return OfType(item, step) ? Walk(item, steps, k + 1, out) : Status::Ok();
     }
     // A member followed by ofType(a concrete type) skips other resources before typing them.
-    std::string_view only;
+    OnlyResource only;
     if (k + 1 < steps.size() && steps[k + 1]->kind == Expr::Kind::kFunction &&
         !steps[k + 1]->abstract_type) {
-      only = steps[k + 1]->bare_type;
+      only = {steps[k + 1]->bare_type, steps[k + 1]->bare_type_def};
     }
     Status st;
     RETURN_IF_ERROR(MemberOf(
@@ -969,7 +984,7 @@ class Evaluator {
         [&](const Item& c) {
           if (st.ok()) st = Walk(c, steps, k + 1, out);
         },
-        only));
+        only, step.name_hash));
     return st;
   }
 
@@ -1528,6 +1543,10 @@ void Prepare(Expr& e, std::vector<Collection>& literals) {
     const fhir::TypeDef* t =
         type.rfind("System.", 0) == 0 ? nullptr : Model().FindType(e.bare_type);
     e.abstract_type = t && t->abstract;
+    e.bare_type_def = t;
+  }
+  if (e.kind == Expr::Kind::kMember || e.kind == Expr::Kind::kIdentifier) {
+    e.name_hash = fhir::FastIndex<fhir::TypeDef::Property>::Hash(e.text);
   }
   if (!of_type && e.kind != Expr::Kind::kMember) return;
   Expr& focus = *e.children[0];
