@@ -283,47 +283,58 @@ constexpr size_t kAheadTable = 8;
 constexpr size_t kAheadChildren = 4;
 constexpr size_t kAheadLast = 2;
 
-[[gnu::always_inline]] inline void PrefetchAhead(const json::array& arr, size_t k) {
+[[gnu::always_inline]] inline void PrefetchAhead(const json::array& arr, size_t k,
+                                                 std::string_view next_member) {
   const size_t n = arr.size();
+  // A key's length is in the table: keys that cannot be next_member are skipped unread.
+  auto wanted = [&](std::string_view key) {
+    return next_member.empty() || key.size() == next_member.size();
+  };
   if (k + kAheadTable < n && arr[k + kAheadTable].is_object()) {
     __builtin_prefetch(arr[k + kAheadTable].get_object().begin());
   }
   if (k + kAheadChildren < n && arr[k + kAheadChildren].is_object()) {
     for (const auto& kv : arr[k + kAheadChildren].get_object()) {
+      if (!wanted(kv.key())) continue;
       __builtin_prefetch(kv.key().data());
       if (kv.value().is_object()) __builtin_prefetch(kv.value().get_object().begin());
     }
   }
   if (k + kAheadLast < n && arr[k + kAheadLast].is_object()) {
     for (const auto& kv : arr[k + kAheadLast].get_object()) {
-      if (kv.value().is_object() && !kv.value().get_object().empty()) {
+      if (wanted(kv.key()) && kv.value().is_object() && !kv.value().get_object().empty()) {
         __builtin_prefetch(kv.value().get_object().begin()->key().data());
       }
     }
   }
 }
 
-// A filter on resources by type (see ForEachChild): the type's name and, when it names a FHIR
-// type, its definition.
-struct OnlyResource {
-  std::string_view name;
-  const fhir::TypeDef* type = nullptr;
+// What a walk of path steps knows beyond the current step's name, to save ForEachChild work.
+struct StepHints {
+  // Keep only resources of this type (children of an abstract Resource element, such as
+  // Bundle.entry.resource), dropped before their type is looked up: the walk of
+  // `resource.ofType(Patient)` over a Bundle passes "Patient". `only_type` is its definition,
+  // when it names a FHIR type.
+  std::string_view only_resource;
+  const fhir::TypeDef* only_type = nullptr;
+  // The member the next step reads from each child (`resource` for `entry.resource`): only it
+  // is prefetched ahead. Empty: every child object.
+  std::string_view next_member;
+  // If not 0, the hash of `name` in the type's property index, computed at compile time.
+  size_t name_hash = 0;
 };
 
 // Calls emit(child) for each child of a node named `name` (value[x] choices by their stem), in
 // document order.
 // Returns the choice element if `name` is one of its typed names (valueQuantity), which is not a
 // FHIRPath name and selects nothing.
-// `only_resource`, if set, drops resources (children of an abstract Resource element, such as
-// Bundle.entry.resource) of any other type before their type is looked up: the walk of
-// `resource.ofType(Patient)` over a Bundle passes "Patient". `name_hash`, if not 0, is the hash
-// of `name` in the type's property index, computed when the expression was compiled.
 template <typename Emit>
 const fhir::ElementDef* ForEachChild(const Item& item, std::string_view name, Emit&& emit,
-                                     const OnlyResource& only_resource = {}, size_t name_hash = 0) {
+                                     const StepHints& hints = {}) {
   if (!item.IsNode() || !item.type) return nullptr;
-  const fhir::TypeDef::Property* p =
-      name_hash ? item.type->FindProperty(name, name_hash) : item.type->FindProperty(name);
+  const fhir::TypeDef::Property* p = hints.name_hash
+                                         ? item.type->FindProperty(name, hints.name_hash)
+                                         : item.type->FindProperty(name);
   if (p && p->element->choice) return p->element;
   if (!item.value || !item.value->is_object()) return nullptr;
   const json::object& obj = item.value->get_object();
@@ -336,9 +347,9 @@ const fhir::ElementDef* ForEachChild(const Item& item, std::string_view name, Em
       child.type = t;
       if (t && t->IsAbstractResource() && one && one->is_object()) {
         std::string_view resource_type = GetString(one->get_object(), "resourceType");
-        if (!only_resource.name.empty() && resource_type != only_resource.name) return;
-        if (only_resource.type && only_resource.type->kind == fhir::TypeDef::Kind::kResource) {
-          child.type = only_resource.type;  // resource_type is its name
+        if (!hints.only_resource.empty() && resource_type != hints.only_resource) return;
+        if (hints.only_type && hints.only_type->kind == fhir::TypeDef::Kind::kResource) {
+          child.type = hints.only_type;  // resource_type is its name
         } else if (auto* rt = Model().FindResource(resource_type)) {
           child.type = rt;
         }
@@ -350,7 +361,7 @@ const fhir::ElementDef* ForEachChild(const Item& item, std::string_view name, Em
       const json::array* exts = ext && ext->is_array() ? &ext->get_array() : nullptr;
       const size_t n = arr.size();
       for (size_t k = 0; k < n; ++k) {
-        if (n > kAheadLast) PrefetchAhead(arr, k);
+        if (n > kAheadLast) PrefetchAhead(arr, k, hints.next_member);
         const json::value* e =
             exts && k < exts->size() && !(*exts)[k].is_null() ? &(*exts)[k] : nullptr;
         if (arr[k].is_null() && !e) continue;
@@ -897,7 +908,8 @@ class Evaluator {
     Collection out;
     for (const Item& item : focus) {
       RETURN_IF_ERROR(MemberOf(
-          item, name, root, [&](const Item& c) { out.push_back(c); }, {}, name_hash));
+          item, name, root, [&](const Item& c) { out.push_back(c); },
+          StepHints{.name_hash = name_hash}));
     }
     return out;
   }
@@ -905,7 +917,7 @@ class Evaluator {
   // The items `name` selects from one item, passed to emit in order.
   template <typename Emit>
   Status MemberOf(const Item& item, const std::string& name, bool root, Emit&& emit,
-                  const OnlyResource& only_resource = {}, size_t name_hash = 0) {
+                  const StepHints& hints = {}) {
     if (item.kind == Kind::kTypeInfo) {
       size_t bar = item.string.find('|');
       if (name == "namespace") emit(Item::String(item.string.substr(0, bar)));
@@ -939,7 +951,7 @@ class Evaluator {
               any = true;
               emit(c);
             },
-            only_resource, name_hash)) {
+            hints)) {
       return choice_error(*choice);
     }
     // At the start of a path, a type name selects the context if it is of that type.
@@ -973,10 +985,15 @@ class Evaluator {
       return OfType(item, step) ? Walk(item, steps, k + 1, out) : Status::Ok();
     }
     // A member followed by ofType(a concrete type) skips other resources before typing them.
-    OnlyResource only;
+    StepHints hints;
+    hints.name_hash = step.name_hash;
     if (k + 1 < steps.size() && steps[k + 1]->kind == Expr::Kind::kFunction &&
         !steps[k + 1]->abstract_type) {
-      only = {steps[k + 1]->bare_type, steps[k + 1]->bare_type_def};
+      hints.only_resource = steps[k + 1]->bare_type;
+      hints.only_type = steps[k + 1]->bare_type_def;
+    }
+    if (k + 1 < steps.size() && steps[k + 1]->kind == Expr::Kind::kMember) {
+      hints.next_member = steps[k + 1]->text;
     }
     Status st;
     RETURN_IF_ERROR(MemberOf(
@@ -984,7 +1001,7 @@ class Evaluator {
         [&](const Item& c) {
           if (st.ok()) st = Walk(c, steps, k + 1, out);
         },
-        only, step.name_hash));
+        hints));
     return st;
   }
 
