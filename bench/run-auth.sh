@@ -2,9 +2,10 @@
 # Access control's cost: read and search throughput with authentication, policy and a durable
 # audit trail on, against all of it off, on the same store in the same run.
 #
-#   [CONNS=16] bench/run-auth.sh [seconds-per-wrk-run] [patients]
+#   [CONNS=16] [ROUNDS=3] bench/run-auth.sh [seconds-per-wrk-run] [patients]
 #
 # CONNS: wrk's connections (16 by default; 64 is what bench/run.sh's read test uses).
+# ROUNDS: how many times off and on alternate (each round restarts both servers).
 #
 # The store: N patients registered with one GP practice (ODS A81001), five Observations each.
 # "off": taproot serve --insecure-dev --no-audit. "on": the default (tokens checked, policy,
@@ -15,6 +16,7 @@ cd "$(dirname "$0")/.."
 . bench/wrk/summary.sh
 SECS="${1:-10}"
 N="${2:-1000}"
+ROUNDS="${ROUNDS:-3}"
 BIN=build/taproot
 OUT=bench/out
 mkdir -p "$OUT"
@@ -73,19 +75,39 @@ run() {  # name paths-file [token]
   wrk_summary "$1" "$OUT/auth-$1.txt"
 }
 
-echo "== wrk -t2 -c${CONNS:-16} -d${SECS}s, $N patients, 127.0.0.1 (wrk shares the machine)" >&2
-OFF_READ=$(run off-read "$DATA/reads")
-OFF_SEARCH=$(run off-search "$DATA/searches")
+echo "== wrk -t2 -c${CONNS:-16} -d${SECS}s, $N patients, $ROUNDS rounds, 127.0.0.1 (wrk shares the machine)" >&2
 stop
-
-GP=$("$BIN" token --data "$DATA/store" --user Practitioner/bench --role S8000:G8000:R8000 --org A81001)
-SYS=$("$BIN" token --data "$DATA/store" --user bench-app --scope 'system/*.cruds')
-start --rate-limit 1000000
-ON_READ=$(run on-read-clinician "$DATA/reads" "$GP")
-ON_SEARCH=$(run on-search-clinician "$DATA/searches" "$GP")
-SYS_READ=$(run on-read-system "$DATA/reads" "$SYS")
+GP=$("$BIN" token --data "$DATA/store" --user Practitioner/bench --role S8000:G8000:R8000 --org A81001 \
+  --expires-in 86400)
+SYS=$("$BIN" token --data "$DATA/store" --user bench-app --scope 'system/*.cruds' --expires-in 86400)
+rps() { echo "$1" | sed 's/.*"requests_per_second":\([0-9.]*\).*/\1/'; }
+# Off and on alternate, ROUNDS times: a single pair swings by 0.3 with the VM's noise. The ratio
+# reported is that of the sums; each round's ratio is listed too.
+OFF_ALL= ON_ALL= READ_ROUNDS= SEARCH_ROUNDS=
+OFF_READ_SUM=0 OFF_SEARCH_SUM=0 ON_READ_SUM=0 ON_SEARCH_SUM=0
+r=1
+while [ "$r" -le "$ROUNDS" ]; do
+  start --insecure-dev --no-audit
+  OFF_READ=$(run off-read-$r "$DATA/reads")
+  OFF_SEARCH=$(run off-search-$r "$DATA/searches")
+  stop
+  start --rate-limit 1000000
+  ON_READ=$(run on-read-clinician-$r "$DATA/reads" "$GP")
+  ON_SEARCH=$(run on-search-clinician-$r "$DATA/searches" "$GP")
+  if [ "$r" -eq 1 ]; then ON_ALL="$(run on-read-system "$DATA/reads" "$SYS"), "; fi
+  stop
+  OFF_ALL="$OFF_ALL${OFF_ALL:+, }$OFF_READ, $OFF_SEARCH"
+  ON_ALL="$ON_ALL$ON_READ, $ON_SEARCH"
+  [ "$r" -lt "$ROUNDS" ] && ON_ALL="$ON_ALL, "
+  READ_ROUNDS="$READ_ROUNDS${READ_ROUNDS:+, }$(awk -v a="$(rps "$ON_READ")" -v b="$(rps "$OFF_READ")" 'BEGIN {printf "%.2f", a / b}')"
+  SEARCH_ROUNDS="$SEARCH_ROUNDS${SEARCH_ROUNDS:+, }$(awk -v a="$(rps "$ON_SEARCH")" -v b="$(rps "$OFF_SEARCH")" 'BEGIN {printf "%.2f", a / b}')"
+  OFF_READ_SUM=$(awk -v s="$OFF_READ_SUM" -v x="$(rps "$OFF_READ")" 'BEGIN {print s + x}')
+  OFF_SEARCH_SUM=$(awk -v s="$OFF_SEARCH_SUM" -v x="$(rps "$OFF_SEARCH")" 'BEGIN {print s + x}')
+  ON_READ_SUM=$(awk -v s="$ON_READ_SUM" -v x="$(rps "$ON_READ")" 'BEGIN {print s + x}')
+  ON_SEARCH_SUM=$(awk -v s="$ON_SEARCH_SUM" -v x="$(rps "$ON_SEARCH")" 'BEGIN {print s + x}')
+  r=$((r + 1))
+done
 AUDITED=$("$BIN" audit verify --data "$DATA/store")
-stop
 
 # Where the cost is: the same with the audit log's sync off (not a mode to run in; the
 # difference is what the durability of each audit record costs).
@@ -93,18 +115,20 @@ start --rate-limit 1000000 --unsafe-no-sync
 NOSYNC_READ=$(run on-read-clinician-audit-nosync "$DATA/reads" "$GP")
 stop
 
-ratio() { echo "$1 $2" | sed 's/[{}]//g' | awk -F'[:,]' '{for(i=1;i<=NF;i++){if($i~/requests_per_second/){v[++n]=$(i+1)}} printf "%.2f", v[1]/v[2]}'; }
 cat <<JSON | tee "$OUT/auth-summary.json"
 {
   "commit": "$(git rev-parse --short HEAD 2>/dev/null || echo unknown)",
   "date": "$(date -u +%Y-%m-%dT%H:%M:%SZ)",
   "machine": "$(nproc) cores",
   "patients": $N,
-  "off": [$OFF_READ, $OFF_SEARCH],
-  "on": [$ON_READ, $ON_SEARCH, $SYS_READ],
+  "rounds": $ROUNDS,
+  "off": [$OFF_ALL],
+  "on": [$ON_ALL],
   "diagnostic": [$NOSYNC_READ],
-  "read_on_vs_off": $(ratio "$ON_READ" "$OFF_READ"),
-  "search_on_vs_off": $(ratio "$ON_SEARCH" "$OFF_SEARCH"),
+  "read_on_vs_off_by_round": [$READ_ROUNDS],
+  "search_on_vs_off_by_round": [$SEARCH_ROUNDS],
+  "read_on_vs_off": $(awk -v a="$ON_READ_SUM" -v b="$OFF_READ_SUM" 'BEGIN {printf "%.2f", a / b}'),
+  "search_on_vs_off": $(awk -v a="$ON_SEARCH_SUM" -v b="$OFF_SEARCH_SUM" 'BEGIN {printf "%.2f", a / b}'),
   "audit_verify": "$AUDITED"
 }
 JSON
