@@ -156,7 +156,9 @@ TEST(FhirPathEngineTest, DeepNestingIsAnErrorNotAnOverflow) {
   std::thread worker([&] {
     auto r = (*c)->Evaluate(empty);
     returned = true;
-    if (!r.ok()) EXPECT_NE(r.status().message().find("too deeply"), std::string::npos);
+    if (!r.ok()) {
+      EXPECT_NE(r.status().message().find("too deeply"), std::string::npos);
+    }
   });
   worker.join();
   EXPECT_TRUE(returned);

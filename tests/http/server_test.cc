@@ -168,7 +168,7 @@ TEST(HttpLifecycleTest, GracefulStopKeepsTheStoreAndLogsNoPatientData) {
     auto r = c.Send("PUT", "/fhir/Patient/keep",
                     R"({"resourceType":"Patient","id":"keep","name":[{"family":"Zebedee"}]})");
     ASSERT_EQ(r->status, 201);
-    c.Send("GET", "/fhir/Patient?identifier=secret-identifier-value");
+    (void)c.Send("GET", "/fhir/Patient?identifier=secret-identifier-value");
   }
   EXPECT_EQ(server.Stop(), 0);
   std::string log = server.log();
