@@ -403,6 +403,8 @@ static Result<store::IndexClause> ParseClause(const ParamDef& def, const std::st
         }
         p.value = v;
         break;
+      case IndexKind::kText:  // IndexKindOf never gives it: _text and _content go to ParseText
+        return Status::Internal("full-text parameter " + def.code + " reached ParseClause");
     }
     clause.any_of.push_back(std::move(p));
   }
