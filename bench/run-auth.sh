@@ -81,6 +81,8 @@ GP=$("$BIN" token --data "$DATA/store" --user Practitioner/bench --role S8000:G8
   --expires-in 86400)
 SYS=$("$BIN" token --data "$DATA/store" --user bench-app --scope 'system/*.cruds' --expires-in 86400)
 rps() { echo "$1" | sed 's/.*"requests_per_second":\([0-9.]*\).*/\1/'; }
+add() { awk -v a="$1" -v b="$2" 'BEGIN {print a + b}'; }
+div() { awk -v a="$1" -v b="$2" 'BEGIN {printf "%.2f", a / b}'; }
 # Off and on alternate, ROUNDS times: a single pair swings by 0.3 with the VM's noise. The ratio
 # reported is that of the sums; each round's ratio is listed too.
 OFF_ALL= ON_ALL= READ_ROUNDS= SEARCH_ROUNDS=
@@ -99,12 +101,12 @@ while [ "$r" -le "$ROUNDS" ]; do
   OFF_ALL="$OFF_ALL${OFF_ALL:+, }$OFF_READ, $OFF_SEARCH"
   ON_ALL="$ON_ALL$ON_READ, $ON_SEARCH"
   [ "$r" -lt "$ROUNDS" ] && ON_ALL="$ON_ALL, "
-  READ_ROUNDS="$READ_ROUNDS${READ_ROUNDS:+, }$(awk -v a="$(rps "$ON_READ")" -v b="$(rps "$OFF_READ")" 'BEGIN {printf "%.2f", a / b}')"
-  SEARCH_ROUNDS="$SEARCH_ROUNDS${SEARCH_ROUNDS:+, }$(awk -v a="$(rps "$ON_SEARCH")" -v b="$(rps "$OFF_SEARCH")" 'BEGIN {printf "%.2f", a / b}')"
-  OFF_READ_SUM=$(awk -v s="$OFF_READ_SUM" -v x="$(rps "$OFF_READ")" 'BEGIN {print s + x}')
-  OFF_SEARCH_SUM=$(awk -v s="$OFF_SEARCH_SUM" -v x="$(rps "$OFF_SEARCH")" 'BEGIN {print s + x}')
-  ON_READ_SUM=$(awk -v s="$ON_READ_SUM" -v x="$(rps "$ON_READ")" 'BEGIN {print s + x}')
-  ON_SEARCH_SUM=$(awk -v s="$ON_SEARCH_SUM" -v x="$(rps "$ON_SEARCH")" 'BEGIN {print s + x}')
+  READ_ROUNDS="$READ_ROUNDS${READ_ROUNDS:+, }$(div "$(rps "$ON_READ")" "$(rps "$OFF_READ")")"
+  SEARCH_ROUNDS="$SEARCH_ROUNDS${SEARCH_ROUNDS:+, }$(div "$(rps "$ON_SEARCH")" "$(rps "$OFF_SEARCH")")"
+  OFF_READ_SUM=$(add "$OFF_READ_SUM" "$(rps "$OFF_READ")")
+  OFF_SEARCH_SUM=$(add "$OFF_SEARCH_SUM" "$(rps "$OFF_SEARCH")")
+  ON_READ_SUM=$(add "$ON_READ_SUM" "$(rps "$ON_READ")")
+  ON_SEARCH_SUM=$(add "$ON_SEARCH_SUM" "$(rps "$ON_SEARCH")")
   r=$((r + 1))
 done
 AUDITED=$("$BIN" audit verify --data "$DATA/store")
@@ -127,8 +129,8 @@ cat <<JSON | tee "$OUT/auth-summary.json"
   "diagnostic": [$NOSYNC_READ],
   "read_on_vs_off_by_round": [$READ_ROUNDS],
   "search_on_vs_off_by_round": [$SEARCH_ROUNDS],
-  "read_on_vs_off": $(awk -v a="$ON_READ_SUM" -v b="$OFF_READ_SUM" 'BEGIN {printf "%.2f", a / b}'),
-  "search_on_vs_off": $(awk -v a="$ON_SEARCH_SUM" -v b="$OFF_SEARCH_SUM" 'BEGIN {printf "%.2f", a / b}'),
+  "read_on_vs_off": $(div "$ON_READ_SUM" "$OFF_READ_SUM"),
+  "search_on_vs_off": $(div "$ON_SEARCH_SUM" "$OFF_SEARCH_SUM"),
   "audit_verify": "$AUDITED"
 }
 JSON

@@ -984,16 +984,16 @@ class Evaluator {
     if (step.kind == Expr::Kind::kFunction) {  // ofType
       return OfType(item, step) ? Walk(item, steps, k + 1, out) : Status::Ok();
     }
-    // A member followed by ofType(a concrete type) skips other resources before typing them.
+    // What the next step lets this one skip: a member followed by ofType(a concrete type)
+    // drops other resources before typing them; one followed by a member prefetches only that.
     StepHints hints;
     hints.name_hash = step.name_hash;
-    if (k + 1 < steps.size() && steps[k + 1]->kind == Expr::Kind::kFunction &&
-        !steps[k + 1]->abstract_type) {
-      hints.only_resource = steps[k + 1]->bare_type;
-      hints.only_type = steps[k + 1]->bare_type_def;
-    }
-    if (k + 1 < steps.size() && steps[k + 1]->kind == Expr::Kind::kMember) {
-      hints.next_member = steps[k + 1]->text;
+    const Expr* next = k + 1 < steps.size() ? steps[k + 1] : nullptr;
+    if (next && next->kind == Expr::Kind::kFunction && !next->abstract_type) {
+      hints.only_resource = next->bare_type;
+      hints.only_type = next->bare_type_def;
+    } else if (next && next->kind == Expr::Kind::kMember) {
+      hints.next_member = next->text;
     }
     Status st;
     RETURN_IF_ERROR(MemberOf(
