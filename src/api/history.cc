@@ -562,7 +562,8 @@ Result<std::string> SearchBundle(store::ReadView& view, const fhir::Model& model
   if (count_only) self.emplace_back("_summary", "count");
   if (parsed.query.offset) self.emplace_back("_offset", std::to_string(parsed.query.offset));
   // Later pages read the store as this page saw it (store::SearchQuery::as_of_seq).
-  std::string snapshot = std::to_string(page.snapshot_seq);
+  // Set whenever a link below needs it (store::SearchPage::snapshot_seq).
+  std::string snapshot = std::to_string(page.snapshot_seq.value_or(0));
   if (parsed.query.as_of_seq) self.emplace_back("_snapshot", snapshot);
   if (parsed.query.after_seq) self.emplace_back("_after", std::to_string(*parsed.query.after_seq));
   BundleWriter w("searchset", page.total);

@@ -178,7 +178,10 @@ struct SearchPage {
   std::vector<VersionRecord> resources;  // current, non-deleted versions, in SearchQuery order
   std::optional<int64_t> total;
   bool has_more = false;
-  int64_t snapshot_seq = 0;  // the newest version this search could see (for as_of_seq)
+  // The newest version this search could see (for as_of_seq), read when a paging link needs it:
+  // the page has a next one, is not the first (offset, after_seq), or was itself asked as of a
+  // snapshot. A first page that holds every match leaves it unset: a statement saved.
+  std::optional<int64_t> snapshot_seq;
   // With SearchQuery::explain: the statements run, their plans and timings (operators' _explain).
   struct Step {
     std::string sql;

@@ -4,6 +4,7 @@
 #include <sqlite3.h>
 
 #include <atomic>
+#include <chrono>
 #include <filesystem>
 #include <optional>
 #include <set>
@@ -290,30 +291,39 @@ TEST_P(StoreTest, TokenSearchFollowsTheCurrentVersion) {
 TEST_P(StoreTest, TotalsCountEveryMatchWhateverThePage) {
   using K = IndexKind;
   for (int i = 0; i < 7; ++i) {
+    IndexEntry born{"birthdate", K::kDate};
+    born.start = born.end = (7 - i) * 1000;  // later patients were born earlier
     ASSERT_TRUE(Put(Rec("p" + std::to_string(i), 1, "{}",
-                        {{"identifier", K::kToken, "sys", i < 5 ? "match" : "other"}}))
+                        {{"identifier", K::kToken, "sys", i < 5 ? "match" : "other"}, born}))
                     .ok());
   }
   ASSERT_TRUE(Put(Rec("q", 1, "{}", {{"identifier", K::kToken, "sys", "match"}})).ok());
   ASSERT_TRUE(Put(Rec("q", 2, "{}", {{"identifier", K::kToken, "sys", "gone"}})).ok());
   struct Case {
     int64_t count, offset;
-    bool after;  // start after the first match's seq
+    bool after;   // start after the first match's seq
+    bool sorted;  // by birthdate, oldest first: p4, p3, p2, p1, p0
     size_t resources;
     bool has_more;
     size_t statements;  // run for the page and the total, as _explain lists them
   };
   const Case cases[] = {
-      {10, 0, false, 5, false, 1},  // the page holds every match: no count
-      {5, 0, false, 5, false, 1},   // exactly full
-      {4, 0, false, 4, true, 2},    // a next page: counted
-      {10, 3, false, 2, false, 2},  // a later page: counted
-      {10, 0, true, 4, false, 2},   // after a seq: counted from the start
+      {10, 0, false, false, 5, false, 1},  // the page holds every match: no count
+      {5, 0, false, false, 5, false, 1},   // exactly full
+      {4, 0, false, false, 4, true, 2},    // a next page: counted
+      {10, 3, false, false, 2, false, 2},  // a later page: counted
+      {10, 0, true, false, 4, false, 2},   // after a seq: counted from the start
+      // A date sort visits every match: the page's statement counts them too.
+      {10, 0, false, true, 5, false, 1},
+      {2, 0, false, true, 2, true, 1},
+      {2, 2, false, true, 2, true, 1},
+      {10, 4, false, true, 1, false, 1},
+      {10, 7, false, true, 0, false, 2},  // past the end: no row carries the count
   };
   int64_t first_seq = 0;
   for (const Case& c : cases) {
     SCOPED_TRACE("count " + std::to_string(c.count) + " offset " + std::to_string(c.offset) +
-                 (c.after ? " after" : ""));
+                 (c.after ? " after" : "") + (c.sorted ? " sorted" : ""));
     ASSERT_TRUE(store_
                     ->Read([&](ReadView& v) -> Status {
                       SearchQuery q;
@@ -326,12 +336,27 @@ TEST_P(StoreTest, TotalsCountEveryMatchWhateverThePage) {
                       p.value = "match";
                       q.clauses.push_back(Clause("identifier", K::kToken, p));
                       if (c.after) q.after_seq = first_seq;
+                      if (c.sorted) {
+                        SortKey k;
+                        k.param = "birthdate";
+                        k.kind = K::kDate;
+                        q.sort.push_back(k);
+                      }
                       ASSIGN_OR_RETURN(SearchPage page, v.Search(q));
-                      if (!c.after && c.offset == 0) first_seq = page.resources.at(0).seq;
+                      if (!c.after && !c.sorted && c.offset == 0) {
+                        first_seq = page.resources.at(0).seq;
+                      }
                       EXPECT_EQ(page.total, 5);
                       EXPECT_EQ(page.resources.size(), c.resources);
                       EXPECT_EQ(page.has_more, c.has_more);
                       EXPECT_EQ(page.explained.size(), c.statements);
+                      for (size_t i = 0; c.sorted && i < page.resources.size(); ++i) {
+                        EXPECT_EQ(page.resources[i].id,
+                                  "p" + std::to_string(4 - c.offset - static_cast<int64_t>(i)));
+                      }
+                      // Paging links need the snapshot: set for all but a lone first page.
+                      EXPECT_EQ(page.snapshot_seq.has_value(),
+                                page.has_more || c.offset > 0 || c.after);
                       return Status::Ok();
                     })
                     .ok());
@@ -848,6 +873,36 @@ TEST_P(PostgresStoreTest, TwoNodesNumberNewPairsAlike) {
 
 // The pipelined pair of statements a read snapshot begins with: both run, a failure of either
 // is reported, and the connection stays usable afterwards.
+// A read's COMMIT waits for its connection's next round trip (pg::Conn::DeferCommit). The next
+// user of the connection must still begin afresh: a write is not run inside the read's read-only
+// transaction, and the read after it sees what it wrote. A connection left idle has its
+// transaction ended by the pool soon after, so no snapshot holds back vacuum.
+TEST_P(PostgresStoreTest, DeferredCommitsEndEachReadsSnapshot) {
+  ASSERT_TRUE(Put(Rec("a", 1, R"({"v":1})")).ok());
+  for (int64_t v = 2; v <= 4; ++v) {
+    auto cur = Current("a");  // a snapshot read, on the connection the write below takes next
+    ASSERT_TRUE(cur.has_value());
+    EXPECT_EQ(cur->version, v - 1);
+    Status put = Put(Rec("a", v, R"({"v":2})"));
+    ASSERT_TRUE(put.ok()) << put.ToString();
+  }
+  auto cur = Current("a");
+  ASSERT_TRUE(cur.has_value());
+  EXPECT_EQ(cur->version, 4);
+  auto admin = pg::Conn::Open(place_->url());
+  ASSERT_TRUE(admin.ok());
+  int64_t open = -1;
+  for (int i = 0; i < 300 && open != 0; ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    auto r = (*admin)->Query(
+        "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND state "
+        "LIKE 'idle in transaction%'");
+    ASSERT_TRUE(r.ok()) << r.status().ToString();
+    open = r->Int(0, 0);
+  }
+  EXPECT_EQ(open, 0) << "a read's transaction was left open";
+}
+
 TEST_P(PostgresStoreTest, PipelinedStatementsReportFailuresAndLeaveTheConnectionUsable) {
   auto conn = pg::Conn::Open(place_->url());
   ASSERT_TRUE(conn.ok());

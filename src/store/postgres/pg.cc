@@ -3,9 +3,12 @@
 #include <libpq-fe.h>
 #include <poll.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cmath>
 #include <cstdio>
+
+#include "common/clock.h"
 
 namespace taproot::store::pg {
 
@@ -113,7 +116,9 @@ Status Conn::Check(PGresult* r, std::string_view what) {
 }
 
 Status Conn::Exec(const std::string& sql) {
-  PGresult* r = PQexec(c_, sql.c_str());
+  // A simple query may hold several statements: a deferred COMMIT rides in front.
+  PGresult* r = PQexec(c_, deferred_since_ ? ("COMMIT; " + sql).c_str() : sql.c_str());
+  deferred_since_ = 0;
   Rows owned(r);
   return Check(r, "PostgreSQL");
 }
@@ -133,6 +138,7 @@ struct Conn::Bound {
 };
 
 Result<Rows> Conn::Query(const std::string& sql, const Params& params) {
+  if (deferred_since_) RETURN_IF_ERROR(FlushDeferred());  // rare: Explain, replica positions
   Bound b(params);
   PGresult* r = PQexecParams(c_, sql.c_str(), b.n(), nullptr, b.values.data(), b.lengths.data(),
                              b.formats.data(), 1);
@@ -153,6 +159,10 @@ Result<std::pair<std::string, bool>> Conn::StatementName(const std::string& sql)
 }
 
 Result<Rows> Conn::Prepared(const std::string& sql, const Params& params) {
+  if (deferred_since_) {
+    ASSIGN_OR_RETURN(std::vector<Rows> rows, Pipeline({}, {{sql, params}}));
+    return std::move(rows.back());
+  }
   ASSIGN_OR_RETURN(auto named, StatementName(sql));
   const std::string& name = named.first;
   if (named.second) {
@@ -171,29 +181,68 @@ Result<Rows> Conn::Prepared(const std::string& sql, const Params& params) {
 
 Result<Rows> Conn::PreparedAfter(const std::string& first, const std::string& sql,
                                  const Params& params) {
-  ASSIGN_OR_RETURN(auto named, StatementName(sql));
-  const std::string& name = named.first;
-  const bool prepare = named.second;
+  ASSIGN_OR_RETURN(std::vector<Rows> rows, Pipeline({first}, {{sql, params}}));
+  return std::move(rows.back());
+}
+
+Result<std::vector<Rows>> Conn::Pipeline(const std::vector<std::string>& first,
+                                         const std::vector<Statement>& statements) {
+  // Each statement's name, and whether this pipeline prepares it (once for two of one SQL).
+  std::vector<std::pair<std::string, bool>> names;
+  std::unordered_map<std::string_view, size_t> fresh;  // SQL -> its first place in `names`
+  for (const Statement& s : statements) {
+    if (auto it = prepared_.find(s.sql); it != prepared_.end()) {
+      names.emplace_back(it->second, false);
+    } else if (auto f = fresh.find(s.sql); f != fresh.end()) {
+      names.emplace_back(names[f->second].first, false);
+    } else if (prepared_.size() + fresh.size() >= kMaxPrepared && !prepared_.empty()) {
+      // Searches prepare a statement per query shape: keep the server's memory bounded.
+      RETURN_IF_ERROR(Exec("DEALLOCATE ALL"));
+      prepared_.clear();
+      return Pipeline(first, statements);
+    } else {
+      fresh.emplace(s.sql, names.size());
+      names.emplace_back("s" + std::to_string(next_name_++), true);
+    }
+  }
+  std::vector<std::string> simple;
+  if (deferred_since_) simple.push_back("COMMIT");
+  simple.insert(simple.end(), first.begin(), first.end());
+  deferred_since_ = 0;
+
   if (PQenterPipelineMode(c_) != 1) return FromResult(c_, nullptr, "PostgreSQL pipeline");
-  Bound b(params);
-  bool sent = PQsendQueryParams(c_, first.c_str(), 0, nullptr, nullptr, nullptr, nullptr, 1) == 1;
-  if (sent && prepare) sent = PQsendPrepare(c_, name.c_str(), sql.c_str(), 0, nullptr) == 1;
-  sent = sent && PQsendQueryPrepared(c_, name.c_str(), b.n(), b.values.data(), b.lengths.data(),
-                                     b.formats.data(), 1) == 1;
+  bool sent = true;
+  for (const std::string& sql : simple) {
+    sent =
+        sent && PQsendQueryParams(c_, sql.c_str(), 0, nullptr, nullptr, nullptr, nullptr, 1) == 1;
+  }
+  // Each result's place: -1 for what is only checked, else the statement's index.
+  std::vector<int> places(simple.size(), -1);
+  std::vector<Bound> bound;
+  bound.reserve(statements.size());
+  for (size_t i = 0; i < statements.size() && sent; ++i) {
+    if (names[i].second) {
+      sent = PQsendPrepare(c_, names[i].first.c_str(), statements[i].sql.c_str(), 0, nullptr) == 1;
+      places.push_back(-1);
+    }
+    const Bound& b = bound.emplace_back(statements[i].params);
+    sent = sent && PQsendQueryPrepared(c_, names[i].first.c_str(), b.n(), b.values.data(),
+                                       b.lengths.data(), b.formats.data(), 1) == 1;
+    places.push_back(static_cast<int>(i));
+  }
   sent = sent && PQpipelineSync(c_) == 1;
   Status st;
-  Rows out;
+  std::vector<Rows> out(statements.size());
   if (sent) {
     // Each statement's results end with a null; the sync's own result comes last. After a
     // failed statement the server skips the rest (PGRES_PIPELINE_ABORTED) up to the sync.
-    const int statements = prepare ? 3 : 2;
-    for (int i = 0; i < statements; ++i) {
+    for (int place : places) {
       while (PGresult* r = PQgetResult(c_)) {
         Rows owned(r);
         if (PQresultStatus(r) == PGRES_PIPELINE_ABORTED) continue;
         Status checked = Check(r, "PostgreSQL");
         if (!checked.ok() && st.ok()) st = checked;
-        if (checked.ok() && i == statements - 1) out = std::move(owned);
+        if (checked.ok() && place >= 0) out[static_cast<size_t>(place)] = std::move(owned);
       }
     }
     Rows sync(PQgetResult(c_));
@@ -203,8 +252,18 @@ Result<Rows> Conn::PreparedAfter(const std::string& first, const std::string& sq
   if (PQexitPipelineMode(c_) != 1) broken_ = true;
   RETURN_IF_ERROR(st);
   if (broken_) return Status::Unavailable("the database connection was left mid-pipeline");
-  if (prepare) prepared_.emplace(sql, name);
+  for (size_t i = 0; i < statements.size(); ++i) {
+    if (names[i].second) prepared_.emplace(statements[i].sql, names[i].first);
+  }
   return out;
+}
+
+void Conn::DeferCommit() { deferred_since_ = std::max<int64_t>(NowMicros(), 1); }
+
+Status Conn::FlushDeferred() {
+  if (!deferred_since_) return Status::Ok();
+  deferred_since_ = 0;
+  return Exec("COMMIT");
 }
 
 bool Conn::Healthy() const { return !broken_ && PQstatus(c_) == CONNECTION_OK; }
@@ -230,6 +289,7 @@ Result<std::vector<std::string>> Conn::WaitForNotifications(int timeout_ms) {
 
 Status Conn::Reset() {
   broken_ = false;
+  deferred_since_ = 0;  // the session, and its transaction, are gone
   PQreset(c_);
   prepared_.clear();  // a new session has none of them
   if (PQstatus(c_) != CONNECTION_OK) {
@@ -241,7 +301,10 @@ Status Conn::Reset() {
   return Exec(kSessionSetup);
 }
 
-bool Conn::Idle() const { return PQtransactionStatus(c_) == PQTRANS_IDLE; }
+bool Conn::Idle() const {
+  PGTransactionStatusType t = PQtransactionStatus(c_);
+  return t == PQTRANS_IDLE || (deferred_since_ && t == PQTRANS_INTRANS);
+}
 bool Conn::InFailedTransaction() const { return PQtransactionStatus(c_) == PQTRANS_INERROR; }
 
 std::string TextArray(const std::vector<std::string_view>& values) {

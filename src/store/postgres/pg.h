@@ -78,11 +78,32 @@ class Conn {
   // round trip instead of two.
   Result<Rows> PreparedAfter(const std::string& first, const std::string& sql,
                              const Params& params = {});
+  // The general form: statements without parameters whose results are only checked (`first`),
+  // then prepared statements, all in one round trip; the rows of each prepared statement, in
+  // order. The first failure is returned, and the server skips what follows it.
+  struct Statement {
+    const std::string& sql;
+    const Params& params;
+  };
+  Result<std::vector<Rows>> Pipeline(const std::vector<std::string>& first,
+                                     const std::vector<Statement>& statements);
+
+  // Ends the open transaction with COMMIT, sent not now but at the head of the connection's next
+  // round trip (pipelined before the next statements, or by FlushDeferred): a read-only
+  // transaction's COMMIT cannot fail for any reason of its own, so waiting for it alone is a
+  // round trip spent on nothing. The transaction, and the snapshot it holds back vacuum with,
+  // lasts until then: the pool flushes connections left idle (Pool's sweeper).
+  void DeferCommit();
+  // When the deferred COMMIT was asked for (NowMicros), or 0 when none is waiting.
+  int64_t DeferredSince() const { return deferred_since_; }
+  // Sends a deferred COMMIT now, if one waits.
+  Status FlushDeferred();
 
   // True when the connection is usable; after a failure, Reset() tries to reconnect.
   bool Healthy() const;
   Status Reset();
-  // True when no transaction is open (a failed callback may leave one).
+  // True when no transaction is open (a failed callback may leave one), counting one whose
+  // COMMIT is deferred as closed.
   bool Idle() const;
   // True when a statement failed and the open transaction can only roll back.
   bool InFailedTransaction() const;
@@ -100,7 +121,8 @@ class Conn {
   static constexpr size_t kMaxPrepared = 256;
   std::unordered_map<std::string, std::string> prepared_;  // SQL -> statement name
   uint64_t next_name_ = 0;
-  bool broken_ = false;  // a pipeline could not be left: Healthy() is false until Reset()
+  bool broken_ = false;         // a pipeline could not be left: Healthy() is false until Reset()
+  int64_t deferred_since_ = 0;  // a COMMIT waits to be sent (DeferCommit)
 };
 
 // A PostgreSQL array literal of text values, for unnest() with one parameter per column.

@@ -407,6 +407,8 @@ class PgIndexKeys {
   std::unique_ptr<pg::Conn> conn_;
 };
 
+class PgView;
+
 // Runs the search compiler's statements as prepared statements, one per query shape and
 // connection, planned once (pg.cc's session setup). The statements already fix the plan (a
 // driving clause, then a lookup per candidate: search_sql.cc's PerRow), so a generic plan
@@ -414,47 +416,21 @@ class PgIndexKeys {
 // for a patient's observations by code and date; bench/RESULTS.md).
 class PgRunner : public sql::SqlRunner {
  public:
-  // `newest`: the snapshot's newest seq when the read already fetched it.
   // `exact`: the search decides a write (PgIndexKeys::Find).
-  PgRunner(pg::Conn& c, PgIndexKeys& keys, std::optional<int64_t> newest, bool exact = false)
-      : c_(c), keys_(keys), newest_(newest), exact_(exact) {}
-  Result<int64_t> NewestSeq() override {
-    if (newest_) return *newest_;
-    return SqlRunner::NewestSeq();
-  }
-  Result<int64_t> QueryInt(const std::string& sql, const std::vector<SqlArg>& args) override {
-    ASSIGN_OR_RETURN(pg::Rows r, c_.Prepared(sql::NumberPlaceholders(sql), ToParams(args)));
-    if (r.rows() != 1) return Status::Internal("search: expected one row");
-    return r.Int(0, 0);
-  }
+  PgRunner(PgView& view, bool exact = false) : view_(view), exact_(exact) {}
+  Result<int64_t> NewestSeq() override;
+  Result<int64_t> QueryInt(const std::string& sql, const std::vector<SqlArg>& args) override;
   Result<std::vector<VersionRecord>> QueryVersions(const std::string& sql,
-                                                   const std::vector<SqlArg>& args) override {
-    ASSIGN_OR_RETURN(pg::Rows r, c_.Prepared(sql::NumberPlaceholders(sql), ToParams(args)));
-    return AllVersions(r);
-  }
+                                                   const std::vector<SqlArg>& args,
+                                                   int64_t* extra) override;
   Result<std::vector<std::string>> QueryTexts(const std::string& sql,
-                                              const std::vector<SqlArg>& args) override {
-    ASSIGN_OR_RETURN(pg::Rows r, c_.Prepared(sql::NumberPlaceholders(sql), ToParams(args)));
-    std::vector<std::string> out;
-    for (int i = 0; i < r.rows(); ++i) out.push_back(r.Text(i, 0));
-    return out;
-  }
+                                              const std::vector<SqlArg>& args) override;
   Result<std::vector<std::string>> Explain(const std::string& sql,
-                                           const std::vector<SqlArg>& args) override {
-    ASSIGN_OR_RETURN(pg::Rows r,
-                     c_.Query("EXPLAIN " + sql::NumberPlaceholders(sql), ToParams(args)));
-    std::vector<std::string> plan;
-    for (int i = 0; i < r.rows(); ++i) plan.push_back(r.Text(i, 0));
-    return plan;
-  }
-  int64_t IndexKey(std::string_view type, std::string_view param) override {
-    return keys_.Find(c_, type, param, exact_);
-  }
+                                           const std::vector<SqlArg>& args) override;
+  int64_t IndexKey(std::string_view type, std::string_view param) override;
 
  private:
-  pg::Conn& c_;
-  PgIndexKeys& keys_;
-  std::optional<int64_t> newest_;
+  PgView& view_;
   bool exact_;
 };
 
@@ -466,76 +442,75 @@ class PgView : public virtual ReadView {
   PgView(pg::Conn& c, PgIndexKeys& keys, bool snapshot = false)
       : c_(c), keys_(keys), snapshot_(snapshot) {}
 
-  // Begins the snapshot if this view reads one and has not yet: the transaction, and its newest
-  // seq (every search asks for it first) from a prepared statement, which costs less than
-  // planning a max() each time, both in one round trip.
-  Status Start() {
-    if (!snapshot_ || started_) return Status::Ok();
-    auto r = c_.PreparedAfter("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY",
-                              "SELECT coalesce(max(seq), 0) FROM versions");
+  // Runs a prepared statement. The snapshot's first statement travels with its BEGIN, in one
+  // round trip: a search of one statement costs one round trip (its COMMIT rides on the
+  // connection's next one: Conn::DeferCommit).
+  Result<pg::Rows> Run(const std::string& sql, const pg::Params& params = {}) {
+    if (!snapshot_ || started_) return c_.Prepared(sql, params);
     // On failure, a transaction left open is rolled back when the pool takes the connection
     // back.
-    RETURN_IF_ERROR(r.status());
+    ASSIGN_OR_RETURN(pg::Rows r, c_.PreparedAfter(kBegin, sql, params));
     started_ = true;
-    newest_ = r->Int(0, 0);
-    return Status::Ok();
+    return r;
+  }
+
+  // The newest seq this view can see: the snapshot's (remembered: later pages ask for it
+  // again), or, outside a snapshot, the newest now.
+  Result<int64_t> NewestSeq() {
+    if (newest_) return *newest_;
+    ASSIGN_OR_RETURN(pg::Rows r, Run(kNewest));
+    if (snapshot_) newest_ = r.Int(0, 0);
+    return r.Int(0, 0);
   }
   bool started() const { return started_; }
+  bool in_write() const { return in_write_; }
 
   Result<std::optional<VersionRecord>> ReadCurrent(const std::string& type,
                                                    const std::string& id) override {
-    RETURN_IF_ERROR(Start());
-    ASSIGN_OR_RETURN(pg::Rows r, c_.Prepared("SELECT type, id, version, ts, deleted, method, "
-                                             "body, seq FROM versions WHERE seq=(SELECT seq FROM "
-                                             "current WHERE type=$1 AND id=$2)",
-                                             pg::Params().Text(type).Text(id)));
+    ASSIGN_OR_RETURN(pg::Rows r, Run("SELECT type, id, version, ts, deleted, method, "
+                                     "body, seq FROM versions WHERE seq=(SELECT seq FROM "
+                                     "current WHERE type=$1 AND id=$2)",
+                                     pg::Params().Text(type).Text(id)));
     return One(r);
   }
 
   Result<std::optional<VersionRecord>> ReadVersion(const std::string& type, const std::string& id,
                                                    int64_t version) override {
-    RETURN_IF_ERROR(Start());
-    ASSIGN_OR_RETURN(pg::Rows r,
-                     c_.Prepared("SELECT type, id, version, ts, deleted, method, body, seq FROM "
-                                 "versions WHERE type=$1 AND id=$2 AND version=$3::bigint",
-                                 pg::Params().Text(type).Text(id).Int(version)));
+    ASSIGN_OR_RETURN(pg::Rows r, Run("SELECT type, id, version, ts, deleted, method, body, seq "
+                                     "FROM versions WHERE type=$1 AND id=$2 AND version=$3::bigint",
+                                     pg::Params().Text(type).Text(id).Int(version)));
     return One(r);
   }
 
   Result<SearchPage> Search(const SearchQuery& q) override {
-    RETURN_IF_ERROR(Start());
-    PgRunner runner(c_, keys_, newest_, in_write_);
+    PgRunner runner(*this, in_write_);
     return sql::RunSearch(sql::Dialect::kPostgres, q, runner);
   }
 
   Result<HistoryPage> History(const HistoryQuery& q) override {
-    RETURN_IF_ERROR(Start());
-    PgRunner runner(c_, keys_, std::nullopt);
+    PgRunner runner(*this);
     return sql::RunHistory(q, runner);
   }
 
   Result<std::vector<std::string>> ReferringTypes(
       const std::string& target_type, const std::string& target_id,
       const std::vector<std::pair<std::string, std::string>>& links) override {
-    RETURN_IF_ERROR(Start());
-    PgRunner runner(c_, keys_, std::nullopt);
+    PgRunner runner(*this);
     return sql::RunReferringTypes(sql::Dialect::kPostgres, target_type, target_id, links, runner);
   }
 
   Result<std::vector<VersionRecord>> ScanVersions(int64_t after_seq, int64_t limit) override {
-    RETURN_IF_ERROR(Start());
-    ASSIGN_OR_RETURN(pg::Rows r, c_.Prepared("SELECT type, id, version, ts, deleted, method, "
-                                             "body, seq FROM versions WHERE seq>$1::bigint ORDER "
-                                             "BY seq LIMIT $2::bigint",
-                                             pg::Params().Int(after_seq).Int(limit)));
+    ASSIGN_OR_RETURN(pg::Rows r, Run("SELECT type, id, version, ts, deleted, method, "
+                                     "body, seq FROM versions WHERE seq>$1::bigint ORDER "
+                                     "BY seq LIMIT $2::bigint",
+                                     pg::Params().Int(after_seq).Int(limit)));
     return AllVersions(r);
   }
 
   Result<std::optional<RequestRecord>> FindRequest(const std::string& request_id) override {
-    RETURN_IF_ERROR(Start());
-    ASSIGN_OR_RETURN(pg::Rows r, c_.Prepared("SELECT fingerprint, status, headers, body FROM "
-                                             "requests WHERE request_id=$1",
-                                             pg::Params().Text(request_id)));
+    ASSIGN_OR_RETURN(pg::Rows r, Run("SELECT fingerprint, status, headers, body FROM "
+                                     "requests WHERE request_id=$1",
+                                     pg::Params().Text(request_id)));
     if (r.rows() == 0) return std::optional<RequestRecord>();
     RequestRecord rec;
     rec.request_id = request_id;
@@ -547,6 +522,7 @@ class PgView : public virtual ReadView {
   }
 
   pg::Conn& conn() { return c_; }
+  PgIndexKeys& keys() { return keys_; }
 
  protected:
   static Result<std::optional<VersionRecord>> One(const pg::Rows& r) {
@@ -555,12 +531,50 @@ class PgView : public virtual ReadView {
     return std::optional<VersionRecord>(std::move(v));
   }
 
+  static inline const std::string kBegin = "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY";
+  // From a prepared statement, which costs less than planning a max() each time.
+  static inline const std::string kNewest = "SELECT coalesce(max(seq), 0) FROM versions";
+
   pg::Conn& c_;
   PgIndexKeys& keys_;
   bool snapshot_ = false, started_ = false;
   bool in_write_ = false;  // a write transaction's view: its searches may decide a create
   std::optional<int64_t> newest_;
 };
+
+Result<int64_t> PgRunner::NewestSeq() { return view_.NewestSeq(); }
+Result<int64_t> PgRunner::QueryInt(const std::string& sql, const std::vector<SqlArg>& args) {
+  ASSIGN_OR_RETURN(pg::Rows r, view_.Run(sql::NumberPlaceholders(sql), ToParams(args)));
+  if (r.rows() != 1) return Status::Internal("search: expected one row");
+  return r.Int(0, 0);
+}
+Result<std::vector<VersionRecord>> PgRunner::QueryVersions(const std::string& sql,
+                                                           const std::vector<SqlArg>& args,
+                                                           int64_t* extra) {
+  ASSIGN_OR_RETURN(pg::Rows r, view_.Run(sql::NumberPlaceholders(sql), ToParams(args)));
+  if (extra && r.rows() > 0) *extra = r.Int(0, 8);
+  return AllVersions(r);
+}
+Result<std::vector<std::string>> PgRunner::QueryTexts(const std::string& sql,
+                                                      const std::vector<SqlArg>& args) {
+  ASSIGN_OR_RETURN(pg::Rows r, view_.Run(sql::NumberPlaceholders(sql), ToParams(args)));
+  std::vector<std::string> out;
+  for (int i = 0; i < r.rows(); ++i) out.push_back(r.Text(i, 0));
+  return out;
+}
+Result<std::vector<std::string>> PgRunner::Explain(const std::string& sql,
+                                                   const std::vector<SqlArg>& args) {
+  // In the snapshot, like the statement it explains.
+  RETURN_IF_ERROR(view_.NewestSeq().status());
+  ASSIGN_OR_RETURN(pg::Rows r,
+                   view_.conn().Query("EXPLAIN " + sql::NumberPlaceholders(sql), ToParams(args)));
+  std::vector<std::string> plan;
+  for (int i = 0; i < r.rows(); ++i) plan.push_back(r.Text(i, 0));
+  return plan;
+}
+int64_t PgRunner::IndexKey(std::string_view type, std::string_view param) {
+  return view_.keys().Find(view_.conn(), type, param, exact_);
+}
 
 class PgWriteTxn : public PgView, public WriteTxn {
  public:
@@ -1010,10 +1024,17 @@ class PgWriteTxn : public PgView, public WriteTxn {
 };
 
 // A pool of connections to one server. Connections are opened on first need (up to `size`),
-// and one that lost its server is reconnected when next taken.
+// and one that lost its server is reconnected when next taken. A connection may come back with
+// its read's COMMIT deferred (Conn::DeferCommit): the next user sends it with its own first
+// statement, and a sweeper thread sends it for connections left idle longer than
+// kMaxDeferMicros, so that no snapshot holds back vacuum (or, on a replica, WAL replay) for
+// longer than that.
 class Pool {
  public:
-  Pool(std::string url, int size) : url_(std::move(url)), size_(size < 1 ? 1 : size) {}
+  Pool(std::string url, int size) : url_(std::move(url)), size_(size < 1 ? 1 : size) {
+    sweeper_ = std::thread([this] { Sweep(); });
+  }
+  ~Pool() { Close(); }
 
   // Opens one connection now: the primary fails fast at start when it is unreachable. The
   // others open as load needs them.
@@ -1080,19 +1101,58 @@ class Pool {
     std::unique_lock lock(mu_);
     closed_ = true;
     cv_.notify_all();
+    sweep_cv_.notify_all();
     cv_.wait(lock, [&] { return busy_ == 0; });
     idle_.clear();
     open_count_ = 0;
+    lock.unlock();
+    if (sweeper_.joinable()) sweeper_.join();
   }
 
  private:
+  static constexpr int64_t kMaxDeferMicros = 50000;
+
+  void Sweep() {
+    std::unique_lock lock(mu_);
+    while (!closed_) {
+      sweep_cv_.wait_for(lock, std::chrono::microseconds(kMaxDeferMicros / 2));
+      if (closed_) break;
+      const int64_t now = NowMicros();
+      std::vector<std::unique_ptr<pg::Conn>> stale;
+      for (auto it = idle_.begin(); it != idle_.end();) {
+        int64_t since = (*it)->DeferredSince();
+        if (since && now - since >= kMaxDeferMicros) {
+          stale.push_back(std::move(*it));
+          it = idle_.erase(it);
+        } else {
+          ++it;
+        }
+      }
+      if (stale.empty()) continue;
+      busy_ += static_cast<int>(stale.size());
+      lock.unlock();
+      for (auto& c : stale) {
+        // A failure leaves the connection unhealthy: it is reset when next taken.
+        if (c->FlushDeferred().ok() && !c->Idle()) (void)c->Exec("ROLLBACK");
+      }
+      lock.lock();
+      busy_ -= static_cast<int>(stale.size());
+      // Oldest first: the pool hands out the most recently used connection.
+      idle_.insert(idle_.begin(), std::make_move_iterator(stale.begin()),
+                   std::make_move_iterator(stale.end()));
+      cv_.notify_all();
+    }
+  }
+
   const std::string url_;
   const int size_;
   std::mutex mu_;
   std::condition_variable cv_;
+  std::condition_variable sweep_cv_;  // wakes the sweeper early to stop
   std::vector<std::unique_ptr<pg::Conn>> idle_;
   int open_count_ = 0, busy_ = 0;
   bool closed_ = false;
+  std::thread sweeper_;  // last: started once the members it uses exist
 };
 
 // A streaming replica: its pool, and the newest WAL position it was seen to have replayed.
@@ -1366,8 +1426,12 @@ class PostgresStore : public Store {
     PgView view(c, keys_, /*snapshot=*/true);
     Status st = fn(view);
     if (!view.started()) return st;
-    Status end = c.Exec(st.ok() ? "COMMIT" : "ROLLBACK");
-    return st.ok() ? end : st;
+    if (st.ok()) {
+      c.DeferCommit();  // read only: its COMMIT rides on the connection's next round trip
+      return st;
+    }
+    (void)c.Exec("ROLLBACK");
+    return st;
   }
 
   // A read goes to a replica (in turn) that has replayed every write this node made; its

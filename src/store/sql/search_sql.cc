@@ -477,13 +477,17 @@ class Compiler {
     // of the snapshot), and matching the other clauses (by lookup where Probeable). Without such
     // a clause the versions of the type are read in seq order. Results come in seq order (the
     // order resources were written) unless _sort says otherwise.
-    int64_t newest = 0;
-    ASSIGN_OR_RETURN(newest, runner_.NewestSeq());
     SearchPage page;
-    page.snapshot_seq = q.as_of_seq ? std::min(*q.as_of_seq, newest) : newest;
     // A later page runs against the first page's snapshot: versions written since are out, and
     // versions superseded since are still in. Only needed when something was written since.
-    const bool as_of = q.as_of_seq && *q.as_of_seq < newest;
+    // Otherwise the snapshot's newest seq is read last, and only when a paging link needs it
+    // (SearchPage::snapshot_seq).
+    bool as_of = false;
+    if (q.as_of_seq) {
+      ASSIGN_OR_RETURN(int64_t newest, runner_.NewestSeq());
+      page.snapshot_seq = std::min(*q.as_of_seq, newest);
+      as_of = *q.as_of_seq < newest;
+    }
 
     // _explain: the plan the database chose for a statement, bound like the statement itself.
     auto explain = [&](const std::string& sql, const std::vector<SqlArg>& args) -> Status {
@@ -626,10 +630,11 @@ class Compiler {
     };
 
     // Reads a page and one more version, which tells whether there is a next page.
-    auto run_page = [&](const std::string& sql, const std::vector<SqlArg>& args) -> Status {
+    auto run_page = [&](const std::string& sql, const std::vector<SqlArg>& args,
+                        int64_t* extra = nullptr) -> Status {
       if (q.explain) RETURN_IF_ERROR(explain(sql, args));
       int64_t start = NowMicros();
-      ASSIGN_OR_RETURN(page.resources, runner_.QueryVersions(sql, args));
+      ASSIGN_OR_RETURN(page.resources, runner_.QueryVersions(sql, args, extra));
       if (q.explain) timed(start);
       if (static_cast<int64_t>(page.resources.size()) > q.count) {
         page.has_more = true;
@@ -640,16 +645,35 @@ class Compiler {
     // Sorted by dates only, from a driver: the page's seqs are sorted and cut from the index
     // rows alone, and only the page's versions are read (not every candidate's, body included,
     // to be sorted and mostly thrown away). The keys are looked up again for the page's few
-    // rows to order them.
+    // rows to order them. The sort visits every match, so the same pass counts them (a window
+    // count), and the total needs no statement of its own.
     bool dates_only = !q.sort.empty();
     for (const SortKey& k : q.sort) {
       dates_only =
           dates_only && k.kind == IndexKind::kDate && k.param != "_id" && k.param != "_lastUpdated";
     }
-    if (q.count > 0 && dates_only && driver >= 0 && !needs_id) {
+    // Reads by id alone (_include's, $everything's patient, `_id=`): the current versions of
+    // those ids, found through `current`, the table of exactly the live versions.
+    const bool by_current = ids_drive && q.clauses.empty() && q.sort.empty() && !q.as_of_seq &&
+                            !q.after_seq && !q.updated_ge && !q.updated_lt;
+    if (q.count > 0 && by_current) {
+      std::vector<SqlArg> args{{SqlArg::kText, q.type}};
+      std::string sql =
+          "SELECT c.type, c.id, c.version, c.ts, c.deleted, c.method, c.body, c.seq FROM current "
+          "k" +
+          std::string(OrderedJoin()) + "versions c ON c.seq=k.seq WHERE k.type=? AND k.id IN (";
+      for (size_t i = 0; i < q.ids.size(); ++i) {
+        sql += i ? ",?" : "?";
+        args.push_back({SqlArg::kText, q.ids[i]});
+      }
+      sql += ") AND k.deleted=0 ORDER BY c.seq LIMIT ? OFFSET ?";
+      args.push_back({SqlArg::kInt, {}, q.count + 1});
+      args.push_back({SqlArg::kInt, {}, q.offset});
+      RETURN_IF_ERROR(run_page(sql, args));
+    } else if (q.count > 0 && dates_only && driver >= 0 && !needs_id) {
       std::vector<SqlArg> args;
       ASSIGN_OR_RETURN(std::string d, DriverSql(q.type, q.clauses[driver], args));
-      std::string inner = "SELECT m.seq FROM (" + d + ") m";
+      std::string inner = "SELECT m.seq, count(*) OVER () AS n FROM (" + d + ") m";
       RETURN_IF_ERROR(conditions("m", Rows::kSeqOnly, inner, args));
       std::string inner_order, outer_order;
       for (const SortKey& k : q.sort) inner_order += DateOrder(q.type, k, "m", args);
@@ -658,10 +682,13 @@ class Compiler {
       args.push_back({SqlArg::kInt, {}, q.offset});
       for (const SortKey& k : q.sort) outer_order += DateOrder(q.type, k, "p", args);
       std::string sql =
-          "SELECT c.type, c.id, c.version, c.ts, c.deleted, c.method, c.body, c.seq FROM (" +
+          "SELECT c.type, c.id, c.version, c.ts, c.deleted, c.method, c.body, c.seq, p.n FROM (" +
           inner + ") p" + OrderedJoin() + "versions c ON c.seq=p.seq ORDER BY " + outer_order +
           "p.seq";
-      RETURN_IF_ERROR(run_page(sql, args));
+      int64_t matches = -1;
+      RETURN_IF_ERROR(run_page(sql, args, &matches));
+      // after_seq narrows the rows the window counts; the total counts them all.
+      if (matches >= 0 && !q.after_seq) page.total = matches;
     } else if (q.count > 0) {
       std::vector<SqlArg> args;
       ASSIGN_OR_RETURN(std::string from, relation(args));
@@ -727,9 +754,13 @@ class Compiler {
     }
     // A first page that holds every match is its own total: the count, a second pass over the
     // same matches, is skipped (most per-patient searches fit on one page).
-    if (q.want_total && q.count > 0 && q.offset == 0 && !q.after_seq && !page.has_more) {
+    if (!q.want_total) {
+      page.total.reset();
+    } else if (page.total) {
+      // counted with the page
+    } else if (q.count > 0 && q.offset == 0 && !q.after_seq && !page.has_more) {
       page.total = static_cast<int64_t>(page.resources.size());
-    } else if (q.want_total) {
+    } else {
       counting = true;
       std::vector<SqlArg> args;
       std::string sql;
@@ -752,6 +783,9 @@ class Compiler {
       int64_t start = NowMicros();
       ASSIGN_OR_RETURN(page.total, runner_.QueryInt(sql, args));
       if (q.explain) timed(start);
+    }
+    if (!q.as_of_seq && (page.has_more || q.offset > 0 || q.after_seq)) {
+      ASSIGN_OR_RETURN(page.snapshot_seq, runner_.NewestSeq());
     }
     return page;
   }

@@ -43,9 +43,12 @@ class SqlRunner {
   virtual ~SqlRunner() = default;
   // A statement that returns one row with one integer (a count, the newest seq).
   virtual Result<int64_t> QueryInt(const std::string& sql, const std::vector<SqlArg>& args) = 0;
-  // A statement that returns version rows (the columns of kVersionColumns, in order).
+  // A statement that returns version rows (the columns of kVersionColumns, in order). With
+  // `extra`, each row has one more integer column, and the first row's value is stored there
+  // (left alone when there is no row).
   virtual Result<std::vector<VersionRecord>> QueryVersions(const std::string& sql,
-                                                           const std::vector<SqlArg>& args) = 0;
+                                                           const std::vector<SqlArg>& args,
+                                                           int64_t* extra = nullptr) = 0;
   // The backend's plan for a statement, one line per step (_explain).
   virtual Result<std::vector<std::string>> Explain(const std::string& sql,
                                                    const std::vector<SqlArg>& args) = 0;
@@ -55,8 +58,8 @@ class SqlRunner {
   // The number the store gives a (type, param) pair (idx_keys), or -1 when no index row was
   // ever written with it.
   virtual int64_t IndexKey(std::string_view type, std::string_view param) = 0;
-  // The newest seq the search can see (its snapshot). A backend that already knows it (read
-  // with the snapshot's first statement) saves a round trip.
+  // The newest seq the search can see (its snapshot). A backend that already knows it saves a
+  // statement.
   virtual Result<int64_t> NewestSeq() {
     return QueryInt("SELECT coalesce(max(seq), 0) FROM versions", {});
   }

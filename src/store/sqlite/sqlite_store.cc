@@ -304,11 +304,14 @@ Result<VersionRecord> RowToVersion(sqlite3_stmt* s, int first = 0) {
   return r;
 }
 
-// Steps a statement that selects version rows (kVersionColumns) to its end.
-Result<std::vector<VersionRecord>> StepAll(Connection& c, sqlite3_stmt* s) {
+// Steps a statement that selects version rows (kVersionColumns) to its end; with `extra`, the
+// first row's next column (SqlRunner::QueryVersions).
+Result<std::vector<VersionRecord>> StepAll(Connection& c, sqlite3_stmt* s,
+                                           int64_t* extra = nullptr) {
   std::vector<VersionRecord> out;
   int rc;
   while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
+    if (extra && out.empty()) *extra = sqlite3_column_int64(s, 8);
     auto r = RowToVersion(s);
     if (!r.ok()) {
       sqlite3_reset(s);
@@ -417,11 +420,12 @@ class SqliteRunner : public sql::SqlRunner {
   }
 
   Result<std::vector<VersionRecord>> QueryVersions(const std::string& sql,
-                                                   const std::vector<SqlArg>& args) override {
+                                                   const std::vector<SqlArg>& args,
+                                                   int64_t* extra) override {
     ASSIGN_OR_RETURN(sqlite3_stmt * s, c_.Prepare(sql));
     Binder b{s};
     BindAll(b, args);
-    return StepAll(c_, s);
+    return StepAll(c_, s, extra);
   }
 
   Result<std::vector<std::string>> QueryTexts(const std::string& sql,
