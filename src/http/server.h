@@ -2,7 +2,8 @@
 // certificate reload), keep-alive, a request size limit (413 beyond it), and a graceful stop that
 // refuses new connections, lets in-flight requests finish, then returns. GET and HEAD handlers run
 // on the I/O threads (they must be short: reads); other methods run on a worker pool, because they
-// may wait for a disk sync.
+// may wait for a disk sync. Each I/O thread runs an event loop of its own, and a connection stays
+// on the loop it was dealt to for its life.
 //
 // Beast and Asio stay inside server.cc (pimpl). Thread-safety: Start/Stop/Wait from one
 // controlling thread; the handler is called concurrently from worker threads.
@@ -21,11 +22,11 @@ namespace taproot::http {
 struct ServerOptions {
   std::string host = "127.0.0.1";
   uint16_t port = 8080;     // 0: pick a free port (see Server::port())
-  int io_threads = 2;       // threads running the event loop
+  int io_threads = 2;       // threads each running an event loop
   int worker_threads = 64;  // threads running handlers (which may wait on group commit)
   // GET and HEAD on the I/O threads, which saves two thread switches per read. A read that
-  // waits (on PostgreSQL's answer) holds its I/O thread meanwhile: give such a server more I/O
-  // threads. Off: reads run on the worker pool too.
+  // waits (on PostgreSQL's answer) holds its I/O thread, and the other connections of its loop,
+  // meanwhile: give such a server more I/O threads. Off: reads run on the worker pool too.
   bool reads_on_io_threads = true;
   size_t max_body_bytes = 64 * 1024 * 1024;
   int idle_timeout_seconds = 60;
