@@ -341,7 +341,7 @@ Result<std::string> EverythingBundle(store::ReadView& view, const RequestContext
       return Status::Invalid("$everything does not take '" + k + "'", k);
     }
   }
-  // Per type in order (the patient first), one count and, where the page falls, one fetch.
+  // Per type in order (the patient first), its total, then where the page falls, its slice.
   std::vector<std::string> types{"Patient"};
   for (const auto& t : search::CompartmentTypes("Patient")) {
     if (t != "Patient") types.push_back(t);
@@ -355,8 +355,7 @@ Result<std::string> EverythingBundle(store::ReadView& view, const RequestContext
   ASSIGN_OR_RETURN(std::vector<std::string> held,
                    view.ReferringTypes("Patient", patient_id, links));
   std::set<std::string> holding(held.begin(), held.end());
-  std::vector<store::VersionRecord> page;
-  int64_t seen = 0, total = 0;
+  std::vector<store::SearchQuery> queries;
   for (const std::string& t : types) {
     if (!only_types.empty() && !only_types.count(t)) continue;
     if (t != "Patient" && !holding.count(t)) continue;
@@ -379,20 +378,37 @@ Result<std::string> EverythingBundle(store::ReadView& view, const RequestContext
       dated.any_of.back().end = care_end.value_or(std::numeric_limits<int64_t>::max());
       q.clauses.push_back(std::move(dated));
     }
-    // The slice of this type's results that falls within [offset, offset + count), read with
-    // the type's total in one search (the store skips its count when the slice holds every
-    // match); once the page is full, only the total.
-    int64_t from = std::max<int64_t>(0, offset - seen);
-    int64_t want = offset + count - std::max(offset, seen);
-    const bool room = want > 0 && static_cast<int64_t>(page.size()) < count;
-    q.count = room ? want : 0;
-    q.offset = room ? from : 0;
+    queries.push_back(std::move(q));
+  }
+  // Every type's total, then the slices of those that fall within [offset, offset + count): two
+  // batches of independent searches, which a store may send together (on PostgreSQL, two round
+  // trips instead of one or two per type).
+  std::vector<store::SearchQuery> totals = queries;
+  for (store::SearchQuery& q : totals) {
+    q.count = 0;
     q.want_total = true;
-    ASSIGN_OR_RETURN(store::SearchPage got, view.Search(q));
-    int64_t n = got.total.value_or(0);
-    total += n;
-    for (auto& r : got.resources) page.push_back(std::move(r));
+  }
+  ASSIGN_OR_RETURN(std::vector<store::SearchPage> counted, view.SearchBatch(totals));
+  std::vector<store::SearchQuery> slices;
+  int64_t seen = 0, total = 0;
+  for (size_t i = 0; i < queries.size(); ++i) {
+    int64_t n = counted[i].total.value_or(0);
+    int64_t from = std::max(offset, seen) - seen;
+    int64_t to = std::min(offset + count, seen + n) - seen;
+    if (to > from) {
+      store::SearchQuery q = queries[i];
+      q.offset = from;
+      q.count = to - from;
+      q.want_total = false;
+      slices.push_back(std::move(q));
+    }
     seen += n;
+    total += n;
+  }
+  ASSIGN_OR_RETURN(std::vector<store::SearchPage> got, view.SearchBatch(slices));
+  std::vector<store::VersionRecord> page;
+  for (store::SearchPage& g : got) {
+    for (auto& r : g.resources) page.push_back(std::move(r));
   }
   std::vector<std::pair<const store::VersionRecord*, std::string>> sent;
   for (const store::VersionRecord& v : page) {

@@ -225,6 +225,17 @@ class ReadView {
                                                            const std::string& id,
                                                            int64_t version) = 0;
   virtual Result<SearchPage> Search(const SearchQuery& query) = 0;
+  // Several independent searches in the same view, pages in the order asked. A store that can
+  // send their statements together does (PostgreSQL: one round trip for all the searches of one
+  // statement each); otherwise they run one after another.
+  virtual Result<std::vector<SearchPage>> SearchBatch(const std::vector<SearchQuery>& queries) {
+    std::vector<SearchPage> pages;
+    for (const SearchQuery& q : queries) {
+      ASSIGN_OR_RETURN(SearchPage page, Search(q));
+      pages.push_back(std::move(page));
+    }
+    return pages;
+  }
   virtual Result<HistoryPage> History(const HistoryQuery& query) = 0;
   virtual Result<std::optional<RequestRecord>> FindRequest(const std::string& request_id) = 0;
   // Every version (tombstones too) with seq > after_seq, oldest first, at most `limit`: a full

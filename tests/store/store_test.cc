@@ -363,6 +363,90 @@ TEST_P(StoreTest, TotalsCountEveryMatchWhateverThePage) {
   }
 }
 
+// SearchBatch gives each search the page Search gives it, whether the search came to one
+// statement (batched) or not (a driver chosen by counting, a count after a full page).
+TEST_P(StoreTest, SearchBatchAnswersAsSearchesDo) {
+  using K = IndexKind;
+  for (int i = 0; i < 9; ++i) {
+    IndexEntry born{"birthdate", K::kDate};
+    born.start = born.end = (9 - i) * 1000;
+    ASSERT_TRUE(Put(Rec("p" + std::to_string(i), 1, "{}",
+                        {{"identifier", K::kToken, "sys", i % 3 ? "match" : "other"},
+                         {"name", K::kString, "", i < 4 ? "ann" : "bob"},
+                         born}))
+                    .ok());
+  }
+  auto token = [&](const std::string& value) {
+    IndexPredicate p;
+    p.system = "sys";
+    p.value = value;
+    return Clause("identifier", K::kToken, p);
+  };
+  std::vector<SearchQuery> queries;
+  SearchQuery q;
+  q.type = "Patient";
+  q.clauses = {token("match")};
+  queries.push_back(q);  // one page holds all: one statement
+  q.count = 2;
+  queries.push_back(q);  // a next page: counted afterwards
+  q.count = 0;
+  queries.push_back(q);  // the total alone
+  q.count = 3;
+  q.want_total = false;
+  SortKey k;
+  k.param = "birthdate";
+  k.kind = K::kDate;
+  q.sort = {k};
+  queries.push_back(q);  // sorted, no total
+  q.sort.clear();
+  q.want_total = true;
+  IndexPredicate ann;
+  ann.value = "ann";
+  q.clauses.push_back(Clause("name", K::kString, ann));
+  queries.push_back(q);  // two clauses of one rank: a driver chosen by counting
+  SearchQuery by_id;
+  by_id.type = "Patient";
+  by_id.ids = {"p2", "p7", "nobody"};
+  queries.push_back(by_id);
+  SearchQuery none = queries[0];
+  none.clauses = {token("absent")};
+  queries.push_back(none);
+  std::vector<SearchPage> alone, batched;
+  ASSERT_TRUE(store_
+                  ->Read([&](ReadView& v) -> Status {
+                    for (const SearchQuery& each : queries) {
+                      ASSIGN_OR_RETURN(SearchPage p, v.Search(each));
+                      alone.push_back(std::move(p));
+                    }
+                    ASSIGN_OR_RETURN(batched, v.SearchBatch(queries));
+                    return Status::Ok();
+                  })
+                  .ok());
+  ASSERT_EQ(batched.size(), queries.size());
+  auto ids = [](const SearchPage& p) {
+    std::vector<std::string> out;
+    for (const VersionRecord& v : p.resources) out.push_back(v.id);
+    return out;
+  };
+  const std::vector<std::vector<std::string>> expected = {{"p1", "p2", "p4", "p5", "p7", "p8"},
+                                                          {"p1", "p2"},
+                                                          {},
+                                                          {"p8", "p7", "p5"},
+                                                          {"p1", "p2"},
+                                                          {"p2", "p7"},
+                                                          {}};
+  const std::vector<std::optional<int64_t>> totals = {6, 6, 6, std::nullopt, 2, 2, 0};
+  for (size_t i = 0; i < queries.size(); ++i) {
+    SCOPED_TRACE("query " + std::to_string(i));
+    EXPECT_EQ(ids(alone[i]), expected[i]);
+    EXPECT_EQ(ids(batched[i]), expected[i]);
+    EXPECT_EQ(alone[i].total, totals[i]);
+    EXPECT_EQ(batched[i].total, totals[i]);
+    EXPECT_EQ(batched[i].has_more, alone[i].has_more);
+    EXPECT_EQ(batched[i].snapshot_seq, alone[i].snapshot_seq);
+  }
+}
+
 TEST_P(StoreTest, HistoryPagesNewestFirst) {
   for (int i = 1; i <= 5; ++i) ASSERT_TRUE(Put(Rec("a", i, "{}")).ok());
   std::vector<int64_t> seen;

@@ -425,6 +425,7 @@ class PgRunner : public sql::SqlRunner {
                                                    int64_t* extra) override;
   Result<std::vector<std::string>> QueryTexts(const std::string& sql,
                                               const std::vector<SqlArg>& args) override;
+  Result<std::vector<BatchResult>> QueryBatch(const std::vector<BatchStatement>& batch) override;
   Result<std::vector<std::string>> Explain(const std::string& sql,
                                            const std::vector<SqlArg>& args) override;
   int64_t IndexKey(std::string_view type, std::string_view param) override;
@@ -452,6 +453,14 @@ class PgView : public virtual ReadView {
     ASSIGN_OR_RETURN(pg::Rows r, c_.PreparedAfter(kBegin, sql, params));
     started_ = true;
     return r;
+  }
+
+  // Several prepared statements in one round trip (with the snapshot's BEGIN if it is the first).
+  Result<std::vector<pg::Rows>> RunMany(const std::vector<pg::Conn::Statement>& statements) {
+    if (!snapshot_ || started_) return c_.Pipeline({}, statements);
+    ASSIGN_OR_RETURN(std::vector<pg::Rows> rows, c_.Pipeline({kBegin}, statements));
+    started_ = true;
+    return rows;
   }
 
   // The newest seq this view can see: the snapshot's (remembered: later pages ask for it
@@ -485,6 +494,13 @@ class PgView : public virtual ReadView {
   Result<SearchPage> Search(const SearchQuery& q) override {
     PgRunner runner(*this, in_write_);
     return sql::RunSearch(sql::Dialect::kPostgres, q, runner);
+  }
+
+  Result<std::vector<SearchPage>> SearchBatch(const std::vector<SearchQuery>& queries) override {
+    // A write's searches may decide a create (PgWriteTxn::Search): one at a time.
+    if (in_write_) return ReadView::SearchBatch(queries);
+    PgRunner runner(*this);
+    return sql::RunSearchBatch(sql::Dialect::kPostgres, queries, runner);
   }
 
   Result<HistoryPage> History(const HistoryQuery& q) override {
@@ -572,6 +588,32 @@ Result<std::vector<std::string>> PgRunner::Explain(const std::string& sql,
   for (int i = 0; i < r.rows(); ++i) plan.push_back(r.Text(i, 0));
   return plan;
 }
+Result<std::vector<sql::SqlRunner::BatchResult>> PgRunner::QueryBatch(
+    const std::vector<BatchStatement>& batch) {
+  std::vector<std::string> sqls;
+  std::vector<pg::Params> params;
+  sqls.reserve(batch.size());
+  params.reserve(batch.size());
+  std::vector<pg::Conn::Statement> statements;
+  for (const BatchStatement& s : batch) {
+    sqls.push_back(sql::NumberPlaceholders(s.sql));
+    params.push_back(ToParams(s.args));
+    statements.push_back({sqls.back(), params.back()});
+  }
+  ASSIGN_OR_RETURN(std::vector<pg::Rows> rows, view_.RunMany(statements));
+  std::vector<BatchResult> out(batch.size());
+  for (size_t i = 0; i < batch.size(); ++i) {
+    if (batch[i].versions) {
+      ASSIGN_OR_RETURN(out[i].versions, AllVersions(rows[i]));
+      if (batch[i].extra && rows[i].rows() > 0) out[i].number = rows[i].Int(0, 8);
+    } else {
+      if (rows[i].rows() != 1) return Status::Internal("search: expected one row");
+      out[i].number = rows[i].Int(0, 0);
+    }
+  }
+  return out;
+}
+
 int64_t PgRunner::IndexKey(std::string_view type, std::string_view param) {
   return view_.keys().Find(view_.conn(), type, param, exact_);
 }
@@ -1218,6 +1260,9 @@ class CachedStatementView : public ReadView {
   }
   Result<SearchPage> Search(const SearchQuery& q) override {
     return Direct([&](ReadView& v) { return v.Search(q); });
+  }
+  Result<std::vector<SearchPage>> SearchBatch(const std::vector<SearchQuery>& queries) override {
+    return Direct([&](ReadView& v) { return v.SearchBatch(queries); });
   }
   Result<HistoryPage> History(const HistoryQuery& q) override {
     return Direct([&](ReadView& v) { return v.History(q); });

@@ -801,6 +801,154 @@ Result<SearchPage> RunSearch(Dialect dialect, const SearchQuery& query, SqlRunne
   return Compiler(dialect, runner).Search(query);
 }
 
+Result<std::vector<SqlRunner::BatchResult>> SqlRunner::QueryBatch(
+    const std::vector<BatchStatement>& batch) {
+  std::vector<BatchResult> out(batch.size());
+  for (size_t i = 0; i < batch.size(); ++i) {
+    const BatchStatement& s = batch[i];
+    if (s.versions) {
+      ASSIGN_OR_RETURN(out[i].versions,
+                       QueryVersions(s.sql, s.args, s.extra ? &out[i].number : nullptr));
+    } else {
+      ASSIGN_OR_RETURN(out[i].number, QueryInt(s.sql, s.args));
+    }
+  }
+  return out;
+}
+
+namespace {
+
+using BatchStatement = SqlRunner::BatchStatement;
+using BatchResult = SqlRunner::BatchResult;
+
+// The compiler is run twice per search of a batch. First over a Recorder, which runs nothing: it
+// keeps the statements asked for and answers with nothing found. A search that asked for exactly
+// one statement (most do: no driver to choose by counting, no count after the page) is batched;
+// the compiler then runs again over a Replayer, which answers that statement with its real
+// result, so that everything after it (has_more, the total, the snapshot) is worked out as
+// RunSearch always does.
+class Recorder : public SqlRunner {
+ public:
+  explicit Recorder(SqlRunner& real) : real_(real) {}
+  Result<int64_t> QueryInt(const std::string& sql, const std::vector<SqlArg>& args) override {
+    statements.push_back({sql, args, false, false});
+    return 0;
+  }
+  Result<std::vector<VersionRecord>> QueryVersions(const std::string& sql,
+                                                   const std::vector<SqlArg>& args,
+                                                   int64_t* extra) override {
+    statements.push_back({sql, args, true, extra != nullptr});
+    return std::vector<VersionRecord>();
+  }
+  Result<std::vector<std::string>> Explain(const std::string&,
+                                           const std::vector<SqlArg>&) override {
+    return Status::Internal("a batched search does not explain");
+  }
+  Result<std::vector<std::string>> QueryTexts(const std::string&,
+                                              const std::vector<SqlArg>&) override {
+    return Status::Internal("a batched search reads no texts");
+  }
+  int64_t IndexKey(std::string_view type, std::string_view param) override {
+    return real_.IndexKey(type, param);
+  }
+  Result<int64_t> NewestSeq() override { return 0; }
+
+  std::vector<BatchStatement> statements;
+
+ private:
+  SqlRunner& real_;
+};
+
+bool SameArgs(const std::vector<SqlArg>& a, const std::vector<SqlArg>& b) {
+  if (a.size() != b.size()) return false;
+  for (size_t i = 0; i < a.size(); ++i) {
+    if (a[i].kind != b[i].kind || a[i].text != b[i].text || a[i].i != b[i].i ||
+        !(a[i].d == b[i].d)) {
+      return false;
+    }
+  }
+  return true;
+}
+
+class Replayer : public SqlRunner {
+ public:
+  Replayer(SqlRunner& real, const BatchStatement& recorded, BatchResult& result)
+      : real_(real), recorded_(recorded), result_(result) {}
+  // The recorded statement again gets its result; anything else (a count after a full page, or a
+  // statement that came out differently, as when a parameter was first numbered in between)
+  // runs for real.
+  Result<int64_t> QueryInt(const std::string& sql, const std::vector<SqlArg>& args) override {
+    if (!Replays(sql, args, false)) return real_.QueryInt(sql, args);
+    return result_.number;
+  }
+  Result<std::vector<VersionRecord>> QueryVersions(const std::string& sql,
+                                                   const std::vector<SqlArg>& args,
+                                                   int64_t* extra) override {
+    if (!Replays(sql, args, true)) return real_.QueryVersions(sql, args, extra);
+    if (extra && !result_.versions.empty()) *extra = result_.number;
+    return std::move(result_.versions);
+  }
+  Result<std::vector<std::string>> Explain(const std::string& sql,
+                                           const std::vector<SqlArg>& args) override {
+    return real_.Explain(sql, args);
+  }
+  Result<std::vector<std::string>> QueryTexts(const std::string& sql,
+                                              const std::vector<SqlArg>& args) override {
+    return real_.QueryTexts(sql, args);
+  }
+  int64_t IndexKey(std::string_view type, std::string_view param) override {
+    return real_.IndexKey(type, param);
+  }
+  Result<int64_t> NewestSeq() override { return real_.NewestSeq(); }
+
+ private:
+  bool Replays(const std::string& sql, const std::vector<SqlArg>& args, bool versions) {
+    if (used_++) return false;
+    return versions == recorded_.versions && sql == recorded_.sql && SameArgs(args, recorded_.args);
+  }
+
+  SqlRunner& real_;
+  const BatchStatement& recorded_;
+  BatchResult& result_;
+  int used_ = 0;
+};
+
+}  // namespace
+
+Result<std::vector<SearchPage>> RunSearchBatch(Dialect dialect,
+                                               const std::vector<SearchQuery>& queries,
+                                               SqlRunner& runner) {
+  std::vector<SearchPage> pages(queries.size());
+  std::vector<BatchStatement> batch;
+  std::vector<size_t> batched;  // the queries whose one statement is in `batch`, in order
+  std::vector<size_t> alone;
+  for (size_t i = 0; i < queries.size(); ++i) {
+    if (queries[i].explain) {
+      alone.push_back(i);
+      continue;
+    }
+    Recorder recorder(runner);
+    RETURN_IF_ERROR(Compiler(dialect, recorder).Search(queries[i]).status());
+    if (recorder.statements.size() == 1) {
+      batch.push_back(std::move(recorder.statements.front()));
+      batched.push_back(i);
+    } else {
+      alone.push_back(i);
+    }
+  }
+  if (!batch.empty()) {
+    ASSIGN_OR_RETURN(std::vector<BatchResult> results, runner.QueryBatch(batch));
+    for (size_t k = 0; k < batched.size(); ++k) {
+      Replayer replayer(runner, batch[k], results[k]);
+      ASSIGN_OR_RETURN(pages[batched[k]], Compiler(dialect, replayer).Search(queries[batched[k]]));
+    }
+  }
+  for (size_t i : alone) {
+    ASSIGN_OR_RETURN(pages[i], Compiler(dialect, runner).Search(queries[i]));
+  }
+  return pages;
+}
+
 std::string PairName(std::string_view type, std::string_view param) {
   std::string n;
   n.reserve(type.size() + param.size() + 1);

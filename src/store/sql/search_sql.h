@@ -58,6 +58,19 @@ class SqlRunner {
   // The number the store gives a (type, param) pair (idx_keys), or -1 when no index row was
   // ever written with it.
   virtual int64_t IndexKey(std::string_view type, std::string_view param) = 0;
+  // Statements run together (RunSearchBatch), each returning version rows or one integer; their
+  // results in order. The default runs them one after another.
+  struct BatchStatement {
+    std::string sql;
+    std::vector<SqlArg> args;
+    bool versions = true;  // QueryVersions (with `extra` as there), else QueryInt
+    bool extra = false;
+  };
+  struct BatchResult {
+    std::vector<VersionRecord> versions;
+    int64_t number = -1;  // QueryInt's value, or the first row's extra column
+  };
+  virtual Result<std::vector<BatchResult>> QueryBatch(const std::vector<BatchStatement>& batch);
   // The newest seq the search can see (its snapshot). A backend that already knows it saves a
   // statement.
   virtual Result<int64_t> NewestSeq() {
@@ -66,6 +79,11 @@ class SqlRunner {
 };
 
 Result<SearchPage> RunSearch(Dialect dialect, const SearchQuery& query, SqlRunner& runner);
+// ReadView::SearchBatch: the searches that come to one statement have their statements run in one
+// QueryBatch; any other runs alone afterwards.
+Result<std::vector<SearchPage>> RunSearchBatch(Dialect dialect,
+                                               const std::vector<SearchQuery>& queries,
+                                               SqlRunner& runner);
 
 // The key under which a store remembers the number of a (type, param) pair: both names, with a
 // tab (which neither contains) between them.
