@@ -197,9 +197,14 @@ struct Included {
 // _include and _revinclude: each round answers every include with one query per target type
 // (forward) or per chunk of up to 200 matched resources (reverse), never one per result row;
 // :iterate repeats on what the previous round added, up to kMaxIterations rounds.
+// `prefetched`: resources read beforehand (IncludePrefetch) in the same view; a target found
+// there is moved from it, and only the others are read.
 Result<Included> FindIncluded(store::ReadView& view, const std::vector<search::Include>& includes,
-                              const std::vector<store::VersionRecord>& matches) {
+                              const std::vector<store::VersionRecord>& matches,
+                              std::vector<store::VersionRecord> prefetched = {}) {
   Included out;
+  std::map<std::string, store::VersionRecord*> ready;
+  for (auto& r : prefetched) ready.emplace(r.type + "/" + r.id, &r);
   std::set<std::string> seen;
   std::vector<const store::VersionRecord*> frontier;
   for (const auto& m : matches) {
@@ -235,7 +240,18 @@ Result<Included> FindIncluded(store::ReadView& view, const std::vector<search::I
             }
           }
         }
-        for (auto& [type, ids] : ids_by_type) {
+        for (auto& [type, all_ids] : ids_by_type) {
+          std::vector<std::string> ids;
+          for (std::string& id : all_ids) {
+            if (seen.count(type + "/" + id)) continue;  // two matches refer to it
+            auto it = ready.find(type + "/" + id);
+            if (it != ready.end()) {
+              add(std::move(*it->second), next);
+              ready.erase(it);
+            } else {
+              ids.push_back(std::move(id));
+            }
+          }
           for (size_t start = 0; start < ids.size(); start += 500) {
             store::SearchQuery q;
             q.type = type;
@@ -273,6 +289,52 @@ Result<Included> FindIncluded(store::ReadView& view, const std::vector<search::I
       }
     }
     frontier = std::move(next);
+  }
+  return out;
+}
+
+// Reads by id of what a search's forward _include will most likely want, to be sent with the
+// search itself (ReadView::SearchBatch; on PostgreSQL, in the same round trip instead of a second
+// one after the page). When the search filters on the reference parameter it includes by
+// (Condition?patient=X&_include=Condition:patient), that clause's targets are what the matches
+// refer to through it (all of it, for a parameter with one value per resource). FindIncluded
+// still decides from the matches what is included; a prefetched resource nothing refers to is
+// dropped.
+std::vector<store::SearchQuery> IncludePrefetch(const search::ParsedSearch& parsed,
+                                                const std::string& type) {
+  std::map<std::string, std::set<std::string>> ids_by_type;
+  for (const search::Include& inc : parsed.includes) {
+    if (inc.reverse || inc.iterate || inc.source_type != type || inc.param.empty()) continue;
+    const search::ParamDef* def = search::R4Params().Find(type, inc.param);
+    for (const store::IndexClause& c : parsed.query.clauses) {
+      if (c.param != inc.param || c.kind != store::IndexKind::kReference || c.negate || c.missing ||
+          !c.any_param.empty() || !c.chain.empty() || c.has) {
+        continue;
+      }
+      for (const store::IndexPredicate& p : c.any_of) {
+        if (p.match != store::IndexPredicate::Match::kEqual || p.value.empty() ||
+            p.value.find('/') != std::string::npos) {
+          continue;
+        }
+        std::string target = p.system.value_or("");
+        if (target.empty() && def) {
+          target = !def->only_target.empty()  ? def->only_target
+                   : def->targets.size() == 1 ? def->targets.front()
+                                              : "";
+        }
+        if (target.empty() || (!inc.target_type.empty() && inc.target_type != target)) continue;
+        ids_by_type[target].insert(p.value);
+      }
+    }
+  }
+  std::vector<store::SearchQuery> out;
+  for (auto& [t, ids] : ids_by_type) {
+    store::SearchQuery q;
+    q.type = t;
+    q.ids.assign(ids.begin(), ids.end());
+    q.count = static_cast<int64_t>(kMaxIncluded) + 1;
+    q.want_total = false;
+    out.push_back(std::move(q));
   }
   return out;
 }
@@ -550,7 +612,20 @@ Result<std::string> SearchBundle(store::ReadView& view, const fhir::Model& model
   // the index where the last one ended instead of skipping `offset` matches again.
   store::SearchQuery page_query = parsed.query;
   if (page_query.after_seq) page_query.offset = 0;
-  ASSIGN_OR_RETURN(store::SearchPage page, view.Search(page_query));
+  std::vector<store::SearchQuery> batch;
+  if (!count_only && !parsed.includes.empty()) batch = IncludePrefetch(parsed, type);
+  store::SearchPage page;
+  std::vector<store::VersionRecord> prefetched;
+  if (batch.empty()) {
+    ASSIGN_OR_RETURN(page, view.Search(page_query));
+  } else {
+    batch.insert(batch.begin(), std::move(page_query));
+    ASSIGN_OR_RETURN(std::vector<store::SearchPage> pages, view.SearchBatch(batch));
+    page = std::move(pages.front());
+    for (size_t i = 1; i < pages.size(); ++i) {
+      for (auto& r : pages[i].resources) prefetched.push_back(std::move(r));
+    }
+  }
   // What will be sent, released by the guard first: matches, then what they include.
   std::vector<std::pair<const store::VersionRecord*, std::string>> matches, included;
   for (const store::VersionRecord& v : page.resources) {
@@ -561,7 +636,8 @@ Result<std::string> SearchBundle(store::ReadView& view, const fhir::Model& model
   }
   Included inc;
   if (!parsed.includes.empty() && !count_only) {
-    ASSIGN_OR_RETURN(inc, FindIncluded(view, parsed.includes, page.resources));
+    ASSIGN_OR_RETURN(inc,
+                     FindIncluded(view, parsed.includes, page.resources, std::move(prefetched)));
     for (const store::VersionRecord& v : inc.resources) {
       std::string text =
           ApplySubset(model, WithVersionMeta(v.json, v.version, v.last_updated), subset);

@@ -298,6 +298,20 @@ TEST_P(SearchTest, IncludeAndRevinclude) {
   EXPECT_EQ(r["include"], (Set{"Observation/o1"}));  // without :iterate it stops at one step
   EXPECT_EQ(Status("Observation?_include=Observation:code"), 400);  // not a reference
   EXPECT_EQ(Status("Observation?_include=Nope:subject"), 400);
+  // Filtering on the parameter it includes by: the clause's targets are read with the page, but
+  // only what a match refers to is included.
+  r = entries("Observation?subject=Patient/p1&_include=Observation:subject");
+  EXPECT_EQ(r["match"], (Set{"Observation/o1"}));
+  EXPECT_EQ(r["include"], (Set{"Patient/p1"}));
+  r = entries("Observation?subject=p1,p2,nobody&status=final&_include=Observation:subject");
+  EXPECT_EQ(r["include"], (Set{"Patient/p1", "Patient/p2"}));
+  r = entries("Observation?subject=p1,p2&code:text=x&_id=o2&_include=Observation:subject");
+  EXPECT_EQ(r["match"], (Set{"Observation/o2"}));
+  EXPECT_EQ(r["include"], (Set{"Patient/p2"}));  // p1 was read, and is not sent
+  r = entries("Observation?subject=p2&status=cancelled&_include=Observation:subject");
+  EXPECT_EQ(r["include"], (Set{}));  // no match: nothing included
+  r = entries("Encounter?subject=Patient/p1&_include=Encounter:subject:Group");
+  EXPECT_EQ(r["include"], (Set{}));  // the include's target type rules the clause's out
 }
 
 TEST_P(SearchTest, ChainsAndReverseChains) {
