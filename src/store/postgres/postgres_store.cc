@@ -417,7 +417,7 @@ class PgView;
 class PgRunner : public sql::SqlRunner {
  public:
   // `exact`: the search decides a write (PgIndexKeys::Find).
-  PgRunner(PgView& view, bool exact = false) : view_(view), exact_(exact) {}
+  explicit PgRunner(PgView& view, bool exact = false) : view_(view), exact_(exact) {}
   Result<int64_t> NewestSeq() override;
   Result<int64_t> QueryInt(const std::string& sql, const std::vector<SqlArg>& args) override;
   Result<std::vector<VersionRecord>> QueryVersions(const std::string& sql,
@@ -472,7 +472,6 @@ class PgView : public virtual ReadView {
     return r.Int(0, 0);
   }
   bool started() const { return started_; }
-  bool in_write() const { return in_write_; }
 
   Result<std::optional<VersionRecord>> ReadCurrent(const std::string& type,
                                                    const std::string& id) override {

@@ -658,10 +658,10 @@ class Compiler {
                             !q.after_seq && !q.updated_ge && !q.updated_lt;
     if (q.count > 0 && by_current) {
       std::vector<SqlArg> args{{SqlArg::kText, q.type}};
-      std::string sql =
-          "SELECT c.type, c.id, c.version, c.ts, c.deleted, c.method, c.body, c.seq FROM current "
-          "k" +
-          std::string(OrderedJoin()) + "versions c ON c.seq=k.seq WHERE k.type=? AND k.id IN (";
+      std::string sql = std::string(
+                            "SELECT c.type, c.id, c.version, c.ts, c.deleted, c.method, "
+                            "c.body, c.seq FROM current k") +
+                        OrderedJoin() + "versions c ON c.seq=k.seq WHERE k.type=? AND k.id IN (";
       for (size_t i = 0; i < q.ids.size(); ++i) {
         sql += i ? ",?" : "?";
         args.push_back({SqlArg::kText, q.ids[i]});
@@ -753,14 +753,14 @@ class Compiler {
       RETURN_IF_ERROR(run_page(sql, args));
     }
     // A first page that holds every match is its own total: the count, a second pass over the
-    // same matches, is skipped (most per-patient searches fit on one page).
+    // same matches, is skipped (most per-patient searches fit on one page). A date sort's page
+    // may have counted them already.
+    const bool counted = page.total.has_value();
     if (!q.want_total) {
       page.total.reset();
-    } else if (page.total) {
-      // counted with the page
-    } else if (q.count > 0 && q.offset == 0 && !q.after_seq && !page.has_more) {
+    } else if (!counted && q.count > 0 && q.offset == 0 && !q.after_seq && !page.has_more) {
       page.total = static_cast<int64_t>(page.resources.size());
-    } else {
+    } else if (!counted) {
       counting = true;
       std::vector<SqlArg> args;
       std::string sql;
