@@ -1012,6 +1012,25 @@ TEST_P(PostgresStoreTest, PipelinedStatementsReportFailuresAndLeaveTheConnection
   EXPECT_TRUE(c.InFailedTransaction());
   ASSERT_TRUE(c.Exec("ROLLBACK").ok());
   EXPECT_TRUE(c.Healthy());
+  // Statements after the prepared ones (a write's NOTIFY, then its COMMIT): run in order, and
+  // skipped after a failure, leaving the transaction to roll back.
+  ASSERT_TRUE(c.Exec("CREATE TEMP TABLE t(v integer)").ok());
+  const std::string insert = "INSERT INTO t VALUES ($1::integer) RETURNING v";
+  pg::Params one, zero;
+  one.Int(1);
+  zero.Int(0);
+  auto rows = c.Pipeline({"BEGIN"}, {{insert, one}}, {"COMMIT"});
+  ASSERT_TRUE(rows.ok()) << rows.status().ToString();
+  EXPECT_EQ(rows->at(0).Int(0, 0), 1);
+  EXPECT_TRUE(c.Idle());  // committed
+  const std::string divide = "INSERT INTO t VALUES (1 / $1::integer)";
+  rows = c.Pipeline({"BEGIN"}, {{insert, one}, {divide, zero}}, {"COMMIT"});
+  EXPECT_FALSE(rows.ok());
+  EXPECT_TRUE(c.InFailedTransaction());  // the COMMIT was skipped
+  ASSERT_TRUE(c.Exec("ROLLBACK").ok());
+  auto count = c.Prepared("SELECT count(*) FROM t");
+  ASSERT_TRUE(count.ok()) << count.status().ToString();
+  EXPECT_EQ(count->Int(0, 0), 1);
   auto again = c.Prepared("SELECT 7");
   ASSERT_TRUE(again.ok()) << again.status().ToString();
   EXPECT_EQ(again->Int(0, 0), 7);

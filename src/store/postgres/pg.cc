@@ -186,7 +186,8 @@ Result<Rows> Conn::PreparedAfter(const std::string& first, const std::string& sq
 }
 
 Result<std::vector<Rows>> Conn::Pipeline(const std::vector<std::string>& first,
-                                         const std::vector<Statement>& statements) {
+                                         const std::vector<Statement>& statements,
+                                         const std::vector<std::string>& last) {
   // Each statement's name, and whether this pipeline prepares it (once for two of one SQL).
   std::vector<std::pair<std::string, bool>> names;
   std::unordered_map<std::string_view, size_t> fresh;  // SQL -> its first place in `names`
@@ -199,7 +200,7 @@ Result<std::vector<Rows>> Conn::Pipeline(const std::vector<std::string>& first,
       // Searches prepare a statement per query shape: keep the server's memory bounded.
       RETURN_IF_ERROR(Exec("DEALLOCATE ALL"));
       prepared_.clear();
-      return Pipeline(first, statements);
+      return Pipeline(first, statements, last);
     } else {
       fresh.emplace(s.sql, names.size());
       names.emplace_back("s" + std::to_string(next_name_++), true);
@@ -229,6 +230,11 @@ Result<std::vector<Rows>> Conn::Pipeline(const std::vector<std::string>& first,
     sent = sent && PQsendQueryPrepared(c_, names[i].first.c_str(), b.n(), b.values.data(),
                                        b.lengths.data(), b.formats.data(), 1) == 1;
     places.push_back(static_cast<int>(i));
+  }
+  for (const std::string& sql : last) {
+    sent =
+        sent && PQsendQueryParams(c_, sql.c_str(), 0, nullptr, nullptr, nullptr, nullptr, 1) == 1;
+    places.push_back(-1);
   }
   sent = sent && PQpipelineSync(c_) == 1;
   Status st;

@@ -79,14 +79,16 @@ class Conn {
   Result<Rows> PreparedAfter(const std::string& first, const std::string& sql,
                              const Params& params = {});
   // The general form: statements without parameters whose results are only checked (`first`),
-  // then prepared statements, all in one round trip; the rows of each prepared statement, in
-  // order. The first failure is returned, and the server skips what follows it.
+  // then prepared statements, then more of the first kind (`last`, such as COMMIT), all in one
+  // round trip; the rows of each prepared statement, in order. The first failure is returned,
+  // and the server skips what follows it.
   struct Statement {
     const std::string& sql;
     const Params& params;
   };
   Result<std::vector<Rows>> Pipeline(const std::vector<std::string>& first,
-                                     const std::vector<Statement>& statements);
+                                     const std::vector<Statement>& statements,
+                                     const std::vector<std::string>& last = {});
 
   // Ends the open transaction with COMMIT, sent not now but at the head of the connection's next
   // round trip (pipelined before the next statements, or by FlushDeferred): a read-only

@@ -1391,17 +1391,18 @@ class PostgresStore : public Store {
           if (!payload.empty()) payload += '\n';
           payload += k;
         }
-        auto notified =
-            c.Prepared("SELECT pg_notify('taproot_current', $1)", pg::Params().Text(payload));
-        if (!notified.ok()) {
-          (void)c.Exec("ROLLBACK");
-          return notified.status();
-        }
+        // The NOTIFY and the COMMIT in one round trip. Durable when the COMMIT's answer comes
+        // (synchronous_commit, PostgreSQL's default). If the NOTIFY fails, the server skips the
+        // COMMIT, and the pool rolls back what is left open.
+        static const std::string kNotify = "SELECT pg_notify('taproot_current', $1)";
+        pg::Params notify;
+        notify.Text(payload);
+        RETURN_IF_ERROR(c.Pipeline({}, {{kNotify, notify}}, {"COMMIT"}).status());
       } else {
         in_flight.s = nullptr;
+        // Durable when COMMIT returns (synchronous_commit, PostgreSQL's default).
+        RETURN_IF_ERROR(c.Exec("COMMIT"));
       }
-      // Durable when COMMIT returns (synchronous_commit, PostgreSQL's default).
-      RETURN_IF_ERROR(c.Exec("COMMIT"));
       if (in_flight.s) {
         for (const std::string& k : txn.written()) cache_.Invalidate(k);
       }
