@@ -991,23 +991,29 @@ TEST_P(PostgresStoreTest, PipelinedStatementsReportFailuresAndLeaveTheConnection
   auto conn = pg::Conn::Open(place_->url());
   ASSERT_TRUE(conn.ok());
   pg::Conn& c = **conn;
-  auto r = c.PreparedAfter("BEGIN", "SELECT $1::bigint + 1", pg::Params().Int(41));
+  // A statement, then a prepared one, in one pipeline: the prepared one's rows.
+  auto after = [&](const std::string& first, const std::string& sql,
+                   const pg::Params& params = {}) -> Result<pg::Rows> {
+    ASSIGN_OR_RETURN(std::vector<pg::Rows> rows, c.Pipeline({first}, {{sql, params}}));
+    return std::move(rows.back());
+  };
+  auto r = after("BEGIN", "SELECT $1::bigint + 1", pg::Params().Int(41));
   ASSERT_TRUE(r.ok()) << r.status().ToString();
   EXPECT_EQ(r->Int(0, 0), 42);
   EXPECT_FALSE(c.Idle());  // BEGIN ran
   ASSERT_TRUE(c.Exec("ROLLBACK").ok());
   // Prepared already: the second call sends no PREPARE.
-  r = c.PreparedAfter("BEGIN", "SELECT $1::bigint + 1", pg::Params().Int(1));
+  r = after("BEGIN", "SELECT $1::bigint + 1", pg::Params().Int(1));
   ASSERT_TRUE(r.ok()) << r.status().ToString();
   EXPECT_EQ(r->Int(0, 0), 2);
   ASSERT_TRUE(c.Exec("ROLLBACK").ok());
   // The first statement fails: the second is skipped, the error is the first one's.
-  r = c.PreparedAfter("SELECT nonsense_column FROM versions", "SELECT 3");
+  r = after("SELECT nonsense_column FROM versions", "SELECT 3");
   EXPECT_FALSE(r.ok());
   EXPECT_NE(r.status().message().find("nonsense_column"), std::string::npos)
       << r.status().ToString();
   // The second fails (division by zero at run time).
-  r = c.PreparedAfter("BEGIN", "SELECT 1 / $1::integer", pg::Params().Int(0));
+  r = after("BEGIN", "SELECT 1 / $1::integer", pg::Params().Int(0));
   EXPECT_FALSE(r.ok());
   EXPECT_TRUE(c.InFailedTransaction());
   ASSERT_TRUE(c.Exec("ROLLBACK").ok());

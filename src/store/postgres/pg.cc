@@ -179,12 +179,6 @@ Result<Rows> Conn::Prepared(const std::string& sql, const Params& params) {
   return rows;
 }
 
-Result<Rows> Conn::PreparedAfter(const std::string& first, const std::string& sql,
-                                 const Params& params) {
-  ASSIGN_OR_RETURN(std::vector<Rows> rows, Pipeline({first}, {{sql, params}}));
-  return std::move(rows.back());
-}
-
 Result<std::vector<Rows>> Conn::Pipeline(const std::vector<std::string>& first,
                                          const std::vector<Statement>& statements,
                                          const std::vector<std::string>& last) {

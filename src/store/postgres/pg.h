@@ -73,15 +73,10 @@ class Conn {
   // A statement prepared once per connection and then reused (up to 256 of them; then all are
   // dropped and prepared again as needed).
   Result<Rows> Prepared(const std::string& sql, const Params& params = {});
-  // Sends `first` (a statement without parameters whose result is only checked, such as BEGIN)
-  // and then the prepared statement `sql`, and waits once for both (libpq's pipeline mode): one
-  // round trip instead of two.
-  Result<Rows> PreparedAfter(const std::string& first, const std::string& sql,
-                             const Params& params = {});
-  // The general form: statements without parameters whose results are only checked (`first`),
-  // then prepared statements, then more of the first kind (`last`, such as COMMIT), all in one
-  // round trip; the rows of each prepared statement, in order. The first failure is returned,
-  // and the server skips what follows it.
+  // Statements without parameters whose results are only checked (`first`, such as BEGIN), then
+  // prepared statements, then more of the first kind (`last`, such as COMMIT), all in one round
+  // trip (libpq's pipeline mode); the rows of each prepared statement, in order. The first
+  // failure is returned, and the server skips what follows it.
   struct Statement {
     const std::string& sql;
     const Params& params;

@@ -431,6 +431,13 @@ class PgRunner : public sql::SqlRunner {
   int64_t IndexKey(std::string_view type, std::string_view param) override;
 
  private:
+  // A compiler statement ("?" placeholders, SqlArgs) in the view.
+  Result<pg::Rows> Run(const std::string& sql, const std::vector<SqlArg>& args);
+  // What QueryInt, QueryVersions (with `extra`) and QueryTexts make of a statement's rows.
+  static Result<int64_t> OneInt(const pg::Rows& r);
+  static Result<std::vector<VersionRecord>> Versions(const pg::Rows& r, int64_t* extra);
+  static std::vector<std::string> Texts(const pg::Rows& r);
+
   PgView& view_;
   bool exact_;
 };
@@ -448,14 +455,12 @@ class PgView : public virtual ReadView {
   // connection's next one: Conn::DeferCommit).
   Result<pg::Rows> Run(const std::string& sql, const pg::Params& params = {}) {
     if (!snapshot_ || started_) return c_.Prepared(sql, params);
-    // On failure, a transaction left open is rolled back when the pool takes the connection
-    // back.
-    ASSIGN_OR_RETURN(pg::Rows r, c_.PreparedAfter(kBegin, sql, params));
-    started_ = true;
-    return r;
+    ASSIGN_OR_RETURN(std::vector<pg::Rows> rows, RunMany({{sql, params}}));
+    return std::move(rows.front());
   }
 
   // Several prepared statements in one round trip (with the snapshot's BEGIN if it is the first).
+  // On failure, a transaction left open is rolled back when the pool takes the connection back.
   Result<std::vector<pg::Rows>> RunMany(const std::vector<pg::Conn::Statement>& statements) {
     if (!snapshot_ || started_) return c_.Pipeline({}, statements);
     ASSIGN_OR_RETURN(std::vector<pg::Rows> rows, c_.Pipeline({kBegin}, statements));
@@ -557,25 +562,38 @@ class PgView : public virtual ReadView {
   std::optional<int64_t> newest_;
 };
 
-Result<int64_t> PgRunner::NewestSeq() { return view_.NewestSeq(); }
-Result<int64_t> PgRunner::QueryInt(const std::string& sql, const std::vector<SqlArg>& args) {
-  ASSIGN_OR_RETURN(pg::Rows r, view_.Run(sql::NumberPlaceholders(sql), ToParams(args)));
+Result<pg::Rows> PgRunner::Run(const std::string& sql, const std::vector<SqlArg>& args) {
+  return view_.Run(sql::NumberPlaceholders(sql), ToParams(args));
+}
+Result<int64_t> PgRunner::OneInt(const pg::Rows& r) {
   if (r.rows() != 1) return Status::Internal("search: expected one row");
   return r.Int(0, 0);
+}
+Result<std::vector<VersionRecord>> PgRunner::Versions(const pg::Rows& r, int64_t* extra) {
+  if (extra && r.rows() > 0) *extra = r.Int(0, 8);
+  return AllVersions(r);
+}
+std::vector<std::string> PgRunner::Texts(const pg::Rows& r) {
+  std::vector<std::string> out;
+  for (int i = 0; i < r.rows(); ++i) out.push_back(r.Text(i, 0));
+  return out;
+}
+
+Result<int64_t> PgRunner::NewestSeq() { return view_.NewestSeq(); }
+Result<int64_t> PgRunner::QueryInt(const std::string& sql, const std::vector<SqlArg>& args) {
+  ASSIGN_OR_RETURN(pg::Rows r, Run(sql, args));
+  return OneInt(r);
 }
 Result<std::vector<VersionRecord>> PgRunner::QueryVersions(const std::string& sql,
                                                            const std::vector<SqlArg>& args,
                                                            int64_t* extra) {
-  ASSIGN_OR_RETURN(pg::Rows r, view_.Run(sql::NumberPlaceholders(sql), ToParams(args)));
-  if (extra && r.rows() > 0) *extra = r.Int(0, 8);
-  return AllVersions(r);
+  ASSIGN_OR_RETURN(pg::Rows r, Run(sql, args));
+  return Versions(r, extra);
 }
 Result<std::vector<std::string>> PgRunner::QueryTexts(const std::string& sql,
                                                       const std::vector<SqlArg>& args) {
-  ASSIGN_OR_RETURN(pg::Rows r, view_.Run(sql::NumberPlaceholders(sql), ToParams(args)));
-  std::vector<std::string> out;
-  for (int i = 0; i < r.rows(); ++i) out.push_back(r.Text(i, 0));
-  return out;
+  ASSIGN_OR_RETURN(pg::Rows r, Run(sql, args));
+  return Texts(r);
 }
 Result<std::vector<std::string>> PgRunner::Explain(const std::string& sql,
                                                    const std::vector<SqlArg>& args) {
@@ -583,15 +601,13 @@ Result<std::vector<std::string>> PgRunner::Explain(const std::string& sql,
   RETURN_IF_ERROR(view_.NewestSeq().status());
   ASSIGN_OR_RETURN(pg::Rows r,
                    view_.conn().Query("EXPLAIN " + sql::NumberPlaceholders(sql), ToParams(args)));
-  std::vector<std::string> plan;
-  for (int i = 0; i < r.rows(); ++i) plan.push_back(r.Text(i, 0));
-  return plan;
+  return Texts(r);
 }
 Result<std::vector<sql::SqlRunner::BatchResult>> PgRunner::QueryBatch(
     const std::vector<BatchStatement>& batch) {
   std::vector<std::string> sqls;
   std::vector<pg::Params> params;
-  sqls.reserve(batch.size());
+  sqls.reserve(batch.size());  // the statements below point into both
   params.reserve(batch.size());
   std::vector<pg::Conn::Statement> statements;
   for (const BatchStatement& s : batch) {
@@ -603,11 +619,10 @@ Result<std::vector<sql::SqlRunner::BatchResult>> PgRunner::QueryBatch(
   std::vector<BatchResult> out(batch.size());
   for (size_t i = 0; i < batch.size(); ++i) {
     if (batch[i].versions) {
-      ASSIGN_OR_RETURN(out[i].versions, AllVersions(rows[i]));
-      if (batch[i].extra && rows[i].rows() > 0) out[i].number = rows[i].Int(0, 8);
+      ASSIGN_OR_RETURN(out[i].versions,
+                       Versions(rows[i], batch[i].extra ? &out[i].number : nullptr));
     } else {
-      if (rows[i].rows() != 1) return Status::Internal("search: expected one row");
-      out[i].number = rows[i].Int(0, 0);
+      ASSIGN_OR_RETURN(out[i].number, OneInt(rows[i]));
     }
   }
   return out;
