@@ -2,10 +2,17 @@
 # PostgreSQL beside SQLite (issue 5), on the same data in one run:
 #   1. import: `taproot import` of PATIENTS generated patients (build/taproot_synthgen) into an
 #      embedded store and into a PostgreSQL database: resources per second;
-#   2. reads by id and five clinical searches, each over every patient, at 16 clients, served
-#      from each store: requests per second, p50, p99;
+#   2. reads by id and five clinical searches, each over every patient, served from each store:
+#      latency at one client (p50, p99: what the issue's "within 2x" is about), and requests per
+#      second with p50 and p99 at 16 clients;
 #   3. writes: small transactions (bench/wrk/transaction.lua) at 32 clients per node, on SQLite,
-#      on one taproot node over PostgreSQL, and on two nodes over the same database.
+#      on one taproot node over PostgreSQL, and on two nodes over the same database;
+#   4. the same writes with each node held to NODE_CPU percent of one core (25 unless set; 0
+#      skips it) by a cgroup CPU quota, standing in for nodes on machines of their own: on one
+#      small machine the nodes, wrk and PostgreSQL share the cores, so step 3 measures the
+#      machine; step 4 measures whether a second node adds what the first one can do, that is
+#      whether the nodes contend with each other in the database. Needs root and a cgroup CPU
+#      controller (v1 or v2); otherwise the step says why and is left out.
 # Both stores make every commit durable: SQLite with synchronous=FULL, PostgreSQL with fsync and
 # synchronous_commit on (scripts/pg-test-cluster with TAPROOT_PG_DURABLE=1, a throwaway cluster
 # on 127.0.0.1). wrk, the server(s) and PostgreSQL share the machine's cores.
@@ -25,9 +32,11 @@ done
 DATA=$(mktemp -d /tmp/taproot-pgbench.XXXXXX)
 chmod 755 "$DATA"
 PIDS=""
+CGROUPS=""
 cleanup() {
   for p in $PIDS; do kill "$p" 2>/dev/null || true; done
   wait 2>/dev/null || true
+  for g in $CGROUPS; do rmdir "$g" 2>/dev/null || true; done
   scripts/pg-test-cluster stop "$DATA/pg" >/dev/null 2>&1 || true
   rm -rf "$DATA"
 }
@@ -64,11 +73,13 @@ stop() {  # pid
   wait "$1" 2>/dev/null || true
 }
 
-run_paths() {  # name paths-file: warm-up (every path once, then 3 s), then the measured run
+run_paths() {  # name paths-file: warm-up (every path once, then 3 s), then the measured runs
   sed "s|.*|url = \"$BASE&\"\noutput = \"/dev/null\"|" "$2" | curl -s -g -K - || true
   PATHS="$2" wrk -t2 -c16 -d3s -s bench/wrk/paths.lua "$BASE" >/dev/null
+  PATHS="$2" wrk -t1 -c1 -d"${SECS}s" --latency -s bench/wrk/paths.lua "$BASE" >"$OUT/pg-$1-1.txt"
   PATHS="$2" wrk -t2 -c16 -d"${SECS}s" --latency -s bench/wrk/paths.lua "$BASE" >"$OUT/pg-$1.txt"
-  wrk_summary "$1" "$OUT/pg-$1.txt"
+  printf '{"one_client":%s,"clients_16":%s}' "$(wrk_summary "$1" "$OUT/pg-$1-1.txt")" \
+    "$(wrk_summary "$1" "$OUT/pg-$1.txt")"
 }
 
 reads_and_searches() {  # store-label
@@ -146,6 +157,70 @@ stop "$B_PID"
 rps() { echo "$1" | sed 's/.*"requests_per_second":\([0-9.]*\).*/\1/'; }
 TWO=$(awk "BEGIN { printf \"%.1f\", $(rps "$TX_A") + $(rps "$TX_B") }")
 
+# Step 4. cap_cpu GROUP PID PERCENT: moves the process into a cgroup of its own with that CPU
+# quota (cgroup v2's cpu.max, or v1's cpu controller); fails if neither can be written.
+cap_cpu() {
+  quota=$(($3 * 1000))
+  if [ -f /sys/fs/cgroup/cgroup.controllers ] && grep -qw cpu /sys/fs/cgroup/cgroup.controllers; then
+    dir=/sys/fs/cgroup/$1
+    mkdir -p "$dir" 2>/dev/null && echo "$quota 100000" >"$dir/cpu.max" 2>/dev/null || return 1
+  elif [ -d /sys/fs/cgroup/cpu ]; then
+    dir=/sys/fs/cgroup/cpu/$1
+    mkdir -p "$dir" 2>/dev/null && echo 100000 >"$dir/cpu.cfs_period_us" 2>/dev/null &&
+      echo "$quota" >"$dir/cpu.cfs_quota_us" 2>/dev/null || return 1
+  else
+    return 1
+  fi
+  CGROUPS="$CGROUPS $dir"
+  echo "$2" >"$dir/cgroup.procs" 2>/dev/null
+}
+NODE_CPU="${NODE_CPU:-25}"
+CAPPED='null'
+if [ "$NODE_CPU" -gt 0 ]; then
+  echo "== writes: PostgreSQL, nodes held to $NODE_CPU % of a core each" >&2
+  serve tx-cap1 --postgres "$PG"
+  A=$BASE
+  A_PID=$LAST_PID
+  if cap_cpu "taproot-bench-a-$$" "$A_PID" "$NODE_CPU"; then
+    TX_C1=$(tx tx-pg-capped-one-node "$A")
+    serve tx-cap2 --postgres "$PG"
+    B=$BASE
+    B_PID=$LAST_PID
+    cap_cpu "taproot-bench-b-$$" "$B_PID" "$NODE_CPU"
+    wrk -t1 -c32 -d3s -s bench/wrk/transaction.lua "$A/fhir" >/dev/null &
+    W=$!
+    wrk -t1 -c32 -d3s -s bench/wrk/transaction.lua "$B/fhir" >/dev/null
+    wait $W
+    wrk -t1 -c32 -d"${SECS}s" --latency -s bench/wrk/transaction.lua "$A/fhir" >"$OUT/pg-tx-cap-a.txt" &
+    W=$!
+    wrk -t1 -c32 -d"${SECS}s" --latency -s bench/wrk/transaction.lua "$B/fhir" >"$OUT/pg-tx-cap-b.txt"
+    wait $W
+    TX_CA=$(wrk_summary tx-pg-capped-two-nodes-a "$OUT/pg-tx-cap-a.txt")
+    TX_CB=$(wrk_summary tx-pg-capped-two-nodes-b "$OUT/pg-tx-cap-b.txt")
+    stop "$B_PID"
+    CTWO=$(awk "BEGIN { printf \"%.1f\", $(rps "$TX_CA") + $(rps "$TX_CB") }")
+    CAPPED="{\"node_cpu_percent\":$NODE_CPU,\"one_node\":$TX_C1,\"two_nodes\":[$TX_CA,$TX_CB],
+           \"two_nodes_per_second\":$CTWO,
+           \"two_over_one\":$(awk "BEGIN { printf \"%.2f\", $CTWO / $(rps "$TX_C1") }")}"
+  else
+    echo "   left out: no writable cgroup CPU controller (needs root)" >&2
+  fi
+  stop "$A_PID"
+fi
+
+# One-client p50 and 16-client requests/s of each query, PostgreSQL over SQLite (for requests/s,
+# SQLite over PostgreSQL: both read "how many times slower PostgreSQL is").
+to_us() { awk -v t="$1" 'BEGIN { v = t + 0; if (t ~ /ms$/) v *= 1000; else if (t ~ /us$/) v *= 1;
+  else if (t ~ /s$/) v *= 1000000; print v }'; }
+RATIOS=""
+for q in read obs cond sort enc every; do
+  s1=$(to_us "$(awk '$1=="50%" {print $2}' "$OUT/pg-sqlite-$q-1.txt")")
+  p1=$(to_us "$(awk '$1=="50%" {print $2}' "$OUT/pg-postgres-$q-1.txt")")
+  s16=$(awk '/Requests\/sec/ {print $2}' "$OUT/pg-sqlite-$q.txt")
+  p16=$(awk '/Requests\/sec/ {print $2}' "$OUT/pg-postgres-$q.txt")
+  RATIOS="${RATIOS:+$RATIOS,}\"$q\":{\"p50_one_client\":$(awk "BEGIN { printf \"%.2f\", $p1 / $s1 }"),\"throughput_16_clients\":$(awk "BEGIN { printf \"%.2f\", $s16 / $p16 }")}"
+done
+
 cat >"$OUT/postgres.json" <<EOF
 {"commit":"$(git rev-parse --short HEAD 2>/dev/null || echo unknown)",
  "date":"$(date -u +%Y-%m-%dT%H:%M:%SZ)",
@@ -154,9 +229,11 @@ cat >"$OUT/postgres.json" <<EOF
  "import_per_second":{"sqlite":$IMPORT_SQLITE,"postgres":$IMPORT_PG,
                       "postgres_over_sqlite":$(awk "BEGIN { printf \"%.2f\", $IMPORT_PG / $IMPORT_SQLITE }")},
  "reads_and_searches":{"sqlite":[$Q_SQLITE],"postgres":[$Q_PG]},
+ "postgres_vs_sqlite":{$RATIOS},
  "transactions":{"sqlite":$TX_SQLITE,"postgres_one_node":$TX_PG1,
                  "postgres_two_nodes":[$TX_A,$TX_B],
                  "two_nodes_per_second":$TWO,
-                 "two_over_one":$(awk "BEGIN { printf \"%.2f\", $TWO / $(rps "$TX_PG1") }")}}
+                 "two_over_one":$(awk "BEGIN { printf \"%.2f\", $TWO / $(rps "$TX_PG1") }"),
+                 "nodes_capped":$CAPPED}}
 EOF
 cat "$OUT/postgres.json"
