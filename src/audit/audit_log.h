@@ -9,10 +9,12 @@
 // (DIR/audit.head: the newest seq and hash, rewritten at most every 200 ms and at close), or
 // against a head published elsewhere (`taproot audit head`).
 //
-// Durability: a record is reported durable once its line is on stable storage (the log is
-// opened O_DSYNC, which measured ~5 % faster than write + fdatasync). One writer thread appends
-// every record queued meanwhile with one write (group commit), so the cost of a sync is shared
-// by all the requests waiting on it.
+// Durability: a record is reported durable once its line is on stable storage. One writer
+// thread appends every record queued meanwhile with one synchronous write (group commit), so the
+// cost of a sync is shared by all the requests waiting on it. The write is direct (O_DIRECT |
+// O_DSYNC, rewriting the partial block the log ends in), which costs the CPU about half what a
+// buffered O_DSYNC write does; where the filesystem has no direct I/O it is a buffered O_DSYNC
+// write.
 // AppendAsync lets a caller wait without holding a thread (the HTTP server sends the response
 // from the callback); Append blocks. Callbacks run on the writer thread and must be short.
 //

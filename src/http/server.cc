@@ -1,5 +1,7 @@
 #include "http/server.h"
 
+#include <pthread.h>
+
 #include <atomic>
 #include <boost/asio.hpp>
 #include <boost/asio/experimental/awaitable_operators.hpp>
@@ -83,7 +85,10 @@ class Server::Impl {
     asio::co_spawn(*iocs_[0], Listen(), asio::detached);
     for (auto& ioc : iocs_) {
       idle_guards_.push_back(asio::make_work_guard(*ioc));  // a loop without connections waits
-      threads_.emplace_back([ioc = ioc.get()] { ioc->run(); });
+      threads_.emplace_back([ioc = ioc.get()] {
+        pthread_setname_np(pthread_self(), "http-io");
+        ioc->run();
+      });
     }
     return Status::Ok();
   }
