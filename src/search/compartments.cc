@@ -7,6 +7,7 @@
 #include "common/embedded.h"
 #include "common/json.h"
 #include "common/log.h"
+#include "fhir/model.h"
 #include "search/indexer.h"
 #include "search/params.h"
 
@@ -98,6 +99,37 @@ std::string PatientKey(std::string_view type, std::string_view id,
     if (!key.empty()) return key;
   }
   return {};
+}
+
+bool KeysPatient(std::string_view type, std::string_view param) {
+  const std::vector<std::string>& links = CompartmentParams("Patient", type);
+  if (links.empty() || type == "Patient") return false;
+  // The element a reference parameter reads, if it reads exactly one: "Observation.subject"
+  // from "Observation.subject" or "Observation.subject.where(resolve() is Patient)".
+  auto element = [&](std::string_view code) -> std::string {
+    const ParamDef* def = R4Params().Find(type, code);
+    if (!def || def->type != ParamType::kReference) return {};
+    std::string e = def->expression;
+    static constexpr std::string_view kPatientOnly = ".where(resolve() is Patient)";
+    if (e.size() > kPatientOnly.size() &&
+        e.compare(e.size() - kPatientOnly.size(), kPatientOnly.size(), kPatientOnly) == 0) {
+      e.resize(e.size() - kPatientOnly.size());
+    }
+    std::string prefix = std::string(type) + ".";
+    if (e.rfind(prefix, 0) != 0) return {};
+    std::string name = e.substr(prefix.size());
+    if (name.empty() ||
+        name.find_first_not_of("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ") !=
+            std::string::npos) {
+      return {};
+    }
+    return name;
+  };
+  std::string first = element(links[0]);
+  if (first.empty() || element(param) != first) return false;
+  const fhir::TypeDef* def = fhir::R4().FindResource(type);
+  const fhir::TypeDef::Property* prop = def ? def->FindProperty(first) : nullptr;
+  return prop && !prop->element->is_array;
 }
 
 }  // namespace taproot::search

@@ -39,4 +39,11 @@ std::string PatientKey(std::string_view type, std::string_view id,
                        const std::vector<store::IndexEntry>& rows,
                        const boost::json::value* resource = nullptr);
 
+// True if a resource of `type` that refers to Patient/X through reference parameter `param` has
+// X as its PatientKey: `param` reads the same single-valued element as the type's first
+// Patient-compartment parameter (Observation: subject, or patient, which is subject restricted
+// to Patient), so X is the first Patient that parameter holds. What IndexClause::patient_keyed
+// stands on.
+bool KeysPatient(std::string_view type, std::string_view param);
+
 }  // namespace taproot::search

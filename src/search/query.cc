@@ -7,6 +7,7 @@
 
 #include "common/clock.h"
 #include "fhir/ucum.h"
+#include "search/compartments.h"
 #include "search/indexer.h"
 #include "search/normalize.h"
 #include "search/params.h"
@@ -735,6 +736,12 @@ Result<ParsedSearch> ParseSearch(const fhir::Model& model, const std::string& ty
     if (!type.empty()) {
       auto clause = ParseNamed(model, type, name, value, 0, terminology);
       if (clause.ok()) {
+        store::IndexClause& c = *clause;
+        c.patient_keyed = c.kind == store::IndexKind::kReference && c.any_of.size() == 1 &&
+                          c.any_of[0].match == store::IndexPredicate::Match::kEqual &&
+                          c.any_of[0].system == "Patient" && c.any_param.empty() &&
+                          c.chain.empty() && !c.has && !c.negate && !c.missing &&
+                          KeysPatient(type, c.param);
         out.query.clauses.push_back(std::move(clause).value());
         out.used.emplace_back(name, value);
         continue;

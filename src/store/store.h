@@ -140,6 +140,12 @@ struct IndexClause {
   // refer to through their reference parameter `param`, where those match `has`.
   std::string has_type;
   std::shared_ptr<const IndexClause> has;
+  // Set by the search parser on a reference to one Patient (`subject=Patient/123`) through the
+  // parameter that decides the patient key of this type's resources (search::PatientKey): every
+  // resource it matches has that patient as its key (VersionRecord::patient). A store that keeps
+  // the key on its index rows may look other clauses' rows up by it; the clause itself must
+  // still be tested, as a resource keyed to the patient need not match it.
+  bool patient_keyed = false;
 };
 
 // One _sort key: a search parameter (by its index kind), or "_id" / "_lastUpdated".

@@ -6,6 +6,7 @@
 
 #include "common/clock.h"
 #include "fhir/model.h"
+#include "search/compartments.h"
 #include "search/params.h"
 
 namespace taproot::search {
@@ -117,6 +118,42 @@ TEST(QueryTest, BareIdsOfSingleTypeReferencesAreTyped) {
   EXPECT_EQ(only("Observation", "subject"), "");           // Patient, Group, Device, Location
   EXPECT_EQ(only("Observation", "specimen"), "Specimen");  // one target
   EXPECT_EQ(only("Observation", "encounter"), "");         // Encounter and EpisodeOfCare
+}
+
+TEST(QueryTest, ReferencesThatKeyRowsToTheirPatient) {
+  // R4's Patient CompartmentDefinition and element cardinalities: Observation's first link is
+  // subject (0..1), Condition's is patient (subject restricted to Patient, 1..1), Account's is
+  // subject (0..*: a resource may name several, so the key is only the first of them).
+  EXPECT_TRUE(search::KeysPatient("Observation", "subject"));
+  EXPECT_TRUE(search::KeysPatient("Observation", "patient"));
+  EXPECT_FALSE(search::KeysPatient("Observation", "performer"));
+  EXPECT_FALSE(search::KeysPatient("Observation", "specimen"));
+  EXPECT_TRUE(search::KeysPatient("Condition", "patient"));
+  EXPECT_TRUE(search::KeysPatient("Condition", "subject"));
+  EXPECT_FALSE(search::KeysPatient("Condition", "asserter"));
+  EXPECT_FALSE(search::KeysPatient("Account", "subject"));
+  EXPECT_FALSE(search::KeysPatient("Patient", "link"));
+  EXPECT_FALSE(search::KeysPatient("Organization", "partof"));
+
+  auto keyed = [](const std::string& query) {
+    auto params = search::ParseQueryString(query);
+    EXPECT_TRUE(params.ok());
+    auto parsed = search::ParseSearch(fhir::R4(), "Observation", *params, true);
+    EXPECT_TRUE(parsed.ok()) << parsed.status().ToString();
+    std::vector<bool> out;
+    if (parsed.ok()) {
+      for (const auto& c : parsed->query.clauses) out.push_back(c.patient_keyed);
+    }
+    return out;
+  };
+  EXPECT_EQ(keyed("subject=Patient/1&code=http://loinc.org|8867-4"),
+            (std::vector<bool>{true, false}));
+  EXPECT_EQ(keyed("patient=1"), std::vector<bool>{true});
+  EXPECT_EQ(keyed("subject=Group/1"), std::vector<bool>{false});
+  EXPECT_EQ(keyed("subject=1"), std::vector<bool>{false});  // untyped: any target type
+  EXPECT_EQ(keyed("performer=Patient/1"), std::vector<bool>{false});
+  EXPECT_EQ(keyed("subject=Patient/1,Patient/2"), std::vector<bool>{false});
+  EXPECT_EQ(keyed("subject:missing=true"), std::vector<bool>{false});
 }
 
 }  // namespace taproot

@@ -365,6 +365,82 @@ TEST_P(StoreTest, TotalsCountEveryMatchWhateverThePage) {
 
 // SearchBatch gives each search the page Search gives it, whether the search came to one
 // statement (batched) or not (a driver chosen by counting, a count after a full page).
+// A reference that keys rows to its patient (IndexClause::patient_keyed) beside a code: on
+// PostgreSQL the code's rows of that patient drive the search; the answer is the same on both
+// stores. Resources keyed to the patient that do not match the reference itself (referring to it
+// through another parameter), other patients', superseded and deleted versions stay out.
+TEST_P(StoreTest, PatientKeyedReferenceWithACodeFindsThePatientsMatchesOnly) {
+  using K = IndexKind;
+  auto obs = [&](const std::string& id, int64_t version, const std::string& link,
+                 const std::string& patient, const std::string& code) {
+    WriteRecord r = Rec(
+        id, version, "{}",
+        {{link, K::kReference, "Patient", patient}, {"code", K::kToken, "http://loinc.org", code}});
+    r.version.type = "Observation";
+    r.patient = patient;
+    return Put(std::move(r));
+  };
+  ASSERT_TRUE(obs("o1", 1, "subject", "a", "C").ok());
+  ASSERT_TRUE(obs("o2", 1, "subject", "a", "D").ok());
+  ASSERT_TRUE(obs("o3", 1, "subject", "b", "C").ok());
+  ASSERT_TRUE(obs("o4", 1, "performer", "a", "C").ok());  // keyed to a, no subject
+  ASSERT_TRUE(obs("o5", 1, "subject", "a", "C").ok());
+  ASSERT_TRUE(obs("o5", 2, "subject", "a", "D").ok());  // no longer code C
+  ASSERT_TRUE(obs("o6", 1, "subject", "a", "C").ok());
+  ASSERT_TRUE(obs("o7", 1, "subject", "a", "C").ok());
+  WriteRecord del = Rec("o6", 2, "");
+  del.version.type = "Observation";
+  del.version.deleted = true;
+  ASSERT_TRUE(Put(std::move(del)).ok());
+
+  IndexPredicate to_a;
+  to_a.system = "Patient";
+  to_a.value = "a";
+  IndexClause subject = Clause("subject", K::kReference, to_a);
+  subject.patient_keyed = true;
+  IndexPredicate c;
+  c.system = "http://loinc.org";
+  c.value = "C";
+  SearchQuery q;
+  q.type = "Observation";
+  q.clauses = {subject, Clause("code", K::kToken, c)};
+  q.explain = true;
+  auto ids = [](const SearchPage& p) {
+    std::vector<std::string> out;
+    for (const VersionRecord& r : p.resources) out.push_back(r.id);
+    return out;
+  };
+  ASSERT_TRUE(store_
+                  ->Read([&](ReadView& v) -> Status {
+                    ASSIGN_OR_RETURN(SearchPage all, v.Search(q));
+                    EXPECT_EQ(ids(all), (std::vector<std::string>{"o1", "o7"}));
+                    EXPECT_EQ(all.total, 2);
+                    // Where the store keeps patient keys on its rows, they drive.
+                    bool by_patient = false;
+                    for (const auto& step : all.explained) {
+                      by_patient = by_patient || step.sql.find("patient=") != std::string::npos;
+                    }
+                    EXPECT_EQ(by_patient, GetParam() == Backend::kPostgres);
+                    // Paged: the second page and the total through the same driver.
+                    SearchQuery paged = q;
+                    paged.count = 1;
+                    ASSIGN_OR_RETURN(SearchPage first, v.Search(paged));
+                    EXPECT_EQ(ids(first), (std::vector<std::string>{"o1"}));
+                    EXPECT_TRUE(first.has_more);
+                    EXPECT_EQ(first.total, 2);
+                    paged.offset = 1;
+                    ASSIGN_OR_RETURN(SearchPage second, v.Search(paged));
+                    EXPECT_EQ(ids(second), (std::vector<std::string>{"o7"}));
+                    // Another patient's.
+                    SearchQuery b = q;
+                    b.clauses[0].any_of[0].value = "b";
+                    ASSIGN_OR_RETURN(SearchPage of_b, v.Search(b));
+                    EXPECT_EQ(ids(of_b), (std::vector<std::string>{"o3"}));
+                    return Status::Ok();
+                  })
+                  .ok());
+}
+
 TEST_P(StoreTest, SearchBatchAnswersAsSearchesDo) {
   using K = IndexKind;
   for (int i = 0; i < 9; ++i) {
@@ -887,19 +963,21 @@ TEST_P(PostgresStoreTest, UpgradesSchema1) {
   Reopen();
   CheckUpgradedRows();
   EXPECT_EQ(OrphanIndexRows(), 0);
-  // Every pair numbered once, no copy table left, the schema at migration 2, and the patient
-  // keys carried over.
+  // Every pair numbered once, no copy table left, the schema at migration 3 (with the token
+  // rows' index by patient), and the patient keys carried over.
   auto r = (*admin)->Query(
       "SELECT (SELECT count(*) FROM idx_keys), (SELECT count(DISTINCT tp) FROM idx_keys), "
       "(SELECT count(*) FROM pg_tables WHERE tablename ~ '^idx_.*_n$'), "
       "(SELECT max(version) FROM taproot_migrations), "
-      "(SELECT count(*) FROM idx_ref WHERE patient='p1')");
+      "(SELECT count(*) FROM idx_ref WHERE patient='p1'), "
+      "(SELECT count(*) FROM pg_indexes WHERE indexname='idx_token_by_patient')");
   ASSERT_TRUE(r.ok()) << r.status().ToString();
   EXPECT_EQ(r->Int(0, 0), 8);  // the eight pairs above (p2's identifier is one of them)
   EXPECT_EQ(r->Int(0, 1), r->Int(0, 0));
   EXPECT_EQ(r->Int(0, 2), 0);
-  EXPECT_EQ(r->Int(0, 3), 2);
+  EXPECT_EQ(r->Int(0, 3), 3);
   EXPECT_EQ(r->Int(0, 4), 1);
+  EXPECT_EQ(r->Int(0, 5), 1);
 }
 
 // Two stores on one database (two nodes) number the same new (type, param) pairs at the same

@@ -186,6 +186,12 @@ DROP TABLE idx_uri;
 ALTER TABLE idx_uri_n RENAME TO idx_uri;
 ALTER TABLE idx_uri ADD PRIMARY KEY (tp, uri, seq);
 )sql"},
+    {3, "a patient's rows of a code (idx_token_by_patient)", R"sql(
+-- A patient's resources of one code, in seq order: how `Observation?subject=Patient/1&code=x`
+-- starts when subject keys the rows to patients (IndexClause::patient_keyed), instead of
+-- probing every resource that refers to the patient for the code.
+CREATE INDEX idx_token_by_patient ON idx_token(tp, code, system, patient, seq);
+)sql"},
 };
 
 // Held (as a session lock) while migrations run, so that nodes starting together take turns.

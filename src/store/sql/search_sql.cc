@@ -536,6 +536,32 @@ class Compiler {
         }
       }
     }
+    // A reference to one patient through the parameter that keys the type's rows to patients
+    // (IndexClause::patient_keyed), beside a code: on PostgreSQL, whose index rows carry that key,
+    // the code's rows of that patient drive (idx_token_by_patient) instead of every resource
+    // referring to the patient, each probed for the code. The code's clause is met by the driver;
+    // the reference is still tested. A patient's observations of one code cost what they number,
+    // not what all the patient's observations number.
+    int narrowing = -1;
+    if (dialect_ == Dialect::kPostgres && driver >= 0 && q.clauses[driver].patient_keyed) {
+      for (size_t i = 0; i < q.clauses.size() && narrowing < 0; ++i) {
+        const IndexClause& c = q.clauses[i];
+        if (c.kind == IndexKind::kToken && c.any_of.size() == 1 && Probeable(c) && !c.negate &&
+            !c.missing && c.chain.empty() && !c.has && c.any_of[0].param_suffix.empty()) {
+          narrowing = static_cast<int>(i);
+        }
+      }
+    }
+    // The driver's matching seqs, in seq order, and the clause its rows meet (left out of the
+    // conditions).
+    auto driver_sql = [&](std::vector<SqlArg>& args) -> Result<std::string> {
+      if (narrowing < 0) return DriverSql(q.type, q.clauses[driver], args);
+      const IndexClause& c = q.clauses[narrowing];
+      std::string sql = PredicateSql(q.type, c, c.any_of[0], args) + " AND patient=?";
+      args.push_back({SqlArg::kText, q.clauses[driver].any_of[0].value});
+      return sql;
+    };
+    const int met_by_driver = narrowing >= 0 ? narrowing : driver;
     bool needs_id = !q.ids.empty() || q.updated_ge || q.updated_lt;
     for (const IndexClause& c : q.clauses) needs_id = needs_id || c.has;
 
@@ -594,7 +620,7 @@ class Compiler {
         args.push_back({SqlArg::kInt, {}, *q.after_seq});
       }
       for (size_t i = 0; i < q.clauses.size(); ++i) {
-        if (static_cast<int>(i) == driver) continue;
+        if (static_cast<int>(i) == met_by_driver) continue;
         if (q.type.empty()) return Status::Invalid("search parameters need a resource type");
         next();
         // PostgreSQL evaluates a condition where its columns are first available: tested on the
@@ -625,7 +651,7 @@ class Compiler {
         return sql + ")) m" + OrderedJoin() + "versions c ON c.seq=m.seq";
       }
       if (driver < 0) return std::string("versions c");
-      ASSIGN_OR_RETURN(std::string d, DriverSql(q.type, q.clauses[driver], args));
+      ASSIGN_OR_RETURN(std::string d, driver_sql(args));
       return "(" + d + ") m" + OrderedJoin() + "versions c ON c.seq=m.seq";
     };
 
@@ -672,7 +698,7 @@ class Compiler {
       RETURN_IF_ERROR(run_page(sql, args));
     } else if (q.count > 0 && dates_only && driver >= 0 && !needs_id) {
       std::vector<SqlArg> args;
-      ASSIGN_OR_RETURN(std::string d, DriverSql(q.type, q.clauses[driver], args));
+      ASSIGN_OR_RETURN(std::string d, driver_sql(args));
       std::string inner = "SELECT m.seq, count(*) OVER () AS n FROM (" + d + ") m";
       RETURN_IF_ERROR(conditions("m", Rows::kSeqOnly, inner, args));
       std::string inner_order, outer_order;
@@ -767,7 +793,7 @@ class Compiler {
       if (driver >= 0 && !needs_id) {
         // Index rows exist only for live versions of their type: counting the driver's matches
         // needs no version rows at all.
-        ASSIGN_OR_RETURN(std::string d, DriverSql(q.type, q.clauses[driver], args));
+        ASSIGN_OR_RETURN(std::string d, driver_sql(args));
         sql = "SELECT count(*) FROM (" + d + ") m";
         RETURN_IF_ERROR(conditions("m", Rows::kSeqOnly, sql, args));
       } else if (driver < 0 && !as_of) {
