@@ -118,6 +118,9 @@ class [[nodiscard]] Result {
   const T* operator->() const { return &value(); }
   T& operator*() & { return value(); }
   const T& operator*() const& { return value(); }
+  // `*Make()` moves the value out of a temporary: without this overload it bound to the const&
+  // one and copied (a parsed DOM copied whole, into the same arena).
+  T&& operator*() && { return std::move(*this).value(); }
 
  private:
   std::variant<T, Status> v_;
