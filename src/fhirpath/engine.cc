@@ -274,11 +274,15 @@ const json::value* FindUnderscored(const json::object& obj, std::string_view nam
 // that child's keys' text), and a plain loop waits for each in turn. ForEachChild runs a
 // pipeline of prefetches instead, each stage reading only lines that the stage before fetched:
 // kAheadTable elements ahead the element's table, then its keys and its child objects' tables,
-// then those children's keys. An object's table is prefetched through its pointer alone:
-// asking whether it is empty would read the table and stall where a prefetch should not.
+// then those children's keys (and more of a child's table when a later ofType() keeps it). An
+// object's table is prefetched through its pointer alone: asking whether it is empty would read
+// the table and stall where a prefetch should not. A table spans several lines, and a stage
+// that reads one line more than the stage before fetched waits a full memory latency
+// (PrefetchTable).
 //
-// PrefetchAhead is always inlined: GCC counts a prefetch as free of side effects, so it found a
-// separate PrefetchAhead pure and deleted the call (the loop ran without any prefetch).
+// PrefetchAhead and PrefetchTable are always inlined: GCC counts a prefetch as free of side
+// effects, so it found a separate PrefetchAhead pure and deleted the call (the loop ran without
+// any prefetch).
 constexpr size_t kAheadTable = 8;
 constexpr size_t kAheadChildren = 4;
 constexpr size_t kAheadLast = 2;
