@@ -23,10 +23,9 @@ namespace {
 // Interned keys: the tape holds a key's number, not its text.
 uint32_t KeyId(std::string_view k) {
   static std::unordered_map<std::string, uint32_t> ids;
-  auto [it, added] = ids.emplace(std::string(k), static_cast<uint32_t>(ids.size()));
-  return it->second;
+  return ids.emplace(std::string(k), static_cast<uint32_t>(ids.size())).first->second;
 }
-enum Kind : uint64_t { kObj = 1, kArr = 2, kStr = 3, kNum = 4, kBool = 5, kNull = 6 };
+enum Kind : uint64_t { kObj = 1, kArr = 2, kStr = 3, kNum = 4 };  // kNum: numbers, booleans, null
 // header: kind (8) | count (24) | words to skip incl. header (32)
 struct Tape {
   std::vector<uint64_t> w;
@@ -61,7 +60,7 @@ struct Tape {
       w.resize(w.size() + words);
       std::memcpy(&w[p], s.data(), s.size());
     } else {
-      w.push_back(kNum | (uint64_t(2) << 32));  // numbers, booleans, null: a header and a word
+      w.push_back(kNum | (uint64_t(2) << 32));  // a header and a word
       w.push_back(0);
     }
     return at;
