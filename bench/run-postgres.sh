@@ -128,6 +128,18 @@ tx() {  # name base: 32 clients of small transactions
   wrk -t1 -c32 -d"${SECS}s" --latency -s bench/wrk/transaction.lua "$2/fhir" >"$OUT/pg-$1.txt"
   wrk_summary "$1" "$OUT/pg-$1.txt"
 }
+tx_pair() {  # name base-a base-b: 32 clients on each node at once; sets PAIR_A and PAIR_B
+  wrk -t1 -c32 -d3s -s bench/wrk/transaction.lua "$2/fhir" >/dev/null &
+  W=$!
+  wrk -t1 -c32 -d3s -s bench/wrk/transaction.lua "$3/fhir" >/dev/null
+  wait $W
+  wrk -t1 -c32 -d"${SECS}s" --latency -s bench/wrk/transaction.lua "$2/fhir" >"$OUT/pg-$1-a.txt" &
+  W=$!
+  wrk -t1 -c32 -d"${SECS}s" --latency -s bench/wrk/transaction.lua "$3/fhir" >"$OUT/pg-$1-b.txt"
+  wait $W
+  PAIR_A=$(wrk_summary "$1-a" "$OUT/pg-$1-a.txt")
+  PAIR_B=$(wrk_summary "$1-b" "$OUT/pg-$1-b.txt")
+}
 echo "== writes: SQLite, one node" >&2
 serve tx-sqlite --data "$DATA/sqlite"
 TX_SQLITE=$(tx tx-sqlite "$BASE")
@@ -141,16 +153,9 @@ echo "== writes: PostgreSQL, two nodes on one database" >&2
 serve tx-pg2 --postgres "$PG"
 B=$BASE
 B_PID=$LAST_PID
-wrk -t1 -c32 -d3s -s bench/wrk/transaction.lua "$A/fhir" >/dev/null &
-W=$!
-wrk -t1 -c32 -d3s -s bench/wrk/transaction.lua "$B/fhir" >/dev/null
-wait $W
-wrk -t1 -c32 -d"${SECS}s" --latency -s bench/wrk/transaction.lua "$A/fhir" >"$OUT/pg-tx-node-a.txt" &
-W=$!
-wrk -t1 -c32 -d"${SECS}s" --latency -s bench/wrk/transaction.lua "$B/fhir" >"$OUT/pg-tx-node-b.txt"
-wait $W
-TX_A=$(wrk_summary tx-pg-two-nodes-a "$OUT/pg-tx-node-a.txt")
-TX_B=$(wrk_summary tx-pg-two-nodes-b "$OUT/pg-tx-node-b.txt")
+tx_pair tx-pg-two-nodes "$A" "$B"
+TX_A=$PAIR_A
+TX_B=$PAIR_B
 stop "$A_PID"
 stop "$B_PID"
 
@@ -187,16 +192,9 @@ if [ "$NODE_CPU" -gt 0 ]; then
     B=$BASE
     B_PID=$LAST_PID
     cap_cpu "taproot-bench-b-$$" "$B_PID" "$NODE_CPU"
-    wrk -t1 -c32 -d3s -s bench/wrk/transaction.lua "$A/fhir" >/dev/null &
-    W=$!
-    wrk -t1 -c32 -d3s -s bench/wrk/transaction.lua "$B/fhir" >/dev/null
-    wait $W
-    wrk -t1 -c32 -d"${SECS}s" --latency -s bench/wrk/transaction.lua "$A/fhir" >"$OUT/pg-tx-cap-a.txt" &
-    W=$!
-    wrk -t1 -c32 -d"${SECS}s" --latency -s bench/wrk/transaction.lua "$B/fhir" >"$OUT/pg-tx-cap-b.txt"
-    wait $W
-    TX_CA=$(wrk_summary tx-pg-capped-two-nodes-a "$OUT/pg-tx-cap-a.txt")
-    TX_CB=$(wrk_summary tx-pg-capped-two-nodes-b "$OUT/pg-tx-cap-b.txt")
+    tx_pair tx-pg-capped-two-nodes "$A" "$B"
+    TX_CA=$PAIR_A
+    TX_CB=$PAIR_B
     stop "$B_PID"
     CTWO=$(awk "BEGIN { printf \"%.1f\", $(rps "$TX_CA") + $(rps "$TX_CB") }")
     CAPPED="{\"node_cpu_percent\":$NODE_CPU,\"one_node\":$TX_C1,\"two_nodes\":[$TX_CA,$TX_CB],
