@@ -274,7 +274,7 @@ const json::value* FindUnderscored(const json::object& obj, std::string_view nam
 // that child's keys' text), and a plain loop waits for each in turn. ForEachChild runs a
 // pipeline of prefetches instead, each stage reading only lines that the stage before fetched:
 // kAheadTable elements ahead the element's table, then its keys and its child objects' tables,
-// then those children's keys (and more of a child's table when a later ofType() keeps it). An
+// then those children's keys (and the whole of a child that a later ofType() keeps). An
 // object's table is prefetched through its pointer alone: asking whether it is empty would read
 // the table and stall where a prefetch should not. A table spans several lines, and a stage
 // that reads one line more than the stage before fetched waits a full memory latency
@@ -298,11 +298,29 @@ constexpr size_t kAheadLast = 2;
   for (int i = 0; i < lines; ++i) __builtin_prefetch(table + 64 * i);
 }
 
+// The whole of a non-empty object parsed into one arena (ParseJson): Boost.JSON allocates each
+// key's text as it parses the key, each string and child as it parses them, and an object's table
+// when the object ends, so the subtree lies between its first key's text and its table's end, in
+// document order. Past kMaxBytes (a Patient with its
+// extensions), or when the object was not built by a parser, only the table's first lines.
+[[gnu::always_inline]] inline void PrefetchSubtree(const json::object& obj) {
+  constexpr uintptr_t kMaxBytes = 64 * 64;
+  uintptr_t begin = reinterpret_cast<uintptr_t>(obj.begin()->key().data()) & ~uintptr_t{63};
+  uintptr_t end = reinterpret_cast<uintptr_t>(obj.end());
+  if (end < begin || end - begin > kMaxBytes) {
+    PrefetchTable(obj, 8);
+    return;
+  }
+  for (uintptr_t p = begin; p < end; p += 64) __builtin_prefetch(reinterpret_cast<const void*>(p));
+}
+
 // `kept_type`: the resource type the step after next keeps (`entry` in
 // `entry.resource.ofType(Observation)`), if any. A child whose first member holds it (in FHIR
-// JSON, resourceType comes first) will be read further, status, code and so on, so more of its
-// table is fetched: Observation's first dozen members span eight lines. Children of other types
-// are only typed and dropped, and fetching more of them would cost bandwidth for nothing.
+// JSON, resourceType comes first) will be read further, status, code.coding, value and so on,
+// each a dependent miss deep, so its whole subtree is fetched (PrefetchSubtree); fetching eight
+// lines of its table, as before, left where() and ofType() walks waiting on every member object
+// (bench/RESULTS.md, thirteenth session). Children of other types are only typed and dropped,
+// and fetching more of them would cost bandwidth for nothing.
 [[gnu::always_inline]] inline void PrefetchAhead(const json::array& arr, size_t k,
                                                  std::string_view next_member,
                                                  std::string_view kept_type) {
@@ -328,7 +346,7 @@ constexpr size_t kAheadLast = 2;
         __builtin_prefetch(child.begin()->key().data());
         const json::value& first = child.begin()->value();
         if (!kept_type.empty() && first.is_string() && first.get_string() == kept_type) {
-          PrefetchTable(child, 8);
+          PrefetchSubtree(child);
         }
       }
     }
