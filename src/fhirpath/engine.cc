@@ -301,8 +301,8 @@ constexpr size_t kAheadLast = 2;
 // The whole of a non-empty object parsed into one arena (ParseJson): Boost.JSON allocates each
 // key's text as it parses the key, each string and child as it parses them, and an object's table
 // when the object ends, so the subtree lies between its first key's text and its table's end, in
-// document order. Past kMaxBytes (a Patient with its
-// extensions), or when the object was not built by a parser, only the table's first lines.
+// document order. Past kMaxBytes (a Patient with its extensions), or when the object was not
+// built by a parser, only the table's first lines.
 [[gnu::always_inline]] inline void PrefetchSubtree(const json::object& obj) {
   constexpr uintptr_t kMaxBytes = 64 * 64;
   uintptr_t begin = reinterpret_cast<uintptr_t>(obj.begin()->key().data()) & ~uintptr_t{63};
