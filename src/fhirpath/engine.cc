@@ -589,17 +589,22 @@ bool JsonEqual(const json::value& a, const json::value& b) { return a == b; }
 
 // The text of a string-valued item (a System String, or a FHIR primitive other than the dates
 // and times whose System value is a String), without converting it.
+// A JSON value of a FHIR primitive type, as text if its System value is a String.
+bool PrimitiveText(const fhir::TypeDef& type, const json::value& v, std::string_view& out) {
+  if (!v.is_string()) return false;
+  const std::string& t = type.name;
+  if (t == "date" || t == "dateTime" || t == "instant" || t == "time") return false;
+  const json::string& s = v.get_string();
+  out = std::string_view(s.data(), s.size());
+  return true;
+}
+
 bool StringText(const Item& i, std::string_view& out) {
   if (i.kind == Kind::kString) {
     out = i.string;
     return true;
   }
-  if (!IsPrimitiveNode(i) || !i.value || !i.value->is_string()) return false;
-  const std::string& t = i.type->name;
-  if (t == "date" || t == "dateTime" || t == "instant" || t == "time") return false;
-  const json::string& s = i.value->get_string();
-  out = std::string_view(s.data(), s.size());
-  return true;
+  return IsPrimitiveNode(i) && i.value && PrimitiveText(*i.type, *i.value, out);
 }
 
 // `=`: true, false, or empty (nullopt) when the operands cannot be compared with certainty.
@@ -1357,18 +1362,71 @@ class Evaluator {
   // Evaluates an argument once per item of `focus`, with $this bound to the item.
   template <typename Fn>
   Status ForEach(const Collection& focus, const Expr& arg, Fn fn) {
-    for (size_t k = 0; k < focus.size(); ++k) {
-      Context saved = ctx_;
-      ctx_.this_item = &focus[k];
-      ctx_.index = static_cast<int64_t>(k);
-      Collection one{focus[k]};
-      auto r = Eval(arg, one);
-      ctx_ = saved;
-      if (!r.ok()) return r.status();
-      RETURN_IF_ERROR(fn(k, *r));
-    }
+    for (size_t k = 0; k < focus.size(); ++k) RETURN_IF_ERROR(ForOne(focus, k, arg, fn));
     return Status::Ok();
   }
+  template <typename Fn>
+  Status ForOne(const Collection& focus, size_t k, const Expr& arg, Fn& fn) {
+    Context saved = ctx_;
+    ctx_.this_item = &focus[k];
+    ctx_.index = static_cast<int64_t>(k);
+    Collection one{focus[k]};
+    auto r = Eval(arg, one);
+    ctx_ = saved;
+    if (!r.ok()) return r.status();
+    return fn(k, *r);
+  }
+
+  // where(name = 'text'), the commonest filter (status = 'final', use = 'official',
+  // system = 'http://loinc.org'): the string literal, if `criterion` has that shape and
+  // MemberEquals may answer it. Strict mode checks names, so it takes the general way.
+  const Item* MemberEqualsLiteral(const Expr& criterion) const {
+    if (ctx_.options->strict || criterion.kind != Expr::Kind::kBinary || criterion.text != "=" ||
+        criterion.children[0]->kind != Expr::Kind::kIdentifier ||
+        criterion.children[1]->literal_slot < 0) {
+      return nullptr;
+    }
+    const Collection& lit =
+        (*ctx_.literals)[static_cast<size_t>(criterion.children[1]->literal_slot)];
+    return lit.size() == 1 && lit[0].kind == Kind::kString ? &lit[0] : nullptr;
+  }
+
+  // `name = literal` on one item, read in place: the member's JSON string against the literal,
+  // without the collections and System values the general evaluation builds. It answers only
+  // where the answer is plain (a single-valued element of a String-like primitive type, present
+  // as a string, or absent) and asks for the general evaluation otherwise (kAsk): an array,
+  // a choice, a date, an item that is not a resource or element.
+  class MemberEquals {
+   public:
+    enum Answer { kTrue, kFalse, kAsk };
+    MemberEquals(std::string_view name, size_t name_hash, std::string_view literal)
+        : name_(name), name_hash_(name_hash), literal_(literal) {}
+
+    Answer operator()(const Item& item) {
+      if (!item.IsNode() || !item.type || !item.value || !item.value->is_object()) return kAsk;
+      if (item.type != type_) {  // the items of a where() are mostly of one type
+        type_ = item.type;
+        const fhir::TypeDef::Property* p = item.type->FindProperty(name_, name_hash_);
+        member_type_ = p && !p->element->choice && !p->element->is_array && p->type->IsPrimitive()
+                           ? p->type
+                           : nullptr;
+      }
+      if (!member_type_) return kAsk;
+      const json::value* v = FindKey(item.value->get_object(), name_);
+      // Absent, or only its `_name` extension: `=` is empty or false, and where() drops both.
+      if (!v || v->is_null()) return kFalse;
+      std::string_view text;
+      if (!PrimitiveText(*member_type_, *v, text)) return kAsk;
+      return text == literal_ ? kTrue : kFalse;
+    }
+
+   private:
+    std::string_view name_;
+    size_t name_hash_;
+    std::string_view literal_;
+    const fhir::TypeDef* type_ = nullptr;
+    const fhir::TypeDef* member_type_ = nullptr;
+  };
 
   Result<Collection> Arg(const Expr& e, size_t n, const Collection& focus) {
     return Eval(*e.children[n + 1], focus);

@@ -124,6 +124,43 @@ TEST(FhirPathEngineTest, BundleEntriesByType) {
   EXPECT_EQ(eval("Bundle.entry.select(resource.ofType(Patient)).id"), "a,b");
 }
 
+// where(name = 'text') reads the member in place where the answer is plain and evaluates in
+// full otherwise; both must agree with the general evaluation (`... and true` takes it) and with
+// the answers worked out by hand from FHIRPath's equality rules.
+TEST(FhirPathEngineTest, WhereMemberEqualsTextAgreesWithTheGeneralEvaluation) {
+  json::value bundle = *ParseJson(R"({"resourceType":"Bundle","type":"collection","entry":[
+      {"resource":{"resourceType":"Observation","id":"1","status":"final",
+                   "valueString":"final"}},
+      {"resource":{"resourceType":"Observation","id":"2","status":"Final"}},
+      {"resource":{"resourceType":"Observation","id":"3"}},
+      {"resource":{"resourceType":"Observation","id":"4","_status":{"id":"s"}}},
+      {"resource":{"resourceType":"Observation","id":"5","status":null}},
+      {"resource":{"resourceType":"Observation","id":"6","status":["final"]}},
+      {"resource":{"resourceType":"Observation","id":"7","status":"final","_status":{"id":"s"}}},
+      {"resource":{"resourceType":"Patient","id":"8","gender":"final",
+                   "birthDate":"1974-12-25","active":"final"}},
+      {"resource":{"resourceType":"Patient","id":"9","gender":"female","birthDate":"1974"}}]})");
+  auto eval = [&](const std::string& text) { return EvalText(bundle, text.c_str()); };
+  const std::pair<std::string, std::string> cases[] = {
+      // 6 gives its one status as an array: a collection of one item, equal to the literal.
+      {"status = 'final'", "1,6,7"},
+      {"status = 'Final'", "2"},
+      {"status = ''", ""},
+      // A choice, a date and an element given as an array (6) take the general way.
+      {"value = 'final'", "1"},
+      {"birthDate = '1974-12-25'", ""},
+      {"gender = 'final'", "8"},
+      {"active = 'final'", "8"},
+      {"id = '9'", "9"},
+      {"nothing = 'final'", ""},
+  };
+  for (const auto& [criterion, ids] : cases) {
+    SCOPED_TRACE(criterion);
+    EXPECT_EQ(eval("Bundle.entry.resource.where(" + criterion + ").id"), ids);
+    EXPECT_EQ(eval("Bundle.entry.resource.where(" + criterion + " and true).id"), ids);
+  }
+}
+
 // Quantities compare and convert through UCUM (expected values from the UCUM definitions).
 TEST(FhirPathEngineTest, QuantitiesUseUcum) {
   json::value obs = *ParseJson(R"({"resourceType":"Observation","status":"final",
