@@ -160,7 +160,12 @@ Result<Model> Model::Build(std::string_view types_json, std::string_view resourc
     }
   }
   std::sort(m.resource_types_.begin(), m.resource_types_.end());
-  for (auto& owned : m.owned_) owned->property_index.Build(owned->properties);
+  for (auto& owned : m.owned_) {
+    owned->property_index.Build(owned->properties);
+    for (const ElementDef& el : owned->elements) {
+      if (el.choice) owned->choices.push_back(&el);
+    }
+  }
   m.type_index_.Build(m.types_);
   return m;
 }

@@ -90,6 +90,9 @@ struct TypeDef {
   };
   StringMap<Property> properties;
   FastIndex<Property> property_index;  // filled once the model is built
+  // The choice elements (value[x]...), filled once the model is built: a step by a choice's
+  // stem looks here instead of scanning every element (a resource has dozens, and a few choices).
+  std::vector<const ElementDef*> choices;
 
   const Property* FindProperty(std::string_view json_name) const {
     if (property_index.built()) return property_index.Find(json_name);
@@ -100,6 +103,13 @@ struct TypeDef {
   const Property* FindProperty(std::string_view json_name, size_t hash) const {
     if (property_index.built()) return property_index.Find(json_name, hash);
     return FindProperty(json_name);
+  }
+  // The choice element whose stem is `name` ("value" for value[x]), or null.
+  const ElementDef* FindChoice(std::string_view name) const {
+    for (const ElementDef* el : choices) {
+      if (el->name == name) return el;
+    }
+    return nullptr;
   }
   bool IsPrimitive() const { return kind == Kind::kPrimitive; }
   // True if the type's JSON form is a nested resource chosen by resourceType (Resource,

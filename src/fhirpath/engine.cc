@@ -431,14 +431,7 @@ const fhir::ElementDef* ForEachChild(const Item& item, std::string_view name, Em
   }
   // A choice element by its stem (value -> valueQuantity, valueString...): one pass over the
   // object's keys, each looked up in the type's property index.
-  bool is_choice = false;
-  for (const fhir::ElementDef& el : type->elements) {
-    if (el.choice && el.name == name) {
-      is_choice = true;
-      break;
-    }
-  }
-  if (!is_choice) return nullptr;
+  if (!type->FindChoice(name)) return nullptr;
   for (const auto& kv : obj) {
     std::string_view k = kv.key();
     bool underscore = !k.empty() && k[0] == '_';
