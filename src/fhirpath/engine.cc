@@ -258,6 +258,15 @@ std::optional<Item> ToQuantity(const Item& item) {
   return std::nullopt;
 }
 
+// A resource's type. FHIR JSON writes resourceType first, so the first member is tried before
+// a search by name.
+std::string_view ResourceTypeOf(const json::object& obj) {
+  if (obj.empty()) return {};
+  const json::key_value_pair& first = *obj.begin();
+  if (first.key() != "resourceType") return GetString(obj, "resourceType");
+  return first.value().is_string() ? std::string_view(first.value().get_string()) : "";
+}
+
 // obj["_" + name] without building the string.
 const json::value* FindUnderscored(const json::object& obj, std::string_view name) {
   for (const auto& kv : obj) {
@@ -337,6 +346,7 @@ constexpr size_t kAheadLast = 2;
       if (!wanted(kv.key())) continue;
       __builtin_prefetch(kv.key().data());
       if (kv.value().is_object()) PrefetchTable(kv.value().get_object(), 2);
+      if (!next_member.empty()) break;  // one member of that length is enough to fetch
     }
   }
   if (k + kAheadLast < n && arr[k + kAheadLast].is_object()) {
@@ -348,6 +358,7 @@ constexpr size_t kAheadLast = 2;
         if (!kept_type.empty() && first.is_string() && first.get_string() == kept_type) {
           PrefetchSubtree(child);
         }
+        if (!next_member.empty()) break;
       }
     }
   }
@@ -388,19 +399,21 @@ const fhir::ElementDef* ForEachChild(const Item& item, std::string_view name, Em
   const fhir::TypeDef* type = item.type;
   auto add = [&](const json::value* v, const json::value* ext, const fhir::TypeDef* t) {
     auto push = [&](const json::value* one, const json::value* one_ext) {
+      // Resources of other types are dropped before an item is made for them.
+      const fhir::TypeDef* type = t;
+      if (t && t->IsAbstractResource() && one && one->is_object()) {
+        std::string_view resource_type = ResourceTypeOf(one->get_object());
+        if (!hints.only_resource.empty() && resource_type != hints.only_resource) return;
+        if (hints.only_type && hints.only_type->kind == fhir::TypeDef::Kind::kResource) {
+          type = hints.only_type;  // resource_type is its name
+        } else if (auto* rt = Model().FindResource(resource_type)) {
+          type = rt;
+        }
+      }
       Item child;
       child.value = one;
       child.ext = one_ext;
-      child.type = t;
-      if (t && t->IsAbstractResource() && one && one->is_object()) {
-        std::string_view resource_type = GetString(one->get_object(), "resourceType");
-        if (!hints.only_resource.empty() && resource_type != hints.only_resource) return;
-        if (hints.only_type && hints.only_type->kind == fhir::TypeDef::Kind::kResource) {
-          child.type = hints.only_type;  // resource_type is its name
-        } else if (auto* rt = Model().FindResource(resource_type)) {
-          child.type = rt;
-        }
-      }
+      child.type = type;
       emit(child);
     };
     if (v && v->is_array()) {
