@@ -599,7 +599,10 @@ bool JsonEqual(const json::value& a, const json::value& b) { return a == b; }
 bool PrimitiveText(const fhir::TypeDef& type, const json::value& v, std::string_view& out) {
   if (!v.is_string()) return false;
   const std::string& t = type.name;
-  if (t == "date" || t == "dateTime" || t == "instant" || t == "time") return false;
+  if ((t[0] == 'd' || t[0] == 'i' || t[0] == 't') &&
+      (t == "date" || t == "dateTime" || t == "instant" || t == "time")) {
+    return false;
+  }
   const json::string& s = v.get_string();
   out = std::string_view(s.data(), s.size());
   return true;

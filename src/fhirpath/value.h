@@ -105,6 +105,11 @@ struct Item {
 
 // Most intermediate results hold one item (a member of one element, a boolean, a literal), so
 // one item lives inline and evaluating a step usually allocates nothing.
-using Collection = boost::container::small_vector<Item, 1>;
+// Large ones (a Bundle's Observations) grow by doubling: with Boost's default of 60 % the moves
+// of items on growth cost 4 % of a where() filter's instructions (callgrind, thirteenth session).
+using Collection = boost::container::small_vector<
+    Item, 1, void,
+    boost::container::small_vector_options<
+        boost::container::growth_factor<boost::container::growth_factor_100>>::type>;
 
 }  // namespace taproot::fhirpath
