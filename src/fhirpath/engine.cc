@@ -214,30 +214,51 @@ const fhir::Model& Model() { return fhir::R4(); }
 
 bool IsPrimitiveNode(const Item& i) { return i.IsNode() && i.type && i.type->IsPrimitive(); }
 
+// What a FHIR primitive type's System value is, by the type's name. A switch on the length
+// first: ToSystem runs for every comparison, and its chain of string compares (with a copy of
+// each date's text) cost 6 % of a date filter's instructions (callgrind, thirteenth session).
+enum class SystemOf { kBoolean, kInteger, kDecimal, kDate, kDateTime, kTime, kString };
+SystemOf SystemTypeOf(std::string_view t) {
+  switch (t.size()) {
+    case 4:
+      if (t == "date") return SystemOf::kDate;
+      if (t == "time") return SystemOf::kTime;
+      break;
+    case 7:
+      if (t == "boolean") return SystemOf::kBoolean;
+      if (t == "integer") return SystemOf::kInteger;
+      if (t == "decimal") return SystemOf::kDecimal;
+      if (t == "instant") return SystemOf::kDateTime;
+      break;
+    case 8:
+      if (t == "dateTime") return SystemOf::kDateTime;
+      break;
+    case 11:
+      if (t == "positiveInt" || t == "unsignedInt") return SystemOf::kInteger;
+      break;
+  }
+  return SystemOf::kString;
+}
+
 // The System value of a FHIR primitive node (or the item itself if it is already a System value).
 std::optional<Item> ToSystem(const Item& item) {
   if (!item.IsNode()) return item;
   if (!IsPrimitiveNode(item) || !item.value || item.value->is_null()) return std::nullopt;
-  const std::string& t = item.type->name;
   const json::value& v = *item.value;
-  if (t == "boolean" && v.is_bool()) return Item::Boolean(v.get_bool());
-  if ((t == "integer" || t == "positiveInt" || t == "unsignedInt") && v.is_int64()) {
-    return Item::Integer(v.get_int64());
-  }
-  if (t == "decimal" && v.is_number()) return Item::Decimal(v.to_number<double>());
+  const SystemOf system = SystemTypeOf(item.type->name);
+  if (system == SystemOf::kBoolean && v.is_bool()) return Item::Boolean(v.get_bool());
+  if (system == SystemOf::kInteger && v.is_int64()) return Item::Integer(v.get_int64());
+  if (system == SystemOf::kDecimal && v.is_number()) return Item::Decimal(v.to_number<double>());
   if (!v.is_string()) return std::nullopt;
-  std::string s(v.get_string());
-  if (t == "date") {
+  std::string_view s = v.get_string();
+  if (system == SystemOf::kDate) {
     if (auto d = Temporal::Parse(s, false)) return Item::Time(*d, Kind::kDate);
-  } else if (t == "dateTime" || t == "instant") {
-    if (auto d = Temporal::Parse(s, false)) {
-      return Item::Time(
-          *d, d->precision <= Temporal::kDay && !d->tz_minutes ? Kind::kDateTime : Kind::kDateTime);
-    }
-  } else if (t == "time") {
+  } else if (system == SystemOf::kDateTime) {
+    if (auto d = Temporal::Parse(s, false)) return Item::Time(*d, Kind::kDateTime);
+  } else if (system == SystemOf::kTime) {
     if (auto d = Temporal::Parse(s, true)) return Item::Time(*d, Kind::kTime);
   }
-  return Item::String(std::move(s));
+  return Item::String(std::string(s));
 }
 
 // A Quantity node (or System quantity) as value and unit.
@@ -598,9 +619,8 @@ bool JsonEqual(const json::value& a, const json::value& b) { return a == b; }
 // A JSON value of a FHIR primitive type, as text if its System value is a String.
 bool PrimitiveText(const fhir::TypeDef& type, const json::value& v, std::string_view& out) {
   if (!v.is_string()) return false;
-  const std::string& t = type.name;
-  if ((t[0] == 'd' || t[0] == 'i' || t[0] == 't') &&
-      (t == "date" || t == "dateTime" || t == "instant" || t == "time")) {
+  const SystemOf system = SystemTypeOf(type.name);
+  if (system == SystemOf::kDate || system == SystemOf::kDateTime || system == SystemOf::kTime) {
     return false;
   }
   const json::string& s = v.get_string();
