@@ -421,20 +421,20 @@ const fhir::ElementDef* ForEachChild(const Item& item, std::string_view name, Em
   auto add = [&](const json::value* v, const json::value* ext, const fhir::TypeDef* t) {
     auto push = [&](const json::value* one, const json::value* one_ext) {
       // Resources of other types are dropped before an item is made for them.
-      const fhir::TypeDef* type = t;
+      const fhir::TypeDef* child_type = t;
       if (t && t->IsAbstractResource() && one && one->is_object()) {
         std::string_view resource_type = ResourceTypeOf(one->get_object());
         if (!hints.only_resource.empty() && resource_type != hints.only_resource) return;
         if (hints.only_type && hints.only_type->kind == fhir::TypeDef::Kind::kResource) {
-          type = hints.only_type;  // resource_type is its name
+          child_type = hints.only_type;  // resource_type is its name
         } else if (auto* rt = Model().FindResource(resource_type)) {
-          type = rt;
+          child_type = rt;
         }
       }
       Item child;
       child.value = one;
       child.ext = one_ext;
-      child.type = type;
+      child.type = child_type;
       emit(child);
     };
     if (v && v->is_array()) {
@@ -614,8 +614,6 @@ std::optional<int> CompareTemporal(const Temporal& a0, const Temporal& b0) {
 
 bool JsonEqual(const json::value& a, const json::value& b) { return a == b; }
 
-// The text of a string-valued item (a System String, or a FHIR primitive other than the dates
-// and times whose System value is a String), without converting it.
 // A JSON value of a FHIR primitive type, as text if its System value is a String.
 bool PrimitiveText(const fhir::TypeDef& type, const json::value& v, std::string_view& out) {
   if (!v.is_string()) return false;
@@ -628,6 +626,8 @@ bool PrimitiveText(const fhir::TypeDef& type, const json::value& v, std::string_
   return true;
 }
 
+// The text of a string-valued item (a System String, or a FHIR primitive other than the dates
+// and times whose System value is a String), without converting it.
 bool StringText(const Item& i, std::string_view& out) {
   if (i.kind == Kind::kString) {
     out = i.string;
